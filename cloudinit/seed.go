@@ -1,0 +1,178 @@
+// Package cloudinit builds the NoCloud seed that vmrunner attaches to a VM as
+// a CD with volume id "cidata".
+package cloudinit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Seed is the content of one VM's NoCloud seed.
+type Seed struct {
+	Hostname string // local-hostname
+	User     string
+	Password string   // plain text; only its hash is written
+	SSHKeys  []string // authorized keys for User
+	// UserData is the user's own user-data file, nil when not given. Files
+	// writes it verbatim; check it first with ValidateUserData.
+	UserData      []byte
+	NetworkConfig []byte // optional NoCloud network-config (v2 YAML), nil when not given
+	// Salt is the crypt salt for Password (see NewSalt). The caller persists
+	// it so that the seed, and so the instance-id, is stable across restarts.
+	Salt string
+}
+
+// Names of the files in a NoCloud seed.
+const (
+	metaDataFile      = "meta-data"
+	userDataFile      = "user-data"
+	vendorDataFile    = "vendor-data"
+	networkConfigFile = "network-config"
+)
+
+const cloudConfigHeader = "#cloud-config"
+
+// Files renders the seed's files (name -> content): meta-data, user-data,
+// and vendor-data / network-config when used.
+//
+// Without UserData the built-in setup (hostname, the user with sudo and a
+// hashed password, SSH keys) is the user-data. With UserData the user's file
+// is the user-data and the built-in setup moves to vendor-data: cloud-init
+// merges the two with user-data winning per top-level key, so the user can
+// replace any part of the setup and keeps the rest.
+func (s Seed) Files() (map[string][]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("cloud-init seed: %w", err)
+	}
+	setup, err := s.setup()
+	if err != nil {
+		return nil, fmt.Errorf("rendering cloud-config: %w", err)
+	}
+
+	files := map[string][]byte{userDataFile: setup}
+	if s.UserData != nil {
+		files[userDataFile] = s.UserData
+		files[vendorDataFile] = setup
+	}
+	if s.NetworkConfig != nil {
+		files[networkConfigFile] = s.NetworkConfig
+	}
+
+	meta, err := yaml.Marshal(metaData{
+		InstanceID:    instanceID(s.Hostname, files),
+		LocalHostname: s.Hostname,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rendering meta-data: %w", err)
+	}
+	files[metaDataFile] = meta
+	return files, nil
+}
+
+func (s Seed) check() error {
+	var errs []error
+	if s.Hostname == "" {
+		errs = append(errs, errors.New("hostname is empty"))
+	}
+	if s.User == "" {
+		errs = append(errs, errors.New("user is empty"))
+	}
+	// An empty password would leave an account that accepts no password at
+	// all on the console; refuse it rather than guess what was meant.
+	if s.Password == "" {
+		errs = append(errs, errors.New("password is empty"))
+	}
+	if !validSalt(s.Salt) {
+		errs = append(errs, fmt.Errorf("salt %q is not 1-%d characters of [./0-9A-Za-z]", s.Salt, maxSaltLen))
+	}
+	return errors.Join(errs...)
+}
+
+func validSalt(salt string) bool {
+	if salt == "" || len(salt) > maxSaltLen {
+		return false
+	}
+	for _, c := range []byte(salt) {
+		if strings.IndexByte(cryptAlphabet, c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+type metaData struct {
+	InstanceID    string `yaml:"instance-id"`
+	LocalHostname string `yaml:"local-hostname"`
+}
+
+type cloudConfig struct {
+	PreserveHostname bool     `yaml:"preserve_hostname"`
+	Hostname         string   `yaml:"hostname"`
+	Users            []user   `yaml:"users"`
+	SSHPwauth        bool     `yaml:"ssh_pwauth"`
+	Chpasswd         chpasswd `yaml:"chpasswd"`
+}
+
+type user struct {
+	Name              string   `yaml:"name"`
+	Sudo              string   `yaml:"sudo"`
+	Shell             string   `yaml:"shell"`
+	LockPasswd        bool     `yaml:"lock_passwd"`
+	HashedPasswd      string   `yaml:"hashed_passwd"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys,omitempty"`
+}
+
+type chpasswd struct {
+	Expire bool `yaml:"expire"`
+}
+
+// setup renders the built-in #cloud-config.
+func (s Seed) setup() ([]byte, error) {
+	cfg := cloudConfig{
+		PreserveHostname: false,
+		Hostname:         s.Hostname,
+		Users: []user{{
+			Name:              s.User,
+			Sudo:              "ALL=(ALL) NOPASSWD:ALL",
+			Shell:             "/bin/bash",
+			LockPasswd:        false,
+			HashedPasswd:      HashPassword(s.Password, s.Salt),
+			SSHAuthorizedKeys: s.SSHKeys,
+		}},
+		SSHPwauth: true,
+		Chpasswd:  chpasswd{Expire: false},
+	}
+	var buf bytes.Buffer
+	buf.WriteString(cloudConfigHeader + "\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// instanceID derives the instance-id from the seed's content, so cloud-init
+// re-runs its first-boot setup only when that content changes and not on a
+// plain restart. Each part is length-prefixed so that moving bytes between
+// parts changes the id.
+func instanceID(hostname string, files map[string][]byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "local-hostname %d\n%s", len(hostname), hostname)
+	for _, name := range []string{userDataFile, vendorDataFile, networkConfigFile} {
+		if data, ok := files[name]; ok {
+			fmt.Fprintf(h, "%s %d\n", name, len(data))
+			h.Write(data)
+		}
+	}
+	return "iid-" + hex.EncodeToString(h.Sum(nil))[:16]
+}

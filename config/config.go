@@ -1,0 +1,135 @@
+// Package config turns the environment into one typed, validated
+// configuration. Nothing here starts processes or creates devices; the only
+// side effects are reads (files named by variables, host facts passed in).
+package config
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Accel is the requested accelerator; Auto is resolved at start-up.
+type Accel string
+
+const (
+	AccelAuto Accel = "auto"
+	AccelKVM  Accel = "kvm"
+	AccelTCG  Accel = "tcg"
+)
+
+// BootMode selects the firmware.
+type BootMode string
+
+const (
+	BootUEFI   BootMode = "uefi"
+	BootLegacy BootMode = "legacy"
+	BootSecure BootMode = "secure"
+)
+
+// NetMode is how one NIC reaches the outside.
+type NetMode string
+
+const (
+	NetNAT    NetMode = "nat"
+	NetBridge NetMode = "bridge"
+	NetDirect NetMode = "direct"
+	NetNone   NetMode = "none"
+)
+
+// Proto is a forwarded port's transport.
+type Proto string
+
+const (
+	TCP Proto = "tcp"
+	UDP Proto = "udp"
+)
+
+// PortFwd forwards HostPort on the host to GuestPort in the guest.
+type PortFwd struct {
+	Proto     Proto
+	HostPort  int
+	GuestPort int
+}
+
+// NIC is one guest network interface. Index is 1-based, as in NETWORKn_.
+type NIC struct {
+	Index     int
+	Mode      NetMode
+	Bridge    string           // bridge mode only
+	DirectDev string           // direct mode only
+	Model     string           // QEMU device name, e.g. virtio-net-pci
+	MAC       net.HardwareAddr // nil: derive and persist
+	MTU       int              // 0: detect (NIC 1) or leave alone
+}
+
+// Prefix is the environment prefix of this NIC's variables.
+func (n NIC) Prefix() string { return nicPrefix(n.Index) }
+
+// BootSource is what the VM's disk starts from.
+type BootSource struct {
+	Path   string // local image; empty when Blank or Distro or no disk
+	Blank  bool
+	Distro string // catalog name when neither BOOT_FROM nor KERNEL is set
+}
+
+// Config is the whole validated configuration.
+type Config struct {
+	Boot          BootSource
+	Kernel        string
+	Initrd        string
+	KernelCmdline string
+	BootMode      BootMode
+
+	MemoryMiB       int
+	CPUs            int
+	CPUModel        string
+	Machine         string
+	Accel           Accel
+	RequireKVM      bool
+	DiskSize        int64 // bytes
+	GuestName       string
+	DataDir         string
+	ShutdownTimeout time.Duration
+	ExtraArgs       []string
+	QEMUBinary      string
+	LogFormat       string // "console", "json" or "" (decide by terminal)
+	Verbose         bool
+
+	NICs        []NIC // in index order; mode none NICs are dropped
+	SSHPort     int
+	PortFwds    []PortFwd
+	PortFwdAddr string
+
+	CloudInit     bool
+	GuestUser     string
+	GuestPassword string
+	SSHPubKey     string
+	UserDataPath  string
+	UserData      []byte
+
+	VNCPort int // 0: no VNC
+}
+
+// StateDir is where this VM's files live.
+func (c *Config) StateDir() string {
+	return c.DataDir + "/vms/" + c.GuestName
+}
+
+// Error is a configuration error: exit status 2.
+type Error struct {
+	Var      string
+	Value    string
+	Accepted string
+	Err      error // optional cause
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s=%q: ", e.Var, e.Value)
+	if e.Err != nil {
+		msg += e.Err.Error() + "; "
+	}
+	return msg + "accepted: " + e.Accepted
+}
+
+func (e *Error) Unwrap() error { return e.Err }

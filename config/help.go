@@ -1,0 +1,115 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteHelp lists every variable with its default and meaning, read from the
+// same struct tags that Load parses with.
+func WriteHelp(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, f := range fields(reflect.TypeOf(rawMachine{}), "") {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	}
+	fmt.Fprintln(tw, "\t\t")
+	fmt.Fprintln(tw, "NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:\t\t")
+	for _, f := range fields(reflect.TypeOf(rawNIC{}), "NETWORK_") {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	}
+	return tw.Flush()
+}
+
+type field struct {
+	name, def, help string
+}
+
+func fields(t reflect.Type, prefix string) []field {
+	out := make([]field, 0, t.NumField())
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		def := sf.Tag.Get("envDefault")
+		if def == "" {
+			def = "(unset)"
+		}
+		out = append(out, field{
+			name: prefix + sf.Tag.Get("env"),
+			def:  def,
+			help: sf.Tag.Get("help"),
+		})
+	}
+	return out
+}
+
+// WriteShow prints the effective values of the variables, secrets masked.
+func WriteShow(w io.Writer, c *Config) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range c.Effective() {
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+// Effective returns the configuration as variable/value pairs, secrets
+// masked, in --help order.
+func (c *Config) Effective() [][2]string {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "********"
+	}
+	boot := c.Boot.Path
+	if c.Boot.Blank {
+		boot = "blank"
+	}
+	var fwd []string
+	for _, f := range c.PortFwds {
+		fwd = append(fwd, fmt.Sprintf("%d:%d/%s", f.HostPort, f.GuestPort, f.Proto))
+	}
+	vnc := "none"
+	if c.VNCPort != 0 {
+		vnc = "vnc"
+	}
+	out := [][2]string{
+		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro},
+		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
+		{"BOOT_MODE", string(c.BootMode)},
+		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
+		{"CPU_MODEL", c.CPUModel}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
+		{"REQUIRE_KVM", fmt.Sprint(c.RequireKVM)}, {"DISK_SIZE", fmt.Sprintf("%dM", c.DiskSize>>20)},
+		{"GUEST_NAME", c.GuestName}, {"DATA_DIR", c.DataDir},
+		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
+		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
+		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
+		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
+		{"PORT_FWD_ADDR", c.PortFwdAddr},
+		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},
+		{"GUEST_PASSWORD", mask(c.GuestPassword)}, {"SSH_PUBKEY", c.SSHPubKey},
+		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
+		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+	}
+	for _, n := range c.NICs {
+		p := n.Prefix()
+		mac, mtu := "(derived)", "(detected)"
+		if n.MAC != nil {
+			mac = n.MAC.String()
+		}
+		if n.MTU != 0 {
+			mtu = fmt.Sprint(n.MTU)
+		}
+		out = append(out, [2]string{p + "MODE", string(n.Mode)}, [2]string{p + "MODEL", n.Model},
+			[2]string{p + "MAC", mac}, [2]string{p + "MTU", mtu})
+		switch n.Mode {
+		case NetBridge:
+			out = append(out, [2]string{p + "BRIDGE", n.Bridge})
+		case NetDirect:
+			out = append(out, [2]string{p + "DIRECT_DEV", n.DirectDev})
+		}
+	}
+	return out
+}

@@ -1,0 +1,549 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// MaxNICs is the highest NIC index (NETWORK8_*).
+const MaxNICs = 8
+
+// Host holds the facts about the machine that defaults depend on, so that
+// Load stays a function of its inputs.
+type Host struct {
+	Hostname  string
+	HomeDir   string
+	StateHome string // $XDG_STATE_HOME, may be empty
+	MemoryMiB int    // what this process may use (cgroup limit or RAM)
+	CPUs      int    // CPUs this process may use
+}
+
+func nicPrefix(i int) string {
+	if i == 1 {
+		return "NETWORK_"
+	}
+	return fmt.Sprintf("NETWORK%d_", i)
+}
+
+var nicVar = regexp.MustCompile(`^NETWORK([0-9]+)_`)
+
+// Load reads and validates the configuration from environ (os.Environ form
+// is converted by the caller with EnvMap).
+func Load(environ map[string]string, host Host) (*Config, error) {
+	var raw rawMachine
+	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
+		return nil, fmt.Errorf("reading environment: %w", err)
+	}
+	c := &Config{}
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	check(loadBoot(c, raw))
+	check(loadMachine(c, raw, host))
+	check(loadNICs(c, environ))
+	check(loadPorts(c, raw))
+	check(loadCloudInit(c, raw))
+	check(loadConsole(c, raw))
+	if len(errs) == 0 {
+		check(checkPortCollisions(c))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// EnvMap converts os.Environ() output into a map.
+func EnvMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func loadBoot(c *Config, raw rawMachine) error {
+	var errs []error
+	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
+	switch {
+	case raw.BootFrom == "blank":
+		c.Boot.Blank = true
+	case strings.HasPrefix(raw.BootFrom, "http://") || strings.HasPrefix(raw.BootFrom, "https://"):
+		errs = append(errs, &Error{Var: "BOOT_FROM", Value: raw.BootFrom,
+			Accepted: "a local qcow2 or raw image, or 'blank' (downloading URLs is not in this build yet)"})
+	case raw.BootFrom != "":
+		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local qcow2 or raw image, or 'blank'"))
+		c.Boot.Path = raw.BootFrom
+	case raw.Kernel == "":
+		c.Boot.Distro = raw.Distro
+	}
+	if raw.Kernel != "" {
+		errs = append(errs, checkFile("KERNEL", raw.Kernel, "a readable kernel image"))
+	}
+	if raw.Initrd != "" {
+		if raw.Kernel == "" {
+			errs = append(errs, &Error{Var: "INITRD", Value: raw.Initrd, Accepted: "only together with KERNEL"})
+		}
+		errs = append(errs, checkFile("INITRD", raw.Initrd, "a readable initrd image"))
+	}
+	if raw.KernelCmdline != "" && raw.Kernel == "" {
+		errs = append(errs, &Error{Var: "KERNEL_CMDLINE", Value: raw.KernelCmdline, Accepted: "only together with KERNEL"})
+	}
+	switch m := BootMode(strings.ToLower(raw.BootMode)); m {
+	case BootUEFI, BootLegacy, BootSecure:
+		c.BootMode = m
+	default:
+		errs = append(errs, &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: "uefi, legacy or secure"})
+	}
+	return errors.Join(errs...)
+}
+
+func checkFile(name, path, accepted string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: err}
+	}
+	if st.IsDir() {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: errors.New("is a directory")}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: err}
+	}
+	return f.Close()
+}
+
+var guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+func loadMachine(c *Config, raw rawMachine, host Host) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	c.MemoryMiB, err = parseMemory(raw.Memory, host.MemoryMiB)
+	add(err)
+	c.CPUs, err = parseCPUs(raw.CPUs, host.CPUs)
+	add(err)
+
+	c.CPUModel = raw.CPUModel
+	if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`).MatchString(raw.CPUModel) {
+		add(&Error{Var: "CPU_MODEL", Value: raw.CPUModel, Accepted: "a QEMU -cpu model such as host, max or Skylake-Server"})
+	}
+	c.Machine = raw.Machine
+	if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`).MatchString(raw.Machine) {
+		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc"})
+	}
+	switch a := Accel(strings.ToLower(raw.Accel)); a {
+	case AccelAuto, AccelKVM, AccelTCG:
+		c.Accel = a
+	default:
+		add(&Error{Var: "ACCEL", Value: raw.Accel, Accepted: "auto, kvm or tcg"})
+	}
+	c.RequireKVM, err = parseBool("REQUIRE_KVM", raw.RequireKVM)
+	add(err)
+	if c.RequireKVM && c.Accel == AccelTCG {
+		add(&Error{Var: "ACCEL", Value: raw.Accel, Accepted: "auto or kvm when REQUIRE_KVM=1"})
+	}
+	c.DiskSize, err = parseSize("DISK_SIZE", raw.DiskSize)
+	add(err)
+
+	c.GuestName = raw.GuestName
+	if c.GuestName == "" {
+		c.GuestName = host.Hostname
+		if !guestName.MatchString(c.GuestName) {
+			c.GuestName = "vm"
+		}
+	}
+	if !guestName.MatchString(c.GuestName) {
+		add(&Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
+	}
+	c.DataDir = raw.DataDir
+	if c.DataDir == "" {
+		switch {
+		case host.StateHome != "":
+			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
+		case host.HomeDir != "":
+			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
+		default:
+			add(&Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
+		}
+	} else if !filepath.IsAbs(c.DataDir) {
+		add(&Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+
+	secs, err := strconv.Atoi(raw.ShutdownTimeout)
+	if err != nil || secs < 0 || secs > 86400 {
+		add(&Error{Var: "SHUTDOWN_TIMEOUT", Value: raw.ShutdownTimeout, Accepted: "whole seconds from 0 to 86400"})
+	}
+	c.ShutdownTimeout = time.Duration(secs) * time.Second
+
+	c.ExtraArgs, err = SplitArgs(raw.ExtraArgs)
+	if err != nil {
+		add(&Error{Var: "EXTRA_ARGS", Value: raw.ExtraArgs, Accepted: "shell-quoted QEMU arguments", Err: err})
+	}
+	c.QEMUBinary = raw.QEMUBinary
+	switch f := strings.ToLower(raw.LogFormat); f {
+	case "", "console", "json":
+		c.LogFormat = f
+	default:
+		add(&Error{Var: "LOG_FORMAT", Value: raw.LogFormat, Accepted: "console or json"})
+	}
+	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
+	add(err)
+	return errors.Join(errs...)
+}
+
+func parseBool(name, v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes":
+		return true, nil
+	case "0", "false", "no":
+		return false, nil
+	}
+	return false, &Error{Var: name, Value: v, Accepted: "1/0, true/false or yes/no"}
+}
+
+// parseSize reads "20G", "512M", "1.5T", "20GiB" into bytes. A unit is
+// required: a bare number is ambiguous for a disk.
+func parseSize(name, v string) (int64, error) {
+	bad := &Error{Var: name, Value: v, Accepted: "a size with a unit, such as 512M, 20G or 1T"}
+	s := strings.TrimSpace(v)
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "i")
+	if s == "" {
+		return 0, bad
+	}
+	mult := map[byte]float64{'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[upper(s[len(s)-1])]
+	if mult == 0 {
+		return 0, bad
+	}
+	f, err := strconv.ParseFloat(s[:len(s)-1], 64)
+	if err != nil || f <= 0 || f*mult > 1<<60 {
+		return 0, bad
+	}
+	return int64(f*mult) &^ 511, nil // QEMU wants whole sectors
+}
+
+func upper(b byte) byte {
+	if 'a' <= b && b <= 'z' {
+		return b - 'a' + 'A'
+	}
+	return b
+}
+
+func parseMemory(v string, hostMiB int) (int, error) {
+	bad := &Error{Var: "MEMORY", Value: v, Accepted: "MiB (e.g. 4096), a size such as 2G, max or half; at least 64 MiB"}
+	var mib int
+	switch s := strings.ToLower(strings.TrimSpace(v)); {
+	case s == "max":
+		mib = hostMiB
+	case s == "half":
+		mib = hostMiB / 2
+	default:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b, serr := parseSize("MEMORY", v)
+			if serr != nil {
+				return 0, bad
+			}
+			n = int(b >> 20)
+		}
+		mib = n
+	}
+	if mib < 64 {
+		return 0, bad
+	}
+	return mib, nil
+}
+
+func parseCPUs(v string, hostCPUs int) (int, error) {
+	bad := &Error{Var: "CPUS", Value: v, Accepted: "a whole number from 1 to 255, max or half"}
+	var n int
+	switch s := strings.ToLower(strings.TrimSpace(v)); s {
+	case "max":
+		n = hostCPUs
+	case "half":
+		n = max(hostCPUs/2, 1)
+	default:
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			return 0, bad
+		}
+	}
+	if n < 1 || n > 255 {
+		return 0, bad
+	}
+	return n, nil
+}
+
+var models = map[string]string{
+	"virtio":         "virtio-net-pci",
+	"virtio-net-pci": "virtio-net-pci",
+	"e1000":          "e1000",
+	"e1000e":         "e1000e",
+	"rtl8139":        "rtl8139",
+	"vmxnet3":        "vmxnet3",
+	"pcnet":          "pcnet",
+	"ne2k_pci":       "ne2k_pci",
+}
+
+var ifName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+func loadNICs(c *Config, environ map[string]string) error {
+	var errs []error
+	present := map[int]bool{1: true}
+	var keys []string
+	for k := range environ {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m := nicVar.FindStringSubmatch(k)
+		if m == nil {
+			continue
+		}
+		i, _ := strconv.Atoi(m[1])
+		if i < 2 || i > MaxNICs || m[1] != strconv.Itoa(i) {
+			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: "NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8"})
+			continue
+		}
+		if _, ok := environ[nicPrefix(i)+"MODE"]; !ok {
+			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sMODE (nat, bridge, direct or none)", nicPrefix(i))})
+			continue
+		}
+		present[i] = true
+	}
+	for i := 1; i <= MaxNICs; i++ {
+		if !present[i] {
+			continue
+		}
+		var raw rawNIC
+		if err := env.ParseWithOptions(&raw, env.Options{Environment: environ, Prefix: nicPrefix(i)}); err != nil {
+			errs = append(errs, fmt.Errorf("reading %s*: %w", nicPrefix(i), err))
+			continue
+		}
+		nic, err := loadNIC(i, raw)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if nic.Mode != NetNone {
+			c.NICs = append(c.NICs, nic)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func loadNIC(i int, raw rawNIC) (NIC, error) {
+	p := nicPrefix(i)
+	var errs []error
+	n := NIC{Index: i}
+	switch m := NetMode(strings.ToLower(raw.Mode)); m {
+	case NetNAT, NetBridge, NetDirect, NetNone:
+		n.Mode = m
+	default:
+		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: "nat, bridge, direct or none"})
+	}
+	if n.Mode == NetBridge {
+		if !ifName.MatchString(raw.Bridge) {
+			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
+		}
+		n.Bridge = raw.Bridge
+	}
+	if n.Mode == NetDirect {
+		if !ifName.MatchString(raw.DirectDev) {
+			errs = append(errs, &Error{Var: p + "DIRECT_DEV", Value: raw.DirectDev, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
+		}
+		n.DirectDev = raw.DirectDev
+	}
+	model, ok := models[strings.ToLower(raw.Model)]
+	if !ok {
+		errs = append(errs, &Error{Var: p + "MODEL", Value: raw.Model, Accepted: "virtio, e1000, e1000e, rtl8139, vmxnet3, pcnet or ne2k_pci"})
+	}
+	n.Model = model
+	if raw.MAC != "" {
+		mac, err := net.ParseMAC(raw.MAC)
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			errs = append(errs, &Error{Var: p + "MAC", Value: raw.MAC, Accepted: "a unicast MAC such as 52:54:00:12:34:56"})
+		}
+		n.MAC = mac
+	}
+	if raw.MTU != "" {
+		mtu, err := strconv.Atoi(raw.MTU)
+		if err != nil || mtu < 68 || mtu > 65535 {
+			errs = append(errs, &Error{Var: p + "MTU", Value: raw.MTU, Accepted: "a whole number from 68 to 65535"})
+		}
+		n.MTU = mtu
+	}
+	return n, errors.Join(errs...)
+}
+
+func parsePort(name, v string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || p < 1 || p > 65535 {
+		return 0, &Error{Var: name, Value: v, Accepted: "a port from 1 to 65535"}
+	}
+	return p, nil
+}
+
+// ParsePortFwd reads PORT_FWD's "host:guest[/proto],..." list.
+func ParsePortFwd(v string) ([]PortFwd, error) {
+	var out []PortFwd
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		bad := &Error{Var: "PORT_FWD", Value: v, Accepted: "host:guest[/tcp|/udp] items separated by commas, ports 1-65535, e.g. 8080:80,5353:53/udp",
+			Err: fmt.Errorf("item %q", item)}
+		spec, proto, hasProto := strings.Cut(item, "/")
+		fw := PortFwd{Proto: TCP}
+		if hasProto {
+			switch Proto(strings.ToLower(proto)) {
+			case TCP:
+			case UDP:
+				fw.Proto = UDP
+			default:
+				return nil, bad
+			}
+		}
+		h, g, ok := strings.Cut(spec, ":")
+		if !ok {
+			return nil, bad
+		}
+		var err1, err2 error
+		fw.HostPort, err1 = parsePort("PORT_FWD", h)
+		fw.GuestPort, err2 = parsePort("PORT_FWD", g)
+		if err1 != nil || err2 != nil {
+			return nil, bad
+		}
+		out = append(out, fw)
+	}
+	return out, nil
+}
+
+func loadPorts(c *Config, raw rawMachine) error {
+	var errs []error
+	var err error
+	c.SSHPort, err = parsePort("SSH_PORT", raw.SSHPort)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.PortFwds, err = ParsePortFwd(raw.PortFwd)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if ip := net.ParseIP(raw.PortFwdAddr); ip == nil || ip.To4() == nil {
+		errs = append(errs, &Error{Var: "PORT_FWD_ADDR", Value: raw.PortFwdAddr, Accepted: "an IPv4 address such as 0.0.0.0 or 127.0.0.1"})
+	}
+	c.PortFwdAddr = raw.PortFwdAddr
+	return errors.Join(errs...)
+}
+
+func loadCloudInit(c *Config, raw rawMachine) error {
+	var errs []error
+	var err error
+	if c.CloudInit, err = parseBool("CLOUD_INIT", raw.CloudInit); err != nil {
+		errs = append(errs, err)
+	}
+	c.GuestUser, c.GuestPassword, c.SSHPubKey = raw.GuestUser, raw.GuestPassword, strings.TrimSpace(raw.SSHPubKey)
+	if !regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`).MatchString(c.GuestUser) || c.GuestUser == "root" {
+		errs = append(errs, &Error{Var: "GUEST_USER", Value: raw.GuestUser, Accepted: "a Linux user name other than root: lower-case letters, digits, _ and -, up to 32, not starting with a digit"})
+	}
+	if c.SSHPubKey != "" && (strings.ContainsAny(c.SSHPubKey, "\n\r") || len(strings.Fields(c.SSHPubKey)) < 2) {
+		errs = append(errs, &Error{Var: "SSH_PUBKEY", Value: c.SSHPubKey, Accepted: "one OpenSSH public key line: TYPE BASE64 [COMMENT]"})
+	}
+	c.UserDataPath = raw.UserDataPath
+	if raw.UserDataPath != "" {
+		data, err := os.ReadFile(raw.UserDataPath)
+		if err != nil {
+			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: "a readable cloud-init user-data file", Err: err})
+		}
+		c.UserData = data
+	}
+	return errors.Join(errs...)
+}
+
+func loadConsole(c *Config, raw rawMachine) error {
+	var errs []error
+	switch strings.ToLower(raw.Graphics) {
+	case "none":
+	case "vnc":
+		p, err := parsePort("VNC_PORT", raw.VNCPort)
+		if err == nil && p < 5900 {
+			err = &Error{Var: "VNC_PORT", Value: raw.VNCPort, Accepted: "a port from 5900 to 65535"}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.VNCPort = p
+	default:
+		errs = append(errs, &Error{Var: "GRAPHICS", Value: raw.Graphics, Accepted: "none or vnc"})
+	}
+	on, err := parseBool("REDFISH_ENABLE", raw.RedfishEnable)
+	if err != nil {
+		errs = append(errs, err)
+	} else if on {
+		errs = append(errs, &Error{Var: "REDFISH_ENABLE", Value: raw.RedfishEnable, Accepted: "0 (the Redfish endpoint is not in this build yet)"})
+	}
+	return errors.Join(errs...)
+}
+
+// checkPortCollisions rejects two listeners on one host port: the NAT
+// forwards and VNC all listen in the same network namespace.
+func checkPortCollisions(c *Config) error {
+	if firstNAT(c) == nil {
+		return nil
+	}
+	type key struct {
+		proto Proto
+		port  int
+	}
+	owner := map[key]string{{TCP, c.SSHPort}: "SSH_PORT"}
+	if c.VNCPort != 0 {
+		if o, dup := owner[key{TCP, c.VNCPort}]; dup {
+			return &Error{Var: "VNC_PORT", Value: strconv.Itoa(c.VNCPort), Accepted: "a port not already used by " + o}
+		}
+		owner[key{TCP, c.VNCPort}] = "VNC_PORT"
+	}
+	for _, f := range c.PortFwds {
+		k := key{f.Proto, f.HostPort}
+		if o, dup := owner[k]; dup {
+			return &Error{Var: "PORT_FWD", Value: fmt.Sprintf("%d:%d/%s", f.HostPort, f.GuestPort, f.Proto),
+				Accepted: fmt.Sprintf("host ports not already used by %s (%d/%s)", o, f.HostPort, f.Proto)}
+		}
+		owner[k] = "PORT_FWD"
+	}
+	return nil
+}
+
+func firstNAT(c *Config) *NIC {
+	for i := range c.NICs {
+		if c.NICs[i].Mode == NetNAT {
+			return &c.NICs[i]
+		}
+	}
+	return nil
+}
+
+// FirstNAT returns the NIC that carries SSH_PORT and PORT_FWD, or nil.
+func (c *Config) FirstNAT() *NIC { return firstNAT(c) }

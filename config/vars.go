@@ -1,0 +1,56 @@
+package config
+
+// The raw structs mirror the contract's environment variables one field each.
+// They hold strings so that every value is checked by this package, which can
+// then say which variable was wrong, what it held and what is accepted; the
+// struct tags are also the single source for --help.
+
+type rawMachine struct {
+	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2 or raw), or 'blank' for an empty disk"`
+	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM and KERNEL are unset"`
+	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
+	Initrd        string `env:"INITRD" help:"initrd for direct kernel boot (-initrd)"`
+	KernelCmdline string `env:"KERNEL_CMDLINE" help:"kernel command line for direct kernel boot (-append)"`
+	BootMode      string `env:"BOOT_MODE" envDefault:"uefi" help:"firmware: uefi, legacy (SeaBIOS) or secure (UEFI Secure Boot)"`
+
+	Memory          string `env:"MEMORY" envDefault:"4096" help:"guest memory: MiB, a size such as 2G, or max/half of what the container may use"`
+	CPUs            string `env:"CPUS" envDefault:"2" help:"vCPUs, or max/half of the CPUs the container may use"`
+	CPUModel        string `env:"CPU_MODEL" envDefault:"host" help:"-cpu model under KVM; under TCG 'host' becomes 'max'"`
+	Machine         string `env:"MACHINE" envDefault:"q35" help:"-machine type"`
+	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when /dev/kvm opens read-write, else TCG with a warning), kvm or tcg"`
+	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
+	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G"`
+	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: the hostname, else 'vm')"`
+	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
+	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
+	ExtraArgs       string `env:"EXTRA_ARGS" help:"extra QEMU arguments, shell-quoted, appended last"`
+	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
+	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run (a name on PATH or a path)"`
+	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
+
+	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC"`
+	PortFwd     string `env:"PORT_FWD" help:"more forwards on the first nat NIC: host:guest[/tcp|/udp], comma separated, e.g. 8080:80,5353:53/udp"`
+	PortFwdAddr string `env:"PORT_FWD_ADDR" envDefault:"0.0.0.0" help:"host address the nat forwards listen on (127.0.0.1 keeps them local)"`
+
+	CloudInit     string `env:"CLOUD_INIT" envDefault:"1" help:"0: attach no cloud-init seed"`
+	GuestUser     string `env:"GUEST_USER" envDefault:"user" help:"login user created in the guest"`
+	GuestPassword string `env:"GUEST_PASSWORD" envDefault:"password" help:"its password (stored hashed in the seed)"`
+	SSHPubKey     string `env:"SSH_PUBKEY" help:"an authorized public key for GUEST_USER"`
+	UserDataPath  string `env:"CLOUD_INIT_USER_DATA" help:"path to your own user-data; the built-in user setup then moves to vendor-data"`
+	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
+	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
+	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish endpoint (not implemented yet: refused)"`
+	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish port"`
+	RedfishUser   string `env:"REDFISH_USERNAME" envDefault:"admin" help:"Redfish user name"`
+	RedfishPasswd string `env:"REDFISH_PASSWORD" envDefault:"password" help:"Redfish password"`
+}
+
+// rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.
+type rawNIC struct {
+	Mode      string `env:"MODE" envDefault:"nat" help:"nat, bridge, direct or none"`
+	Bridge    string `env:"BRIDGE" envDefault:"br0" help:"existing host bridge for bridge mode"`
+	DirectDev string `env:"DIRECT_DEV" envDefault:"eth0" help:"parent host NIC for direct (macvtap) mode"`
+	Model     string `env:"MODEL" envDefault:"virtio" help:"virtio, e1000, e1000e, rtl8139, vmxnet3, pcnet or ne2k_pci"`
+	MAC       string `env:"MAC" help:"unicast MAC (default: derived from GUEST_NAME and the NIC index, kept in mac-N)"`
+	MTU       string `env:"MTU" help:"MTU 68-65535 (default for NIC 1: the host default route's MTU when not 1500)"`
+}

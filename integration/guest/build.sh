@@ -1,0 +1,246 @@
+#!/bin/bash
+# build.sh OUTDIR - build the tiny vmrunner test guest from Debian packages.
+#
+# Output:
+#   OUTDIR/vmlinuz    Debian kernel (the version linux-image-amd64 depends on)
+#   OUTDIR/initrd.gz  busybox-static initramfs running integration/guest/init
+#   OUTDIR/stamp      hash of the recipe + kernel and busybox versions
+#
+# The build is cached: when OUTDIR/stamp matches the current recipe (this
+# script, init, acpi-pwrf, udhcpc.script), the kernel package and the
+# busybox-static version, nothing is rebuilt. Concurrent calls on the same
+# OUTDIR are serialised with flock.
+#
+# Environment:
+#   VMTEST_KERNEL_PKG   kernel package to use instead of the one that
+#                       linux-image-amd64 depends on (e.g. linux-image-6.1.0-56-amd64)
+#   VMTEST_FORCE=1      rebuild even if the stamp matches
+#
+# Needs root only when it has to install busybox-static/cpio or run
+# apt-get update. Packages come only from the configured apt archive.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+recipe_files=(build.sh init acpi-pwrf udhcpc.script)
+
+# Modules wanted in the guest, in the preferred load order. Dependencies
+# (from each .ko's modinfo "depends=") are added automatically in front of
+# the module that needs them. Modules that do not exist (or are built in)
+# are skipped.
+wanted_modules=(
+	virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+	failover net_failover virtio_net
+	e1000 e1000e
+	virtio_blk
+	scsi_common scsi_mod cdrom sr_mod sd_mod virtio_scsi
+	libata libahci ahci
+	isofs
+	button evdev
+)
+# Extra insmod arguments. scan=sync makes SCSI scanning finish inside
+# insmod, so /dev/sr0 exists as soon as virtio_scsi/ahci are loaded.
+declare -A module_args=([scsi_mod]="scan=sync")
+
+log() { echo "build.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $# -eq 1 && -n $1 ]] || die "usage: $0 OUTDIR"
+mkdir -p "$1"
+out=$(cd "$1" && pwd)
+
+apt_get() {
+	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=900 "$@"
+}
+
+apt_install() {
+	log "installing $*"
+	[[ $(id -u) -eq 0 ]] || die "need root to apt-get install $* (or install them yourself)"
+	if ! apt_get install -y --no-install-recommends "$@" >&2; then
+		apt_get update >&2
+		apt_get install -y --no-install-recommends "$@" >&2
+	fi
+}
+
+pkg_installed() {
+	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# --- dependencies (only installed when missing) ---------------------------
+missing=()
+pkg_installed busybox-static && [[ -x /bin/busybox ]] || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v gzip >/dev/null || missing+=(gzip)
+command -v flock >/dev/null || missing+=(util-linux)
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+
+exec 9>"$out/.lock"
+flock 9
+
+# --- which kernel ---------------------------------------------------------
+kernel_pkg_from_apt() {
+	apt-cache depends linux-image-amd64 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1
+}
+pkg_version() {
+	apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n1
+}
+
+kpkg=${VMTEST_KERNEL_PKG:-}
+if [[ -z $kpkg ]]; then
+	kpkg=$(kernel_pkg_from_apt)
+	if [[ -z $kpkg ]]; then
+		log "linux-image-amd64 unknown to apt-cache; running apt-get update"
+		apt_get update >&2 || true
+		kpkg=$(kernel_pkg_from_apt)
+	fi
+fi
+kpkgver=$([[ -n $kpkg ]] && pkg_version "$kpkg" || true)
+if [[ -z $kpkg || -z $kpkgver ]]; then
+	# No apt metadata at all: keep a previous build if there is one.
+	if [[ -s $out/vmlinuz && -s $out/initrd.gz && -s $out/stamp ]]; then
+		log "warning: cannot ask apt for the kernel version; keeping existing $out"
+		exit 0
+	fi
+	die "cannot determine the kernel package (apt-cache depends linux-image-amd64)"
+fi
+bbver=$(dpkg-query -W -f='${Version}' busybox-static)
+
+# --- cache check ----------------------------------------------------------
+recipe_hash=$(cd "$here" && for f in "${recipe_files[@]}"; do
+	printf '== %s\n' "$f"
+	cat "$f"
+done | sha256sum | cut -d' ' -f1)
+stamp="recipe=$recipe_hash kernel=$kpkg=$kpkgver busybox-static=$bbver"
+
+if [[ ${VMTEST_FORCE:-} != 1 && -s $out/vmlinuz && -s $out/initrd.gz && -f $out/stamp &&
+	$(cat "$out/stamp") == "$stamp" ]]; then
+	log "up to date: $out ($kpkg $kpkgver)"
+	exit 0
+fi
+
+log "building guest in $out ($kpkg $kpkgver, busybox-static $bbver)"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmtest-guest.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# --- kernel ---------------------------------------------------------------
+download_kernel() {
+	(cd "$tmp" && apt-get -q -o APT::Sandbox::User="$(id -un)" download "$kpkg=$kpkgver" >&2)
+}
+if ! download_kernel; then
+	log "apt-get download failed; running apt-get update and retrying"
+	apt_get update >&2
+	if [[ -z ${VMTEST_KERNEL_PKG:-} ]]; then
+		kpkg=$(kernel_pkg_from_apt)
+	fi
+	kpkgver=$(pkg_version "$kpkg")
+	stamp="recipe=$recipe_hash kernel=$kpkg=$kpkgver busybox-static=$bbver"
+	download_kernel
+fi
+deb=$(ls "$tmp"/*.deb)
+mkdir "$tmp/k"
+dpkg -x "$deb" "$tmp/k"
+rm -f "$deb"
+
+vmlinuz=$(ls "$tmp"/k/boot/vmlinuz-* | head -n1)
+kver=${vmlinuz##*/vmlinuz-}
+moddir=$tmp/k/lib/modules/$kver
+[[ -f $moddir/modules.order ]] || die "no modules.order in $kpkg"
+
+# --- modules: resolve dependencies from modinfo ---------------------------
+declare -A modpath=() resolved=() visiting=() builtin=()
+while read -r p; do
+	n=${p##*/}
+	n=${n%%.ko*}
+	modpath[${n//-/_}]=$p
+done <"$moddir/modules.order"
+if [[ -f $moddir/modules.builtin ]]; then
+	while read -r p; do
+		n=${p##*/}
+		n=${n%%.ko*}
+		builtin[${n//-/_}]=1
+	done <"$moddir/modules.builtin"
+fi
+
+modinfo_field() { # FILE FIELD -> value(s)
+	case $1 in
+	*.xz) xz -dc "$1" ;;
+	*.zst) zstd -dc "$1" ;;
+	*.gz) gzip -dc "$1" ;;
+	*) cat "$1" ;;
+	esac | tr '\0' '\n' | sed -n "s/^$2=//p"
+}
+
+order=()
+resolve() {
+	local n=${1//-/_} f d deps pre
+	[[ -n ${resolved[$n]:-} || -n ${visiting[$n]:-} ]] && return 0
+	f=${modpath[$n]:-}
+	if [[ -z $f ]]; then
+		if [[ -n ${builtin[$n]:-} ]]; then
+			log "module $n is built in"
+		else
+			log "module $n not found in $kver (skipped)"
+		fi
+		resolved[$n]=1
+		return 0
+	fi
+	visiting[$n]=1
+	deps=$(modinfo_field "$moddir/$f" depends | head -n1)
+	# softdep=pre: a b post: c  -> load the "pre" ones first when they exist
+	pre=$(modinfo_field "$moddir/$f" softdep | sed -n 's/^pre: *\([^:]*\)\( post:.*\)\{0,1\}$/\1/p')
+	for d in ${deps//,/ } $pre; do
+		resolve "$d"
+	done
+	order+=("$n")
+	resolved[$n]=1
+}
+for m in "${wanted_modules[@]}"; do
+	resolve "$m"
+done
+
+root=$tmp/root
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,mnt,www,etc/acpi/PWRF,etc/udhcpc,var/log,var/run,lib/modules}
+: >"$root/etc/modules"
+for n in "${order[@]}"; do
+	f=$moddir/${modpath[$n]}
+	case $f in
+	*.xz) xz -dc "$f" >"$root/lib/modules/$n.ko" ;;
+	*.zst) zstd -dc "$f" >"$root/lib/modules/$n.ko" ;;
+	*.gz) gzip -dc "$f" >"$root/lib/modules/$n.ko" ;;
+	*) cp "$f" "$root/lib/modules/$n.ko" ;;
+	esac
+	echo "$n ${module_args[$n]:-}" >>"$root/etc/modules"
+done
+echo "$kver" >"$root/etc/kernel-release"
+log "modules: ${order[*]}"
+
+# --- busybox + our scripts --------------------------------------------------
+cp /bin/busybox "$root/bin/busybox"
+for a in $(/bin/busybox --list); do
+	[[ $a == busybox ]] || ln -s busybox "$root/bin/$a"
+done
+install -m 0755 "$here/init" "$root/init"
+install -m 0755 "$here/acpi-pwrf" "$root/etc/acpi/PWRF/00000080"
+install -m 0755 "$here/udhcpc.script" "$root/etc/udhcpc/default.script"
+chmod 1777 "$root/tmp"
+# The kernel opens /dev/console for PID 1 before init mounts devtmpfs.
+# Without root, init still redirects to /dev/console after mounting devtmpfs.
+if [[ $(id -u) -eq 0 ]]; then
+	mknod -m 0600 "$root/dev/console" c 5 1
+	mknod -m 0666 "$root/dev/null" c 1 3
+fi
+
+# Reproducible archive: fixed mtimes, sorted names, root ownership.
+find "$root" -exec touch -h -d @0 {} +
+(cd "$root" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+	cpio --null --quiet -o -H newc -R 0:0 --reproducible) | gzip -9n >"$tmp/initrd.gz"
+
+# --- publish atomically -----------------------------------------------------
+rm -f "$out/stamp"
+cp "$vmlinuz" "$out/.vmlinuz.tmp"
+mv -f "$out/.vmlinuz.tmp" "$out/vmlinuz"
+mv -f "$tmp/initrd.gz" "$out/.initrd.gz.tmp"
+mv -f "$out/.initrd.gz.tmp" "$out/initrd.gz"
+echo "$stamp" >"$out/.stamp.tmp"
+mv -f "$out/.stamp.tmp" "$out/stamp"
+log "done: $out/vmlinuz ($(stat -c %s "$out/vmlinuz") bytes), $out/initrd.gz ($(stat -c %s "$out/initrd.gz") bytes), kernel $kver"

@@ -1,0 +1,263 @@
+// Command vmrunner runs one QEMU virtual machine and supervises it: the
+// contract is shared/spec/interface.md, summarised in the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
+	"github.com/vmrunner/vmrunner/supervisor"
+	"github.com/vmrunner/vmrunner/vm"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `usage: vmrunner [--dry-run | --show-config | --help | --version]
+       vmrunner health
+
+Runs one QEMU VM configured by environment variables (see --help).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ()))
+}
+
+func run(args []string, environ []string) int {
+	mode := ""
+	switch len(args) {
+	case 0:
+	case 1:
+		mode = args[0]
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return supervisor.ExitConfig
+	}
+	switch mode {
+	case "", "--dry-run", "--show-config", "health":
+	case "--help", "-h", "help":
+		fmt.Print(usage + "\nEnvironment:\n")
+		_ = config.WriteHelp(os.Stdout)
+		return 0
+	case "--version", "version":
+		fmt.Println(versionString())
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", mode, usage)
+		return supervisor.ExitConfig
+	}
+
+	cfg, err := config.Load(config.EnvMap(environ), config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	switch mode {
+	case "--show-config":
+		_ = config.WriteShow(os.Stdout, cfg)
+		return 0
+	case "health":
+		if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
+			fmt.Fprintln(os.Stderr, "vmrunner health:", err)
+			return 1
+		}
+		return 0
+	}
+
+	log := newLogger(cfg)
+	defer func() { _ = log.Sync() }()
+	plan, err := vm.MakePlan(cfg, probeFacts(cfg, log))
+	if err != nil {
+		return configError(err)
+	}
+	if mode == "--dry-run" {
+		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
+		return 0
+	}
+	return supervise(plan, log)
+}
+
+func supervise(plan *vm.Plan, log *zap.Logger) int {
+	started := time.Now()
+	reaper := supervisor.NewReaper()
+	prep, err := vm.Prepare(plan, reaper.Output)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return configError(err)
+		}
+		log.Error("preparing the VM", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	defer prep.Release()
+	for _, w := range prep.Warnings {
+		log.Warn(w)
+	}
+
+	stop := make(chan struct{}, 2)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	go func() {
+		for s := range sigs {
+			log.Info("signal received", zap.String("signal", s.String()))
+			stop <- struct{}{}
+		}
+	}()
+	input, restore := consoleInput(stop, log)
+	defer restore()
+
+	cfg := plan.Config
+	args := qemu.Args(plan.Spec)
+	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
+		zap.Duration("prepare", time.Since(started)), zap.Strings("args", args))
+	return supervisor.Run(context.Background(), supervisor.Options{
+		Binary:          cfg.QEMUBinary,
+		Args:            args,
+		ExtraFiles:      prep.Files,
+		QMPSocket:       plan.Paths.QMP,
+		SerialLog:       plan.Paths.SerialLog,
+		Console:         os.Stdout,
+		Input:           input,
+		StopRequests:    stop,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Reaper:          reaper,
+		Log:             log,
+	})
+}
+
+// escapeKey (Ctrl-]) on an interactive console asks for a graceful stop,
+// as in telnet and virsh console, since Ctrl-C belongs to the guest.
+const escapeKey = 0x1d
+
+// consoleInput forwards a terminal's keystrokes to the serial console in raw
+// mode; without a terminal the guest gets no input.
+func consoleInput(stop chan<- struct{}, log *zap.Logger) (io.Reader, func()) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, func() {}
+	}
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		log.Warn("console stays line-buffered", zap.Error(err))
+		return nil, func() {}
+	}
+	log.Info("serial console attached: press Ctrl-] to power the guest off")
+	pr, pw := io.Pipe()
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := os.Stdin.Read(buf)
+			for _, b := range buf[:n] {
+				if b == escapeKey {
+					stop <- struct{}{}
+					continue
+				}
+				_, _ = pw.Write([]byte{b})
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr, func() { _ = term.Restore(fd, old) }
+}
+
+func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
+	f := vm.Facts{
+		KVMUsable:      vm.KVMUsable(),
+		VhostNet:       netcfg.VhostNetUsable(),
+		HostIPv6:       netcfg.HostHasIPv6(),
+		FirmwareExists: vm.FileExists,
+		KeptMACs:       map[int]string{},
+	}
+	mtu, err := netcfg.DefaultRouteMTU()
+	if err != nil {
+		log.Warn("MTU detection failed; leaving the MTU alone", zap.Error(err))
+	}
+	f.DefaultMTU = mtu
+	for _, n := range cfg.NICs {
+		kept, err := netcfg.ReadKeptMAC(cfg.StateDir(), n.Index)
+		if err != nil {
+			log.Warn("reading kept MAC", zap.Int("nic", n.Index), zap.Error(err))
+		}
+		f.KeptMACs[n.Index] = kept
+	}
+	return f
+}
+
+func configError(err error) int {
+	fmt.Fprintln(os.Stderr, "vmrunner: configuration error:")
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(os.Stderr, "  "+line)
+	}
+	return supervisor.ExitConfig
+}
+
+// newLogger logs JSON in containers and for machines, a console format on
+// a terminal. Sampling is off: a supervisor must never drop a line.
+func newLogger(cfg *config.Config) *zap.Logger {
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			format = "console"
+		}
+	}
+	zc := zap.NewProductionConfig()
+	zc.Sampling = nil
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	if format == "console" {
+		zc.Encoding = "console"
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	}
+	if cfg.Verbose {
+		zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	}
+	log, err := zc.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return log
+}
+
+func versionString() string {
+	s := "vmrunner " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		s += " (" + bi.GoVersion
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" || kv.Key == "vcs.time" || kv.Key == "vcs.modified" {
+				s += ", " + kv.Key + "=" + kv.Value
+			}
+		}
+		s += ")"
+	}
+	return s
+}
+
+// shellQuote renders argv as one line a POSIX shell reads back unchanged.
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=+:,./@%") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}

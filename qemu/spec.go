@@ -1,0 +1,70 @@
+// Package qemu turns a resolved VM description into QEMU's command line
+// (pure data, golden-tested) and talks QMP to the running QEMU.
+package qemu
+
+// Spec is everything the command line depends on, already resolved: paths
+// exist or will, the accelerator is decided, fds are numbered.
+type Spec struct {
+	Name      string
+	Machine   string
+	Accel     string // "kvm" or "tcg"
+	CPU       string
+	MemoryMiB int
+	CPUs      int
+
+	Firmware *Firmware // nil: SeaBIOS
+
+	Kernel  string
+	Initrd  string
+	Cmdline string
+
+	Disk       string // qcow2 overlay; empty: no disk
+	Seed       string // cloud-init ISO; empty: none
+	NICs       []NIC
+	QMPSockets []string
+	VNCDisplay int // display number (port-5900); -1: no graphics
+	Extra      []string
+}
+
+// Firmware is a UEFI code/vars pair.
+type Firmware struct {
+	Code   string
+	Vars   string // the VM's own writable copy
+	Secure bool
+}
+
+// NIC is one guest network interface and its host backend.
+type NIC struct {
+	ID      string // netdev id, e.g. net0
+	Model   string // QEMU device, e.g. virtio-net-pci
+	MAC     string
+	MTU     int // 0: leave the device default
+	Backend Backend
+}
+
+// Backend is a -netdev: UserNet or TapNet.
+type Backend interface {
+	netdev(id string) string
+}
+
+// UserNet is QEMU user-mode networking (slirp) with port forwards.
+type UserNet struct {
+	IPv6     bool
+	Forwards []Forward
+}
+
+// Forward is one hostfwd rule.
+type Forward struct {
+	Proto     string // tcp or udp
+	HostAddr  string
+	HostPort  int
+	GuestPort int
+}
+
+// TapNet is a tap or macvtap the supervisor opened and passes to QEMU as an
+// inherited file descriptor (or, with FD < 0, by interface name).
+type TapNet struct {
+	FD      int    // fd number in QEMU; -1 to use Ifname
+	Ifname  string // used when FD < 0
+	VhostFD int    // -1: no vhost-net
+}

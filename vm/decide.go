@@ -1,0 +1,80 @@
+// Package vm turns a configuration into a running VM: pure decisions
+// (accelerator, CPU, firmware, NIC backends, the QEMU spec) and the ordered
+// start-up steps that create the state folder's files, each able to undo
+// itself when a later step fails.
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/vmrunner/vmrunner/config"
+)
+
+// ResolveAccel decides the accelerator. auto means KVM when /dev/kvm opens
+// read-write, else TCG with a warning.
+func ResolveAccel(req config.Accel, requireKVM, kvmUsable bool) (accel string, warning string, err error) {
+	switch {
+	case req == config.AccelTCG:
+		return "tcg", "", nil
+	case kvmUsable:
+		return "kvm", "", nil
+	case req == config.AccelKVM || requireKVM:
+		return "", "", &config.Error{Var: "ACCEL", Value: string(req),
+			Accepted: "tcg, or a host where /dev/kvm opens read-write (docker run --device /dev/kvm; REQUIRE_KVM=1 forbids the TCG fallback)",
+			Err:      errors.New("KVM is not available")}
+	default:
+		return "tcg", "KVM is not available (/dev/kvm cannot be opened read-write): falling back to TCG, which is much slower; pass --device /dev/kvm", nil
+	}
+}
+
+// ResolveCPU keeps the configured model, except that TCG cannot emulate
+// "host": it gets "max", the richest model TCG offers.
+func ResolveCPU(model, accel string) string {
+	if accel == "tcg" && model == "host" {
+		return "max"
+	}
+	return model
+}
+
+// KVMUsable reports whether /dev/kvm opens read-write.
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Firmware file candidates, first match wins (Debian/Ubuntu, then Fedora/Arch).
+var (
+	uefiCode   = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/x64/OVMF_CODE.4m.fd"}
+	uefiVars   = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}
+	secureCode = []string{"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd"}
+	secureVars = []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}
+)
+
+// FirmwareFiles finds the UEFI code and vars template for mode, using exists
+// to test paths (os.Stat in production).
+func FirmwareFiles(mode config.BootMode, exists func(string) bool) (code, vars string, err error) {
+	codes, varss := uefiCode, uefiVars
+	if mode == config.BootSecure {
+		codes, varss = secureCode, secureVars
+	}
+	for i := range codes {
+		if exists(codes[i]) && exists(varss[i]) {
+			return codes[i], varss[i], nil
+		}
+	}
+	return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode),
+		Accepted: "legacy, or install OVMF (Debian: apt-get install ovmf)",
+		Err:      fmt.Errorf("no UEFI firmware found (looked for %s)", codes[0])}
+}
+
+// FileExists is the production exists function.
+func FileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

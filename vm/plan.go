@@ -1,0 +1,158 @@
+package vm
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
+)
+
+// Facts are what start-up learns from the host; Plan depends on nothing else.
+type Facts struct {
+	KVMUsable      bool
+	VhostNet       bool // /dev/vhost-net opens
+	HostIPv6       bool
+	DefaultMTU     int
+	FirmwareExists func(string) bool
+	KeptMACs       map[int]string // content of mac-N files
+}
+
+// Paths are the files of the state folder.
+type Paths struct {
+	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt string
+}
+
+// PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
+func PathsFor(c *config.Config) Paths {
+	s := c.StateDir()
+	return Paths{
+		State:     s,
+		Disk:      filepath.Join(s, "disk.qcow2"),
+		Seed:      filepath.Join(s, "seed.iso"),
+		Vars:      filepath.Join(s, "efivars.fd"),
+		QMP:       filepath.Join(s, "qmp.sock"),
+		QMPProbe:  filepath.Join(s, "qmp-probe.sock"),
+		SerialLog: filepath.Join(s, "serial.log"),
+		Lock:      filepath.Join(s, "lock"),
+		Salt:      filepath.Join(s, "password-salt"),
+	}
+}
+
+// NICPlan is one NIC with everything decided.
+type NICPlan struct {
+	config.NIC
+	MAC net.HardwareAddr
+	MTU int
+	Tap *qemu.TapNet // set for bridge and direct: the fds QEMU will inherit
+}
+
+// Plan is the whole decided VM: QEMU's spec plus what start-up must create.
+type Plan struct {
+	Config   *config.Config
+	Paths    Paths
+	Spec     qemu.Spec
+	NICs     []NICPlan
+	BasePath string // absolute BOOT_FROM, empty for blank or no disk
+	VarsTmpl string // UEFI vars template to copy, empty for legacy
+	Warnings []string
+}
+
+// maxSocketPath is sun_path's size less its terminating NUL.
+const maxSocketPath = 107
+
+// MakePlan decides everything about the VM without touching the host.
+func MakePlan(c *config.Config, f Facts) (*Plan, error) {
+	p := &Plan{Config: c, Paths: PathsFor(c)}
+	if len(p.Paths.QMPProbe) > maxSocketPath {
+		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
+			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
+	}
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable)
+	if err != nil {
+		return nil, err
+	}
+	if warn != "" {
+		p.Warnings = append(p.Warnings, warn)
+	}
+	s := qemu.Spec{
+		Name:       c.GuestName,
+		Machine:    c.Machine,
+		Accel:      accel,
+		CPU:        ResolveCPU(c.CPUModel, accel),
+		MemoryMiB:  c.MemoryMiB,
+		CPUs:       c.CPUs,
+		Kernel:     c.Kernel,
+		Initrd:     c.Initrd,
+		Cmdline:    c.KernelCmdline,
+		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
+		VNCDisplay: -1,
+		Extra:      c.ExtraArgs,
+	}
+	if c.VNCPort != 0 {
+		s.VNCDisplay = c.VNCPort - 5900
+	}
+	if c.BootMode != config.BootLegacy {
+		code, vars, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
+		if err != nil {
+			return nil, err
+		}
+		s.Firmware = &qemu.Firmware{Code: code, Vars: p.Paths.Vars, Secure: c.BootMode == config.BootSecure}
+		p.VarsTmpl = vars
+	}
+	switch {
+	case c.Boot.Path != "":
+		if p.BasePath, err = absPath(c.Boot.Path); err != nil {
+			return nil, err
+		}
+		s.Disk = p.Paths.Disk
+	case c.Boot.Blank:
+		s.Disk = p.Paths.Disk
+	case c.Boot.Distro != "":
+		return nil, &config.Error{Var: "BOOT_FROM", Value: "",
+			Accepted: fmt.Sprintf("a local disk image path, 'blank', or KERNEL for direct kernel boot (downloading DISTRO=%s is not in this build yet)", c.Boot.Distro)}
+	}
+	if c.CloudInit {
+		s.Seed = p.Paths.Seed
+	}
+	nextFD := 3
+	for _, n := range c.NICs {
+		np := NICPlan{NIC: n}
+		if np.MAC, err = netcfg.ChooseMAC(n.MAC, f.KeptMACs[n.Index], c.GuestName, n.Index); err != nil {
+			return nil, fmt.Errorf("NIC %d: %w", n.Index, err)
+		}
+		np.MTU = netcfg.ChooseMTU(n.MTU, n.Index, f.DefaultMTU)
+		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU}
+		switch n.Mode {
+		case config.NetNAT:
+			u := qemu.UserNet{IPv6: f.HostIPv6}
+			if n.Index == c.FirstNAT().Index {
+				u.Forwards = forwards(c)
+			}
+			qn.Backend = u
+		case config.NetBridge, config.NetDirect:
+			t := &qemu.TapNet{FD: nextFD, VhostFD: -1}
+			nextFD++
+			if f.VhostNet {
+				t.VhostFD = nextFD
+				nextFD++
+			}
+			np.Tap = t
+			qn.Backend = *t
+		}
+		p.NICs = append(p.NICs, np)
+		s.NICs = append(s.NICs, qn)
+	}
+	p.Spec = s
+	return p, nil
+}
+
+func forwards(c *config.Config) []qemu.Forward {
+	fw := []qemu.Forward{{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22}}
+	for _, f := range c.PortFwds {
+		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
+	}
+	return fw
+}

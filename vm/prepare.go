@@ -1,0 +1,245 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmrunner/vmrunner/cloudinit"
+	"github.com/vmrunner/vmrunner/netcfg"
+)
+
+// RunFunc runs a helper command to completion (the supervisor's reaper owns
+// every child, so commands go through it).
+type RunFunc func(*exec.Cmd) ([]byte, error)
+
+// Prepared is what start-up created and the run needs.
+type Prepared struct {
+	Files    []*os.File // inherited by QEMU as fds 3, 4, …
+	Warnings []string
+	undo     []func()
+}
+
+// Release undoes start-up in reverse order: network links, then the lock.
+// It is safe to call once the VM has ended.
+func (p *Prepared) Release() {
+	for i := len(p.undo) - 1; i >= 0; i-- {
+		p.undo[i]()
+	}
+	p.undo = nil
+}
+
+// step is one named start-up action. It returns how to undo itself; keep
+// is what stays undone-able after a successful start (the lock, the links)
+// while the rest is only rolled back on failure.
+type step struct {
+	name string
+	do   func(*Prepared) (undo func(), keep bool, err error)
+}
+
+// Prepare creates the state folder's files and the host network devices,
+// in order. When a step fails, every earlier step is undone, so a failed
+// start leaves nothing half-made behind.
+func Prepare(p *Plan, run RunFunc) (*Prepared, error) {
+	out := &Prepared{}
+	var rollback []func()
+	steps := []step{
+		{"state folder", p.stateFolder},
+		{"lock", p.lock},
+		{"stale sockets", p.staleSockets},
+		{"MAC addresses", p.macs},
+		{"disk", func(*Prepared) (func(), bool, error) { return p.disk(run) }},
+		{"UEFI variables", p.uefiVars},
+		{"cloud-init seed", p.seed},
+		{"network", p.network},
+	}
+	for _, s := range steps {
+		undo, keep, err := s.do(out)
+		if err != nil {
+			for i := len(rollback) - 1; i >= 0; i-- {
+				rollback[i]()
+			}
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if undo == nil {
+			continue
+		}
+		rollback = append(rollback, undo)
+		if keep {
+			out.undo = append(out.undo, undo)
+		}
+	}
+	out.Warnings = append(out.Warnings, p.Warnings...)
+	return out, nil
+}
+
+func (p *Plan) stateFolder(*Prepared) (func(), bool, error) {
+	dir := p.Paths.State
+	if _, err := os.Stat(dir); err == nil {
+		return nil, false, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, false, err
+	}
+	return func() { os.RemoveAll(dir) }, false, nil
+}
+
+func (p *Plan) lock(*Prepared) (func(), bool, error) {
+	f, err := os.OpenFile(p.Paths.Lock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("another vmrunner is running the VM in %s: %w", p.Paths.State, err)
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// staleSockets removes sockets a killed run left, so that QMP clients never
+// reach a dead QEMU's path.
+func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
+	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe} {
+		if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, err
+		}
+	}
+	return func() {
+		os.Remove(p.Paths.QMP)
+		os.Remove(p.Paths.QMPProbe)
+	}, true, nil
+}
+
+func (p *Plan) macs(*Prepared) (func(), bool, error) {
+	for _, n := range p.NICs {
+		if err := netcfg.KeepMAC(p.Paths.State, n.Index, n.MAC); err != nil {
+			return nil, false, err
+		}
+	}
+	return nil, false, nil
+}
+
+func (p *Plan) disk(run RunFunc) (func(), bool, error) {
+	if p.Spec.Disk == "" {
+		return nil, false, nil
+	}
+	var base *Image
+	if p.BasePath != "" {
+		img, err := InspectImage(p.BasePath)
+		if err != nil {
+			return nil, false, err
+		}
+		base = &img
+	}
+	var overlay *Image
+	switch img, err := InspectImage(p.Paths.Disk); {
+	case err == nil:
+		overlay = &img
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, false, err
+	}
+	act, err := PlanDisk(base, p.BasePath, overlay, p.Config.DiskSize)
+	if err != nil {
+		return nil, false, err
+	}
+	if act.Warning != "" {
+		p.Warnings = append(p.Warnings, act.Warning)
+	}
+	args := act.QemuImgArgs(p.Paths.Disk, p.BasePath)
+	if args == nil {
+		return nil, false, nil
+	}
+	if _, err := run(exec.Command("qemu-img", args...)); err != nil {
+		if act.Create {
+			os.Remove(p.Paths.Disk)
+		}
+		return nil, false, err
+	}
+	if act.Create {
+		return func() { os.Remove(p.Paths.Disk) }, false, nil
+	}
+	return nil, false, nil
+}
+
+func (p *Plan) uefiVars(*Prepared) (func(), bool, error) {
+	if p.VarsTmpl == "" {
+		return nil, false, nil
+	}
+	if _, err := os.Stat(p.Paths.Vars); err == nil {
+		return nil, false, nil
+	}
+	if err := copyFile(p.VarsTmpl, p.Paths.Vars); err != nil {
+		return nil, false, err
+	}
+	return func() { os.Remove(p.Paths.Vars) }, false, nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := to + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, to)
+}
+
+func (p *Plan) seed(*Prepared) (func(), bool, error) {
+	if p.Spec.Seed == "" {
+		return nil, false, nil
+	}
+	c := p.Config
+	salt, err := p.salt()
+	if err != nil {
+		return nil, false, err
+	}
+	s := cloudinit.Seed{
+		Hostname: c.GuestName,
+		User:     c.GuestUser,
+		Password: c.GuestPassword,
+		UserData: c.UserData,
+		Salt:     salt,
+	}
+	if c.SSHPubKey != "" {
+		s.SSHKeys = []string{c.SSHPubKey}
+	}
+	files, err := s.Files()
+	if err != nil {
+		return nil, false, err
+	}
+	return nil, false, cloudinit.WriteISO(p.Paths.Seed, files)
+}
+
+// salt keeps the password hash's salt in the state folder, so an unchanged
+// configuration renders the same seed and cloud-init sees the same
+// instance-id (no first-boot re-run on restart).
+func (p *Plan) salt() (string, error) {
+	b, err := os.ReadFile(p.Paths.Salt)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	s, err := cloudinit.NewSalt()
+	if err != nil {
+		return "", err
+	}
+	return s, os.WriteFile(p.Paths.Salt, []byte(s+"\n"), 0o600)
+}
