@@ -190,6 +190,9 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		log.Warn("MTU detection failed; leaving the MTU alone", zap.Error(err))
 	}
 	f.DefaultMTU = mtu
+	if f.Links, err = netcfg.LookupLinks(vm.Uplinks(cfg)); err != nil {
+		log.Warn("looking up bridges and parent NICs", zap.Error(err))
+	}
 	for _, n := range cfg.NICs {
 		kept, err := netcfg.ReadKeptMAC(cfg.StateDir(), n.Index)
 		if err != nil {

@@ -129,6 +129,22 @@ func TestWriteISOErrorsLeaveNothingBehind(t *testing.T) {
 	}
 }
 
+func TestWriteISORenameFailureRemovesTemp(t *testing.T) {
+	dir := t.TempDir()
+	// A directory in the way makes the final rename fail after the
+	// temporary image has been written.
+	path := filepath.Join(dir, "seed.iso")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteISO(path, mustFiles(t, testSeed())); err == nil {
+		t.Fatal("WriteISO succeeded, want an error")
+	}
+	if names := dirEntries(t, dir); !slices.Equal(names, []string{"seed.iso"}) {
+		t.Errorf("directory holds %q after error, want only seed.iso", names)
+	}
+}
+
 func TestWriteISOMissingDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing", "seed.iso")
 	if err := WriteISO(path, map[string][]byte{"meta-data": nil}); err == nil {

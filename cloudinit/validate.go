@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -205,24 +206,25 @@ func yamlMessage(err error) string {
 	return yamlErrorPrefix.ReplaceAllString(err.Error(), "")
 }
 
-// yamlErrorLine returns the 1-based line at which data first fails to parse
-// with err's message. yaml.v3's own number cannot be used: for parser errors
-// it is the 0-based line where the enclosing block starts, and some errors
-// (an unknown anchor) carry none. Parsing ever longer prefixes costs a parse
-// per line, paid only for a file that is already broken.
+// yamlErrorLine returns the 1-based line at which err first shows up in data:
+// the shortest run of whole lines that fails with the very same error.
+// yaml.v3's own number cannot be used: for parser errors it is the 0-based
+// line where the enclosing block starts, and some errors (an unknown anchor)
+// carry none. Matching the whole error, that number included, ties a shorter
+// prefix's failure to the same spot rather than to an unrelated construct cut
+// in half, which is also what lets a binary search find the line.
 func yamlErrorLine(data []byte, err error) int {
-	msg := yamlMessage(err)
-	line := 0
-	for end := 0; end < len(data); {
-		if i := bytes.IndexByte(data[end:], '\n'); i >= 0 {
-			end += i + 1
-		} else {
-			end = len(data)
-		}
-		line++
-		if _, perr := parseYAML(data[:end]); perr != nil && yamlMessage(perr) == msg {
-			break
+	var ends []int
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
 		}
 	}
-	return line
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	return 1 + sort.Search(len(ends), func(i int) bool {
+		_, perr := parseYAML(data[:ends[i]])
+		return perr != nil && perr.Error() == err.Error()
+	})
 }

@@ -3,6 +3,7 @@ package cloudinit
 import (
 	"bytes"
 	"compress/gzip"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -52,6 +53,10 @@ func TestValidateUserData(t *testing.T) {
 			wantErr: name + ": line 4: YAML: did not find expected key"},
 		{desc: "unterminated quote", data: "#cloud-config\nhostname: \"x\nruncmd: []\n",
 			wantErr: name + ": line 2: YAML: found unexpected end of stream"},
+		{desc: "not fooled by an earlier multi-line quote", data: "#cloud-config\na: \"multi\n  line\"\nb: \"unterminated\nc: 1\n",
+			wantErr: name + ": line 4: YAML: found unexpected end of stream"},
+		{desc: "not fooled by an earlier multi-line list", data: "#cloud-config\na: [1,\n  2]\nruncmd:\n  - a\n b: c\n",
+			wantErr: name + ": line 6: YAML: did not find expected key"},
 		{desc: "tab indentation", data: "#cloud-config\nhostname: x\n\truncmd: []\n",
 			wantErr: name + ": line 3: YAML: found a tab character that violates indentation"},
 		{desc: "unknown anchor", data: "#cloud-config\nhostname: x\nruncmd: *nope\n",
@@ -119,10 +124,17 @@ func FuzzValidateUserData(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	lineErr := regexp.MustCompile(`^fuzz: line [1-9][0-9]*: `)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := ValidateUserData("fuzz", data)
 		if err != nil && !strings.HasPrefix(err.Error(), "fuzz: ") {
 			t.Fatalf("error does not name the file: %v", err)
+		}
+		// With the header in front every input takes the YAML path, whose
+		// errors must all point at a line.
+		cc := append([]byte("#cloud-config\n"), data...)
+		if err := ValidateUserData("fuzz", cc); err != nil && !lineErr.MatchString(err.Error()) {
+			t.Fatalf("error does not point at a line: %v", err)
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/vmrunner/vmrunner/cloudinit"
 )
 
 // MaxNICs is the highest NIC index (NETWORK8_*).
@@ -475,8 +477,11 @@ func loadCloudInit(c *Config, raw rawMachine) error {
 	c.UserDataPath = raw.UserDataPath
 	if raw.UserDataPath != "" {
 		data, err := os.ReadFile(raw.UserDataPath)
+		if err == nil {
+			err = cloudinit.ValidateUserData(raw.UserDataPath, data)
+		}
 		if err != nil {
-			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: "a readable cloud-init user-data file", Err: err})
+			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: "a readable cloud-init user-data file (#cloud-config YAML mapping, a script, or another cloud-init format)", Err: err})
 		}
 		c.UserData = data
 	}

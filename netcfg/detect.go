@@ -43,12 +43,13 @@ func DefaultRouteMTU() (int, error) {
 			return 0, fmt.Errorf("listing routes: %w", err)
 		}
 		for _, r := range routes {
-			if !isDefault(r) || r.LinkIndex == 0 {
+			index := routeLink(r)
+			if !isDefault(r) || index == 0 {
 				continue
 			}
-			link, err := netlink.LinkByIndex(r.LinkIndex)
+			link, err := netlink.LinkByIndex(index)
 			if err != nil {
-				return 0, fmt.Errorf("default route's link %d: %w", r.LinkIndex, err)
+				return 0, fmt.Errorf("default route's link %d: %w", index, err)
 			}
 			return link.Attrs().MTU, nil
 		}
@@ -64,6 +65,15 @@ func isDefault(r netlink.Route) bool {
 	}
 	ones, _ := r.Dst.Mask.Size()
 	return ones == 0 && r.Dst.IP.IsUnspecified()
+}
+
+// routeLink is the interface a route leaves by; a multipath (ECMP) route
+// has none of its own, so its first next hop's counts.
+func routeLink(r netlink.Route) int {
+	if r.LinkIndex == 0 && len(r.MultiPath) > 0 {
+		return r.MultiPath[0].LinkIndex
+	}
+	return r.LinkIndex
 }
 
 // listRoutes retries a dump the kernel interrupted because the table

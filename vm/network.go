@@ -2,18 +2,189 @@ package vm
 
 import (
 	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/netcfg"
 )
 
-// network creates the host side of bridge and direct NICs and appends
-// their fds to out.Files in the order MakePlan numbered them.
-func (p *Plan) network(out *Prepared) (func(), bool, error) {
-	for _, n := range p.NICs {
-		if n.Tap != nil {
-			return nil, false, &config.Error{Var: n.Prefix() + "MODE", Value: string(n.Mode),
-				Accepted: "nat or none (bridge and direct are not in this build yet)", Err: errors.New("not implemented")}
+// HostLink is the host side of a bridge or direct NIC, as planned.
+type HostLink struct {
+	Name   string // tap (bridge mode) or macvtap (direct mode) to create
+	Uplink string // the bridge, or the macvtap's parent NIC
+	MTU    int    // the link's MTU; 0: the kernel's default
+	Alias  string // shown by `ip link`; also marks a killed run's macvtap
+}
+
+// Uplinks lists the host links the NICs name, for probing the facts.
+func Uplinks(c *config.Config) []string {
+	var names []string
+	for _, n := range c.NICs {
+		if u := uplink(n); u != "" {
+			names = append(names, u)
 		}
 	}
-	return nil, false, nil
+	return names
+}
+
+func uplink(n config.NIC) string {
+	switch n.Mode {
+	case config.NetBridge:
+		return n.Bridge
+	case config.NetDirect:
+		return n.DirectDev
+	}
+	return ""
+}
+
+// planHostLink decides the host link of a bridge or direct NIC: its name,
+// and the MTUs of link and guest, which must fit the uplink. A missing
+// uplink is a configuration error here already, so --dry-run reports it.
+func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
+	up := uplink(np.NIC)
+	if up == "" {
+		return nil
+	}
+	bridge := np.Mode == config.NetBridge
+	l, ok := f.Links[up]
+	if !ok {
+		return explain(*np, fmt.Errorf("%s: %w", up, netcfg.ErrNoLink))
+	}
+	if bridge && l.Kind != "bridge" {
+		return explain(*np, fmt.Errorf("%s is a %s: %w", up, l.Kind, netcfg.ErrNotBridge))
+	}
+	guest, link, clamped := netcfg.UplinkMTU(bridge, np.MTU, l.MTU)
+	if clamped {
+		want := np.MTU
+		if want == 0 {
+			want = netcfg.EthernetMTU
+		}
+		p.Warnings = append(p.Warnings, fmt.Sprintf("NIC %d: MTU %d is more than %s's MTU %d: the guest gets %d (set %sMTU to choose)",
+			np.Index, want, up, l.MTU, guest, np.Prefix()))
+	}
+	np.MTU = guest
+	prefix := netcfg.TapPrefix
+	if !bridge {
+		prefix = netcfg.MacvtapPrefix
+	}
+	np.Link = &HostLink{
+		Name:   netcfg.LinkName(prefix, np.MAC),
+		Uplink: up,
+		MTU:    link,
+		Alias:  fmt.Sprintf("vmrunner %s NIC %d", p.Config.GuestName, np.Index),
+	}
+	return nil
+}
+
+// network creates the host side of bridge and direct NICs and appends
+// their fds to out.Files in the order MakePlan numbered them. When one NIC
+// fails, the links made for earlier ones are removed before returning, as
+// Prepare only undoes earlier steps.
+func (p *Plan) network(out *Prepared) (func(), bool, error) {
+	var taps []*netcfg.Tap
+	var vhosts []*os.File
+	undo := func() {
+		for _, f := range vhosts {
+			f.Close()
+		}
+		for i := len(taps) - 1; i >= 0; i-- {
+			if err := taps[i].Remove(); err != nil {
+				// Release has no logger; this must not go unseen.
+				fmt.Fprintf(os.Stderr, "vmrunner: removing %s: %v\n", taps[i].Name, err)
+			}
+		}
+	}
+	fail := func(err error) (func(), bool, error) {
+		undo()
+		return nil, false, err
+	}
+	for _, n := range p.NICs {
+		if n.Link == nil {
+			continue
+		}
+		if n.Tap.FD != firstFD+len(out.Files) {
+			return fail(fmt.Errorf("NIC %d: planned fd %d, but it would be fd %d", n.Index, n.Tap.FD, firstFD+len(out.Files)))
+		}
+		t, err := addLink(n)
+		if err != nil {
+			return fail(explain(n, err))
+		}
+		taps = append(taps, t)
+		out.Files = append(out.Files, t.File)
+		if t.Replaced {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("NIC %d: replaced macvtap %s that an earlier, killed run left behind", n.Index, t.Name))
+		}
+		if n.Tap.VhostFD >= 0 {
+			v, err := netcfg.OpenVhostNet()
+			if err != nil {
+				return fail(fmt.Errorf("NIC %d: %w", n.Index, err))
+			}
+			vhosts = append(vhosts, v)
+			out.Files = append(out.Files, v)
+		}
+	}
+	if len(taps) == 0 {
+		return nil, false, nil
+	}
+	return undo, true, nil
+}
+
+// firstFD is the number of out.Files[0] in QEMU (after stdin, out, err).
+const firstFD = 3
+
+func addLink(n NICPlan) (*netcfg.Tap, error) {
+	l := n.Link
+	if n.Mode == config.NetBridge {
+		return netcfg.AddTap(l.Name, l.Uplink, l.MTU, l.Alias)
+	}
+	return netcfg.AddMacvtap(l.Name, l.Uplink, n.MAC, l.MTU, l.Alias)
+}
+
+// explain turns a failure to make a NIC's host link into what the user
+// must do: a *config.Error (exit 2) naming the variable to fix, with the
+// networking guide's advice, for every cause outside vmrunner.
+func explain(n NICPlan, err error) error {
+	p, bridge := n.Prefix(), n.Mode == config.NetBridge
+	privileges := "nat, or give the container the host's network and CAP_NET_ADMIN: docker run --privileged --network host"
+	if !bridge {
+		privileges += " -v /dev:/dev"
+	}
+	mac := n.MAC.String()
+	name := ""
+	if n.Link != nil {
+		name = n.Link.Name
+	}
+	switch {
+	case errors.Is(err, netcfg.ErrNoLink) && bridge:
+		return &config.Error{Var: p + "BRIDGE", Value: n.Bridge, Err: err,
+			Accepted: fmt.Sprintf("an existing Linux bridge; create it on the host: "+
+				"ip link add name %[1]s type bridge && ip link set dev %[1]s up && ip link set dev eth0 master %[1]s "+
+				"(eth0: the host NIC that joins the LAN), and run the container with --privileged --network host", n.Bridge)}
+	case errors.Is(err, netcfg.ErrNoLink):
+		return &config.Error{Var: p + "DIRECT_DEV", Value: n.DirectDev, Err: err,
+			Accepted: "an existing host NIC (see ip link); run the container with --privileged --network host -v /dev:/dev so it sees the host's NICs"}
+	case errors.Is(err, netcfg.ErrNotBridge):
+		return &config.Error{Var: p + "BRIDGE", Value: n.Bridge, Err: err,
+			Accepted: fmt.Sprintf("a Linux bridge (ip link add name br0 type bridge), or %sMODE=direct to put the guest on a NIC with a macvtap", p)}
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), bridge && errors.Is(err, unix.ENOENT):
+		return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err, Accepted: privileges}
+	case !bridge && errors.Is(err, unix.EBUSY):
+		return &config.Error{Var: p + "DIRECT_DEV", Value: n.DirectDev, Err: err,
+			Accepted: fmt.Sprintf("a NIC that takes another macvtap: if a second VM gets \"Device or resource busy\" on the same NIC, "+
+				"enable promiscuous mode: ip link set dev %[1]s promisc on; a bridge or bond port cannot carry a macvtap "+
+				"(use %[2]sMODE=bridge with its bridge instead)", n.DirectDev, p)}
+	case !bridge && errors.Is(err, unix.EOPNOTSUPP):
+		return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err,
+			Accepted: "bridge or nat, or load the macvtap and macvlan modules on the host: modprobe macvtap"}
+	case errors.Is(err, unix.EADDRINUSE):
+		return &config.Error{Var: p + "MAC", Value: mac, Err: err,
+			Accepted: fmt.Sprintf("a MAC no other interface on %s uses (another VM has %s: set %sMAC or GUEST_NAME)", n.DirectDev, mac, p)}
+	case errors.Is(err, unix.EEXIST), errors.Is(err, unix.EBUSY):
+		return &config.Error{Var: p + "MAC", Value: mac, Err: err,
+			Accepted: fmt.Sprintf("a MAC no other VM on this host uses: link %s is named after it (set %sMAC or GUEST_NAME, or remove a stale link: ip link del %s)", name, p, name)}
+	}
+	return fmt.Errorf("NIC %d (%s): %w", n.Index, n.Mode, err)
 }

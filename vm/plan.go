@@ -17,7 +17,8 @@ type Facts struct {
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
-	KeptMACs       map[int]string // content of mac-N files
+	KeptMACs       map[int]string         // content of mac-N files
+	Links          map[string]netcfg.Link // bridges and parent NICs the NICs name; absent: missing
 }
 
 // Paths are the files of the state folder.
@@ -44,9 +45,10 @@ func PathsFor(c *config.Config) Paths {
 // NICPlan is one NIC with everything decided.
 type NICPlan struct {
 	config.NIC
-	MAC net.HardwareAddr
-	MTU int
-	Tap *qemu.TapNet // set for bridge and direct: the fds QEMU will inherit
+	MAC  net.HardwareAddr
+	MTU  int
+	Tap  *qemu.TapNet // set for bridge and direct: the fds QEMU will inherit
+	Link *HostLink    // set for bridge and direct: the tap or macvtap to create
 }
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
@@ -124,6 +126,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			return nil, fmt.Errorf("NIC %d: %w", n.Index, err)
 		}
 		np.MTU = netcfg.ChooseMTU(n.MTU, n.Index, f.DefaultMTU)
+		if err := p.planHostLink(&np, f); err != nil {
+			return nil, err
+		}
 		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU}
 		switch n.Mode {
 		case config.NetNAT:

@@ -32,11 +32,18 @@ wanted_modules=(
 	failover net_failover virtio_net
 	e1000 e1000e
 	virtio_blk
-	scsi_common scsi_mod cdrom sr_mod sd_mod virtio_scsi
+	scsi_common scsi_mod cdrom sr_mod sd_mod
 	libata libahci ahci
 	isofs
 	button evdev
+	virtio_scsi
 )
+# Loaded last and in the background by init: with scan=sync, insmod
+# virtio_scsi returns only after all 256 targets are scanned (about 10 s
+# under TCG), but a CD at target 0 shows up after a fraction of a second.
+# Any insmod after it would wait for the scan too, hence last.
+background_modules=" virtio_scsi "
+
 # Extra insmod arguments. scan=sync makes SCSI scanning finish inside
 # insmod, so /dev/sr0 exists as soon as virtio_scsi/ahci are loaded.
 declare -A module_args=([scsi_mod]="scan=sync")
@@ -171,13 +178,15 @@ modinfo_field() { # FILE FIELD -> value(s)
 }
 
 order=()
-resolve() {
+resolve() { # NAME [optional]
 	local n=${1//-/_} f d deps pre
 	[[ -n ${resolved[$n]:-} || -n ${visiting[$n]:-} ]] && return 0
 	f=${modpath[$n]:-}
 	if [[ -z $f ]]; then
 		if [[ -n ${builtin[$n]:-} ]]; then
 			log "module $n is built in"
+		elif [[ -n ${2:-} ]]; then
+			: # soft dependency naming an alias or a missing module
 		else
 			log "module $n not found in $kver (skipped)"
 		fi
@@ -188,8 +197,11 @@ resolve() {
 	deps=$(modinfo_field "$moddir/$f" depends | head -n1)
 	# softdep=pre: a b post: c  -> load the "pre" ones first when they exist
 	pre=$(modinfo_field "$moddir/$f" softdep | sed -n 's/^pre: *\([^:]*\)\( post:.*\)\{0,1\}$/\1/p')
-	for d in ${deps//,/ } $pre; do
+	for d in ${deps//,/ }; do
 		resolve "$d"
+	done
+	for d in $pre; do
+		resolve "$d" optional
 	done
 	order+=("$n")
 	resolved[$n]=1
@@ -209,7 +221,10 @@ for n in "${order[@]}"; do
 	*.gz) gzip -dc "$f" >"$root/lib/modules/$n.ko" ;;
 	*) cp "$f" "$root/lib/modules/$n.ko" ;;
 	esac
-	echo "$n ${module_args[$n]:-}" >>"$root/etc/modules"
+	[[ $background_modules == *" $n "* ]] || echo "$n ${module_args[$n]:-}" >>"$root/etc/modules"
+done
+for n in "${order[@]}"; do
+	[[ $background_modules != *" $n "* ]] || echo "&$n ${module_args[$n]:-}" >>"$root/etc/modules"
 done
 echo "$kver" >"$root/etc/kernel-release"
 log "modules: ${order[*]}"

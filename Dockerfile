@@ -1,0 +1,55 @@
+# vmrunner container image: one QEMU VM per container, vmrunner as PID 1.
+#
+#   docker build -t vmrunner .
+#   docker run --rm -it --device /dev/kvm -p 2222:2222 -v vm:/data -e BOOT_FROM=/data/disk.qcow2 vmrunner
+#
+# The base images are build arguments only so that tests can build this
+# same file offline from locally made images (integration/images/build.sh);
+# a normal build needs none of them. See docs/container.md.
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+# --- build: one static binary ----------------------------------------------
+FROM ${GO_IMAGE} AS build
+WORKDIR /src
+ENV CGO_ENABLED=0
+# Modules first, so that a source change does not download them again.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/vmrunner . && \
+    /out/vmrunner --version
+
+# --- runtime: QEMU, qemu-img, UEFI firmware, and vmrunner -------------------
+FROM ${RUNTIME_IMAGE}
+# qemu-system-x86 brings SeaBIOS and the iPXE option ROMs (virtio-net needs
+# them); ovmf is UEFI and Secure Boot; qemu-utils is qemu-img.
+RUN apt-get update && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        qemu-system-x86 qemu-utils ovmf && \
+    apt-get clean && \
+    rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /var/log/apt /var/log/dpkg.log
+COPY --from=build /out/vmrunner /usr/local/bin/vmrunner
+
+# State (disk overlay, seed, UEFI vars, QMP sockets, serial log) lives in
+# DATA_DIR/vms/GUEST_NAME; GUEST_NAME defaults to the container's hostname,
+# so give containers a fixed --hostname (or GUEST_NAME) to keep their VM.
+ENV DATA_DIR=/data
+VOLUME ["/data"]
+
+# SSH (forwarded to the guest's 22), VNC, Redfish.
+EXPOSE 2222 5900 8443
+
+# vmrunner turns SIGTERM into an ACPI power-button press and waits up to
+# SHUTDOWN_TIMEOUT (30 s): give `docker stop` more, e.g. `docker stop -t 40`
+# or `--stop-timeout 40` on docker run.
+STOPSIGNAL SIGTERM
+
+# Healthy while QEMU reports the VM running (QMP query-status).
+HEALTHCHECK --interval=10s --timeout=8s --start-period=30s --retries=3 \
+    CMD ["vmrunner", "health"]
+
+# PID 1: vmrunner reaps orphans itself and forwards stop signals; no init,
+# no shell. Arguments (--dry-run, --show-config, --help, health) pass through.
+ENTRYPOINT ["vmrunner"]

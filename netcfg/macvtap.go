@@ -1,0 +1,113 @@
+package netcfg
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// AddMacvtap creates macvtap name in bridge mode on parent with the
+// guest's MAC (a macvtap only delivers frames for its own address), brings
+// it up and opens its character device.
+//
+// A macvtap outlives a killed supervisor. A link with the same name, MAC,
+// parent and alias is such a leftover of this VM (the name is derived from
+// the MAC, and the state folder's lock keeps a second run of the VM out),
+// so it is deleted and made again rather than blocking every restart.
+func AddMacvtap(name, parent string, mac net.HardwareAddr, mtu int, alias string) (*Tap, error) {
+	p, err := linkByName(parent)
+	if err != nil {
+		return nil, fmt.Errorf("parent %w", err)
+	}
+	t := &Tap{Name: name}
+	err = addMacvtap(name, p.Attrs().Index, mac, mtu, alias)
+	if errors.Is(err, unix.EEXIST) && leftOver(name, p.Attrs().Index, mac, alias) {
+		if err := deleteLink(name); err != nil {
+			return nil, err
+		}
+		t.Replaced = true
+		err = addMacvtap(name, p.Attrs().Index, mac, mtu, alias)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating macvtap %s on %s: %w", name, parent, err)
+	}
+	if err := setUp(t, 0, "", 0); err != nil {
+		t.Remove()
+		return nil, err
+	}
+	if t.File, err = openMacvtap(name, t.Index); err != nil {
+		t.Remove()
+		return nil, err
+	}
+	return t, nil
+}
+
+func addMacvtap(name string, parent int, mac net.HardwareAddr, mtu int, alias string) error {
+	a := netlink.NewLinkAttrs() // not a zero LinkAttrs: that sends txqlen 0
+	a.Name, a.ParentIndex, a.HardwareAddr, a.MTU, a.Alias = name, parent, mac, mtu, alias
+	return netlink.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: a, Mode: netlink.MACVLAN_MODE_BRIDGE}})
+}
+
+func leftOver(name string, parent int, mac net.HardwareAddr, alias string) bool {
+	l, err := linkByName(name)
+	if err != nil {
+		return false
+	}
+	a := l.Attrs()
+	return l.Type() == "macvtap" && a.ParentIndex == parent && bytes.Equal(a.HardwareAddr, mac) && a.Alias == alias
+}
+
+// openMacvtap opens the character device of macvtap name. The kernel names
+// it /dev/tapN after the link's ifindex, which is only unique within one
+// network namespace while /dev is shared by all of them: /dev/tapN may be
+// absent (a container without -v /dev:/dev) or another namespace's device.
+// So /dev/tapN is used only when it is this link's device; otherwise a
+// private node is made from the number in sysfs, opened and unlinked at
+// once, leaving nothing behind.
+func openMacvtap(name string, index int) (*os.File, error) {
+	tap := fmt.Sprintf("tap%d", index)
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "macvtap", tap, "dev"))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s's device number: %w", name, err)
+	}
+	dev, err := parseDevNum(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s's device number: %w", name, err)
+	}
+	node := filepath.Join("/dev", tap)
+	var st unix.Stat_t
+	if unix.Stat(node, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == dev {
+		return openDevice(node)
+	}
+	node = filepath.Join("/dev", "vmrunner-"+name)
+	_ = os.Remove(node) // a killed run's
+	if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(dev)); err != nil {
+		return nil, fmt.Errorf("making device node %s for %s: %w", node, name, err)
+	}
+	defer os.Remove(node)
+	return openDevice(node)
+}
+
+// parseDevNum reads sysfs's "major:minor" line.
+func parseDevNum(s string) (uint64, error) {
+	var major, minor uint32
+	if n, err := fmt.Sscanf(strings.TrimSpace(s), "%d:%d", &major, &minor); n != 2 || err != nil {
+		return 0, fmt.Errorf("%q is not major:minor", strings.TrimSpace(s))
+	}
+	return unix.Mkdev(major, minor), nil
+}
+
+func openDevice(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}

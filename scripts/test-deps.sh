@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need from Debian's packages, only what is missing,
+# so a fresh machine (and CI) is ready and a ready one pays nothing.
+set -euo pipefail
+
+# command-or-file  package
+needs=(
+  qemu-system-x86_64 qemu-system-x86
+  qemu-img qemu-utils
+  /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
+  /bin/busybox busybox-static
+  cpio cpio
+  ip iproute2
+  dnsmasq dnsmasq-base
+  debootstrap debootstrap
+  mke2fs e2fsprogs
+  ssh openssh-client
+  sshpass sshpass
+  isoinfo genisoimage
+)
+
+missing=()
+for ((i = 0; i < ${#needs[@]}; i += 2)); do
+  what=${needs[i]} pkg=${needs[i+1]}
+  if [[ $what == /* ]]; then [[ -e $what ]] && continue; else command -v "$what" >/dev/null && continue; fi
+  missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
