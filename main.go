@@ -93,7 +93,9 @@ func run(args []string, environ []string) int {
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
 	started := time.Now()
-	reaper := supervisor.NewReaper()
+	reaper := supervisor.NewReaper(func(pid int, status string) {
+		log.Debug("reaped orphan", zap.Int("pid", pid), zap.String("status", status))
+	})
 	prep, err := vm.Prepare(plan, reaper.Output)
 	if err != nil {
 		var ce *config.Error

@@ -182,8 +182,12 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	}
 	env := GuestEnv(t)
 	env["QEMU_BINARY"] = wrapper
+	env["LOG_VERBOSE"] = "1"
 	v := Start(t, env, "unshare", "-fp", "--mount-proc")
 	v.WaitReady()
+	if n := strings.Count(v.Stderr(), `"msg":"reaped orphan"`); n < 5 {
+		t.Errorf("reaped %d orphans, want the wrapper's 5", n)
+	}
 	sup := supervisorPID(t, v)
 	if got := nsPID(t, sup); got != 1 {
 		t.Fatalf("vmrunner is PID %d in its namespace, want 1", got)

@@ -101,7 +101,8 @@ func nicArgs(s Spec) []string {
 }
 
 func (u UserNet) netdev(id string) string {
-	nd := "user,id=" + id + ",ipv6=" + onOff(u.IPv6)
+	// QEMU turns IPv4 off when only ipv6= is given, so name both.
+	nd := "user,id=" + id + ",ipv4=on,ipv6=" + onOff(u.IPv6)
 	for _, f := range u.Forwards {
 		nd += fmt.Sprintf(",hostfwd=%s:%s:%d-:%d", f.Proto, f.HostAddr, f.HostPort, f.GuestPort)
 	}

@@ -22,14 +22,17 @@ import (
 type Reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan unix.WaitStatus
-	// Orphans counts reaped children nobody waited for (for tests and logs).
-	orphans int
+	// orphans counts reaped children nobody waited for.
+	orphans  int
+	onOrphan func(pid int, status string)
 }
 
 // NewReaper starts reaping. It also makes this process a child subreaper,
-// so QEMU's own orphans come to us even when we are not PID 1.
-func NewReaper() *Reaper {
-	r := &Reaper{waiters: map[int]chan unix.WaitStatus{}}
+// so QEMU's own orphans come to us even when we are not PID 1. onOrphan,
+// if not nil, hears of each reaped orphan (called with the lock held: it
+// must not start children).
+func NewReaper(onOrphan func(pid int, status string)) *Reaper {
+	r := &Reaper{waiters: map[int]chan unix.WaitStatus{}, onOrphan: onOrphan}
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	sig := make(chan os.Signal, 16)
 	signal.Notify(sig, unix.SIGCHLD)
@@ -65,6 +68,9 @@ func (r *Reaper) reap() {
 			continue
 		}
 		r.orphans++
+		if r.onOrphan != nil {
+			r.onOrphan(pid, describe(ws))
+		}
 	}
 }
 

@@ -77,8 +77,16 @@ if [[ ${VMRUNNER_IMAGES_REFRESH:-} == 1 ]] || ! have_image "$base_image"; then
 	log "debootstrap --variant=minbase $suite ${mirror:-(default mirror)}"
 	debootstrap --variant=minbase "$suite" "$root" ${mirror:+"$mirror"} >"$cache/debootstrap.log" 2>&1 ||
 		die "debootstrap failed; see $cache/debootstrap.log"
-	# As in Debian's own images: no package caches, no documentation.
-	rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+	# Made like Debian's bookworm-slim: no package caches, and no manuals,
+	# documentation or translations, now or from later installs.
+	[[ -d $root/etc/dpkg/dpkg.cfg.d && -d $root/usr/share/doc ]] || die "debootstrap left no usable tree in $root"
+	printf 'path-exclude /usr/share/%s/*\n' doc man groff info lintian linda locale >"$root/etc/dpkg/dpkg.cfg.d/docker"
+	echo 'path-include /usr/share/doc/*/copyright' >>"$root/etc/dpkg/dpkg.cfg.d/docker"
+	find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+	for d in man groff info lintian linda locale; do
+		rm -rf "${root:?}/usr/share/$d"/*
+	done
+	rm -rf "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/var/lib/apt/lists/*
 	tar --numeric-owner -C "$root" -c . | docker import \
 		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		--change 'CMD ["bash"]' - "$base_image" >/dev/null
@@ -117,7 +125,7 @@ EOF
 	gr=$(basename "$goroot")
 	tar -c -C "$ctx" Dockerfile gomod -C "$(dirname "$goroot")" \
 		--exclude="$gr/test" --exclude="$gr/pkg/obj" --transform "s,^$gr/,go/," "$gr" |
-		docker build -q -t "$builder_image" - >/dev/null
+		docker build -q -t "$builder_image" - >"$cache/builder.log" 2>&1 || die "building $builder_image failed; see $cache/builder.log"
 	rm -rf "$ctx"
 	log "builder image $builder_image ready in $(elapsed $start)"
 fi
@@ -125,6 +133,7 @@ fi
 # --- 3. the image ---------------------------------------------------------------
 start=$SECONDS
 version=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo dev)
+prev=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 log "docker build -t $image (GO_IMAGE=$builder_image RUNTIME_IMAGE=$base_image)"
 if ! docker build -t "$image" \
 	--build-arg GO_IMAGE="$builder_image" \
@@ -133,5 +142,12 @@ if ! docker build -t "$image" \
 	"$repo" >"$cache/build.log" 2>&1; then
 	tail -n 40 "$cache/build.log" >&2
 	die "docker build failed; full log: $cache/build.log"
+fi
+# The builder without BuildKit keeps each build's first stage as an
+# untagged image: drop those, and the image this build replaced.
+docker image prune -f --filter label=org.vmrunner.stage=build >/dev/null 2>&1 || true
+cur=$(docker image inspect -f '{{.Id}}' "$image")
+if [[ -n $prev && $prev != "$cur" ]]; then
+	docker image rm "$prev" >/dev/null 2>&1 || true
 fi
 log "image $image ready in $(elapsed $start): $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$image")"

@@ -1,0 +1,322 @@
+package qemu
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// base is a small spec each scenario changes.
+func base() Spec {
+	return Spec{
+		Name:       "vm",
+		Machine:    "q35",
+		Accel:      "kvm",
+		CPU:        "host",
+		MemoryMiB:  2048,
+		CPUs:       2,
+		QMPSockets: []string{"/data/vms/vm/qmp.sock", "/data/vms/vm/qmp-probe.sock"},
+		VNCDisplay: -1,
+	}
+}
+
+func natNIC(id, mac string, u UserNet) NIC {
+	return NIC{ID: id, Model: "virtio-net-pci", MAC: mac, Backend: u}
+}
+
+var scenarios = []struct {
+	name string
+	spec func() Spec
+}{
+	{"minimal_legacy_kernel", func() Spec {
+		s := base()
+		s.Accel, s.CPU = "tcg", "max"
+		s.MemoryMiB, s.CPUs = 256, 1
+		s.Kernel = "/boot/vmlinuz"
+		s.Initrd = "/boot/initrd.img"
+		s.Cmdline = "console=ttyS0 panic=-1"
+		s.QMPSockets = nil
+		return s
+	}},
+	{"kernel_without_initrd_or_cmdline", func() Spec {
+		s := base()
+		s.Kernel = "/boot/vmlinuz"
+		return s
+	}},
+	{"uefi_disk_seed", func() Spec {
+		s := base()
+		s.Firmware = &Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/data/vms/vm/efivars.fd"}
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.Seed = "/data/vms/vm/seed.iso"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{Forwards: []Forward{{"tcp", "0.0.0.0", 2222, 22}}})}
+		return s
+	}},
+	{"secure_boot", func() Spec {
+		s := base()
+		s.Firmware = &Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", Vars: "/data/vms/vm/efivars.fd", Secure: true}
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		return s
+	}},
+	{"nat_forwards_ipv6_on", func() Spec {
+		s := base()
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{IPv6: true, Forwards: []Forward{
+			{"tcp", "0.0.0.0", 2222, 22},
+			{"tcp", "0.0.0.0", 8080, 80},
+			{"udp", "0.0.0.0", 5353, 53},
+		}})}
+		return s
+	}},
+	{"nat_forwards_ipv6_off_local", func() Spec {
+		s := base()
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{IPv6: false, Forwards: []Forward{
+			{"tcp", "127.0.0.1", 2222, 22},
+			{"udp", "127.0.0.1", 5353, 53},
+		}})}
+		return s
+	}},
+	{"nat_no_forwards", func() Spec {
+		s := base()
+		s.NICs = []NIC{natNIC("net2", "52:54:00:00:00:02", UserNet{IPv6: true})}
+		return s
+	}},
+	{"mtu_virtio", func() Spec {
+		s := base()
+		n := natNIC("net1", "52:54:00:12:34:56", UserNet{})
+		n.MTU = 1400
+		s.NICs = []NIC{n}
+		return s
+	}},
+	{"mtu_e1000", func() Spec {
+		s := base()
+		n := natNIC("net1", "52:54:00:12:34:56", UserNet{})
+		n.Model, n.MTU = "e1000", 1400
+		s.NICs = []NIC{n}
+		return s
+	}},
+	{"tap_fd_vhost", func() Spec {
+		s := base()
+		s.NICs = []NIC{{ID: "net1", Model: "virtio-net-pci", MAC: "52:54:00:12:34:56", MTU: 9000, Backend: TapNet{FD: 3, VhostFD: 4}}}
+		return s
+	}},
+	{"tap_fd_no_vhost", func() Spec {
+		s := base()
+		s.NICs = []NIC{{ID: "net1", Model: "e1000e", MAC: "52:54:00:12:34:56", Backend: TapNet{FD: 3, VhostFD: -1}}}
+		return s
+	}},
+	{"tap_ifname", func() Spec {
+		s := base()
+		s.NICs = []NIC{{ID: "net1", Model: "virtio-net-pci", MAC: "52:54:00:12:34:56", Backend: TapNet{FD: -1, Ifname: "vmt525400123456", VhostFD: -1}}}
+		return s
+	}},
+	{"mixed_nics", func() Spec {
+		s := base()
+		s.NICs = []NIC{
+			natNIC("net1", "52:54:00:00:00:01", UserNet{IPv6: true, Forwards: []Forward{{"tcp", "0.0.0.0", 2222, 22}}}),
+			{ID: "net2", Model: "virtio-net-pci", MAC: "52:54:00:00:00:02", Backend: TapNet{FD: 3, VhostFD: 4}},
+			{ID: "net3", Model: "virtio-net-pci", MAC: "52:54:00:00:00:03", Backend: TapNet{FD: 5, VhostFD: 6}},
+			natNIC("net4", "52:54:00:00:00:04", UserNet{IPv6: true}),
+		}
+		return s
+	}},
+	{"vnc", func() Spec {
+		s := base()
+		s.VNCDisplay = 1
+		return s
+	}},
+	{"vnc_display_0", func() Spec {
+		s := base()
+		s.VNCDisplay = 0
+		return s
+	}},
+	{"extra_args_last", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.VNCDisplay = 0
+		s.Extra = []string{"-device", "virtio-balloon-pci", "-no-reboot"}
+		return s
+	}},
+	{"comma_in_paths", func() Spec {
+		s := base()
+		s.Firmware = &Firmware{Code: "/fw,dir/OVMF_CODE.fd", Vars: "/data,1/vms/vm/efivars.fd"}
+		s.Disk = "/data,1/vms/vm/disk.qcow2"
+		s.Seed = "/data,1/vms/vm/seed,,x.iso"
+		return s
+	}},
+}
+
+func goldenPath(name string) string { return filepath.Join("testdata", name+".golden") }
+
+// TestArgsGolden pins the complete command line of each scenario; run
+// go test ./qemu/ -update to rewrite testdata/*.golden after a change.
+func TestArgsGolden(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			args := Args(sc.spec())
+			for _, a := range args {
+				if strings.Contains(a, "\n") {
+					t.Fatalf("argument %q has a newline; golden files hold one argument per line", a)
+				}
+			}
+			got := strings.Join(args, "\n") + "\n"
+			path := goldenPath(sc.name)
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./qemu/ -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("Args differ from %s (go test ./qemu/ -update rewrites it):\n%s", path, lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// TestGoldenFilesHaveScenarios catches a golden file left behind.
+func TestGoldenFilesHaveScenarios(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, sc := range scenarios {
+		names[goldenPath(sc.name)] = true
+	}
+	for _, f := range files {
+		if !names[f] {
+			t.Errorf("%s has no scenario", f)
+		}
+	}
+}
+
+// lineDiff is a small line diff: lines only in want (-) and only in got (+).
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			b.WriteString("line " + strconv.Itoa(i+1) + ":\n  - " + wl + "\n  + " + gl + "\n")
+		}
+	}
+	return b.String()
+}
+
+// option returns the values of every occurrence of opt in args.
+func option(args []string, opt string) []string {
+	var out []string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == opt {
+			out = append(out, args[i+1])
+		}
+	}
+	return out
+}
+
+func TestArgsProperties(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			s := sc.spec()
+			args := Args(s)
+			if !slices.Equal(args[:2], []string{"-name", "guest=" + s.Name}) {
+				t.Errorf("args do not start with -name: %q", args[:2])
+			}
+			if len(s.Extra) > 0 && !slices.Equal(args[len(args)-len(s.Extra):], s.Extra) {
+				t.Errorf("EXTRA_ARGS are not last: %q", args)
+			}
+			machine := option(args, "-machine")
+			secure := s.Firmware != nil && s.Firmware.Secure
+			if len(machine) != 1 || strings.HasSuffix(machine[0], ",smm=on") != secure {
+				t.Errorf("-machine %q with secure boot %v", machine, secure)
+			}
+			hasGlobal := slices.Contains(option(args, "-global"), "driver=cfi.pflash01,property=secure,value=on")
+			if hasGlobal != secure {
+				t.Errorf("cfi.pflash01 secure global present %v, secure boot %v", hasGlobal, secure)
+			}
+			if got := len(option(args, "-netdev")); got != len(s.NICs) {
+				t.Errorf("%d -netdev for %d NICs", got, len(s.NICs))
+			}
+			for _, d := range option(args, "-device") {
+				if strings.Contains(d, "host_mtu") && !strings.HasPrefix(d, "virtio-net-pci,") {
+					t.Errorf("host_mtu on a device that is not virtio-net: %q", d)
+				}
+			}
+			if got := len(option(args, "-qmp")); got != len(s.QMPSockets) {
+				t.Errorf("%d -qmp for %d sockets", got, len(s.QMPSockets))
+			}
+			if (s.VNCDisplay >= 0) != (len(option(args, "-vnc")) == 1) {
+				t.Errorf("VNC display %d but -vnc %q", s.VNCDisplay, option(args, "-vnc"))
+			}
+			if !slices.Equal(option(args, "-display"), []string{"none"}) {
+				t.Errorf("-display %q, want none", option(args, "-display"))
+			}
+		})
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "",
+		"/data/disk":     "/data/disk",
+		"/a,b":           "/a,,b",
+		",,":             ",,,,",
+		"/x,y,z/d.qcow2": "/x,,y,,z/d.qcow2",
+	} {
+		if got := escape(in); got != want {
+			t.Errorf("escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNetdev(t *testing.T) {
+	tests := []struct {
+		b    Backend
+		want string
+	}{
+		{UserNet{}, "user,id=n,ipv4=on,ipv6=off"},
+		{UserNet{IPv6: true}, "user,id=n,ipv4=on,ipv6=on"},
+		{UserNet{Forwards: []Forward{{"tcp", "0.0.0.0", 2222, 22}, {"udp", "127.0.0.1", 5353, 53}}},
+			"user,id=n,ipv4=on,ipv6=off,hostfwd=tcp:0.0.0.0:2222-:22,hostfwd=udp:127.0.0.1:5353-:53"},
+		{TapNet{FD: 3, VhostFD: -1}, "tap,id=n,fd=3"},
+		{TapNet{FD: 3, VhostFD: 4}, "tap,id=n,fd=3,vhost=on,vhostfd=4"},
+		{TapNet{FD: 0, VhostFD: -1}, "tap,id=n,fd=0"},
+		{TapNet{FD: -1, Ifname: "tap0", VhostFD: -1}, "tap,id=n,ifname=tap0,script=no,downscript=no"},
+	}
+	for _, tc := range tests {
+		if got := tc.b.netdev("n"); got != tc.want {
+			t.Errorf("%#v.netdev = %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkArgs(b *testing.B) {
+	var s Spec
+	for _, sc := range scenarios {
+		if sc.name == "mixed_nics" {
+			s = sc.spec()
+		}
+	}
+	s.Firmware = &Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/data/vms/vm/efivars.fd"}
+	s.Disk, s.Seed = "/data/vms/vm/disk.qcow2", "/data/vms/vm/seed.iso"
+	s.Extra = []string{"-device", "virtio-balloon-pci"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Args(s)
+	}
+}

@@ -1,0 +1,140 @@
+package vm
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vmrunner/vmrunner/config"
+)
+
+func TestResolveAccel(t *testing.T) {
+	tests := []struct {
+		req        config.Accel
+		requireKVM bool
+		kvm        bool
+		want       string
+		warn       bool
+		err        bool
+	}{
+		{config.AccelAuto, false, true, "kvm", false, false},
+		{config.AccelAuto, false, false, "tcg", true, false},
+		{config.AccelAuto, true, true, "kvm", false, false},
+		{config.AccelAuto, true, false, "", false, true},
+		{config.AccelKVM, false, true, "kvm", false, false},
+		{config.AccelKVM, false, false, "", false, true},
+		{config.AccelKVM, true, false, "", false, true},
+		{config.AccelTCG, false, true, "tcg", false, false},
+		{config.AccelTCG, false, false, "tcg", false, false},
+	}
+	for _, tc := range tests {
+		name := string(tc.req)
+		if tc.requireKVM {
+			name += "/require"
+		}
+		if tc.kvm {
+			name += "/kvm"
+		}
+		t.Run(name, func(t *testing.T) {
+			got, warn, err := ResolveAccel(tc.req, tc.requireKVM, tc.kvm)
+			if got != tc.want || (warn != "") != tc.warn || (err != nil) != tc.err {
+				t.Fatalf("ResolveAccel(%q, %v, %v) = %q, %q, %v", tc.req, tc.requireKVM, tc.kvm, got, warn, err)
+			}
+			if tc.warn && !strings.Contains(warn, "TCG") {
+				t.Errorf("warning %q does not mention TCG", warn)
+			}
+			if err != nil {
+				var ce *config.Error
+				if !errors.As(err, &ce) || ce.Var != "ACCEL" || ce.Value != string(tc.req) || !strings.Contains(ce.Accepted, "/dev/kvm") {
+					t.Errorf("error %#v, want an ACCEL *config.Error", err)
+				}
+				if !strings.Contains(err.Error(), "KVM is not available") {
+					t.Errorf("error %q does not say KVM is missing", err)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveCPU(t *testing.T) {
+	tests := []struct{ model, accel, want string }{
+		{"host", "kvm", "host"},
+		{"host", "tcg", "max"},
+		{"max", "kvm", "max"},
+		{"max", "tcg", "max"},
+		{"Skylake-Server", "tcg", "Skylake-Server"},
+		{"Skylake-Server,+vmx", "kvm", "Skylake-Server,+vmx"},
+		{"qemu64", "tcg", "qemu64"},
+	}
+	for _, tc := range tests {
+		if got := ResolveCPU(tc.model, tc.accel); got != tc.want {
+			t.Errorf("ResolveCPU(%q, %q) = %q, want %q", tc.model, tc.accel, got, tc.want)
+		}
+	}
+}
+
+func existsIn(paths ...string) func(string) bool {
+	set := map[string]bool{}
+	for _, p := range paths {
+		set[p] = true
+	}
+	return func(p string) bool { return set[p] }
+}
+
+func TestFirmwareFiles(t *testing.T) {
+	debian := []string{
+		"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd",
+		"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+		"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd",
+	}
+	tests := []struct {
+		name       string
+		mode       config.BootMode
+		files      []string
+		code, vars string
+	}{
+		{"debian uefi", config.BootUEFI, debian, "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+		{"debian secure", config.BootSecure, debian, "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"},
+		{"old debian", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+			"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		{"old debian secure", config.BootSecure, []string{"/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
+			"/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
+		{"fedora", config.BootUEFI, []string{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
+			"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
+		{"fedora secure", config.BootSecure, []string{"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
+			"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
+		{"arch", config.BootUEFI, []string{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
+			"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
+		// A code file without its vars is skipped for a complete pair.
+		{"code without vars", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+			"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, vars, err := FirmwareFiles(tc.mode, existsIn(tc.files...))
+			if err != nil || code != tc.code || vars != tc.vars {
+				t.Errorf("FirmwareFiles = %q, %q, %v; want %q, %q", code, vars, err, tc.code, tc.vars)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		mode  config.BootMode
+		files []string
+	}{
+		{"none", config.BootUEFI, nil},
+		{"secure without secboot files", config.BootSecure, []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"}},
+		{"vars only", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_VARS_4M.fd"}},
+	} {
+		t.Run("missing "+tc.name, func(t *testing.T) {
+			code, vars, err := FirmwareFiles(tc.mode, existsIn(tc.files...))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != "BOOT_MODE" || ce.Value != string(tc.mode) || !strings.Contains(ce.Accepted, "legacy") {
+				t.Fatalf("FirmwareFiles = %q, %q, %v; want a BOOT_MODE *config.Error", code, vars, err)
+			}
+			if !strings.Contains(err.Error(), "no UEFI firmware") {
+				t.Errorf("error %q", err)
+			}
+		})
+	}
+}

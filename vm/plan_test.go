@@ -1,0 +1,579 @@
+package vm
+
+import (
+	"errors"
+	"flag"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+var testHost = config.Host{Hostname: "testhost", HomeDir: "/home/tester", MemoryMiB: 8192, CPUs: 8}
+
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// testFacts is a host with KVM, IPv6, a 1500 MTU default route, Debian's
+// OVMF, the bridge br0 and the NIC eth0, and no vhost-net.
+func testFacts() Facts {
+	return Facts{
+		KVMUsable:  true,
+		VhostNet:   false,
+		HostIPv6:   true,
+		DefaultMTU: 1500,
+		FirmwareExists: existsIn(ovmfCode, ovmfVars,
+			"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
+		Links: map[string]netcfg.Link{
+			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
+			"eth0": {Name: "eth0", Kind: "device", MTU: 1500},
+		},
+	}
+}
+
+func loadConfig(t testing.TB, env map[string]string) *config.Config {
+	t.Helper()
+	c, err := config.Load(maps.Clone(env), testHost)
+	if err != nil {
+		t.Fatalf("config.Load(%v): %v", env, err)
+	}
+	return c
+}
+
+func plan(t testing.TB, env map[string]string, f Facts) *Plan {
+	t.Helper()
+	p, err := MakePlan(loadConfig(t, env), f)
+	if err != nil {
+		t.Fatalf("MakePlan(%v): %v", env, err)
+	}
+	return p
+}
+
+func mac(name string, index int) string { return netcfg.DeriveMAC(name, index).String() }
+
+func TestMakePlanDefaultNAT(t *testing.T) {
+	p := plan(t, map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank"}, testFacts())
+	st := "/data/vms/testhost"
+	want := qemu.Spec{
+		Name:      "testhost",
+		Machine:   "q35",
+		Accel:     "kvm",
+		CPU:       "host",
+		MemoryMiB: 4096,
+		CPUs:      2,
+		Firmware:  &qemu.Firmware{Code: ovmfCode, Vars: st + "/efivars.fd"},
+		Disk:      st + "/disk.qcow2",
+		Seed:      st + "/seed.iso",
+		NICs: []qemu.NIC{{
+			ID: "net1", Model: "virtio-net-pci", MAC: mac("testhost", 1),
+			Backend: qemu.UserNet{IPv6: true, Forwards: []qemu.Forward{{Proto: "tcp", HostAddr: "0.0.0.0", HostPort: 2222, GuestPort: 22}}},
+		}},
+		QMPSockets: []string{st + "/qmp.sock", st + "/qmp-probe.sock"},
+		VNCDisplay: -1,
+	}
+	if !reflect.DeepEqual(p.Spec, want) {
+		t.Errorf("Spec:\n got %+v\nwant %+v", p.Spec, want)
+	}
+	wantPaths := Paths{
+		State: st, Disk: st + "/disk.qcow2", Seed: st + "/seed.iso", Vars: st + "/efivars.fd",
+		QMP: st + "/qmp.sock", QMPProbe: st + "/qmp-probe.sock", SerialLog: st + "/serial.log",
+		Lock: st + "/lock", Salt: st + "/password-salt",
+	}
+	if p.Paths != wantPaths {
+		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
+	}
+	if p.VarsTmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
+		t.Errorf("VarsTmpl %q, BasePath %q, Warnings %q", p.VarsTmpl, p.BasePath, p.Warnings)
+	}
+	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Tap != nil || p.NICs[0].Link != nil {
+		t.Errorf("NICs = %+v", p.NICs)
+	}
+}
+
+func TestMakePlanForwardsOnFirstNATOnly(t *testing.T) {
+	p := plan(t, map[string]string{
+		"BOOT_FROM": "blank", "SSH_PORT": "2200", "PORT_FWD": "8080:80,5353:53/udp", "PORT_FWD_ADDR": "127.0.0.1",
+		"NETWORK_MODE": "bridge", "NETWORK2_MODE": "nat", "NETWORK3_MODE": "nat",
+	}, testFacts())
+	if len(p.Spec.NICs) != 3 {
+		t.Fatalf("NICs = %+v", p.Spec.NICs)
+	}
+	want := []qemu.Forward{
+		{Proto: "tcp", HostAddr: "127.0.0.1", HostPort: 2200, GuestPort: 22},
+		{Proto: "tcp", HostAddr: "127.0.0.1", HostPort: 8080, GuestPort: 80},
+		{Proto: "udp", HostAddr: "127.0.0.1", HostPort: 5353, GuestPort: 53},
+	}
+	if u, ok := p.Spec.NICs[1].Backend.(qemu.UserNet); !ok || !reflect.DeepEqual(u.Forwards, want) {
+		t.Errorf("first nat NIC (2) backend %+v, want forwards %+v", p.Spec.NICs[1].Backend, want)
+	}
+	if u, ok := p.Spec.NICs[2].Backend.(qemu.UserNet); !ok || len(u.Forwards) != 0 {
+		t.Errorf("second nat NIC (3) backend %+v, want no forwards", p.Spec.NICs[2].Backend)
+	}
+	if _, ok := p.Spec.NICs[0].Backend.(qemu.TapNet); !ok {
+		t.Errorf("bridge NIC backend %+v", p.Spec.NICs[0].Backend)
+	}
+}
+
+func TestMakePlanTapFDs(t *testing.T) {
+	env := map[string]string{
+		"BOOT_FROM": "blank", "NETWORK2_MODE": "bridge", "NETWORK3_MODE": "nat", "NETWORK4_MODE": "direct", "NETWORK5_MODE": "bridge",
+	}
+	tests := []struct {
+		vhost bool
+		want  map[string]qemu.TapNet // by netdev id
+	}{
+		{false, map[string]qemu.TapNet{
+			"net2": {FD: 3, VhostFD: -1}, "net4": {FD: 4, VhostFD: -1}, "net5": {FD: 5, VhostFD: -1}}},
+		{true, map[string]qemu.TapNet{
+			"net2": {FD: 3, VhostFD: 4}, "net4": {FD: 5, VhostFD: 6}, "net5": {FD: 7, VhostFD: 8}}},
+	}
+	for _, tc := range tests {
+		f := testFacts()
+		f.VhostNet = tc.vhost
+		p := plan(t, env, f)
+		got := map[string]qemu.TapNet{}
+		for _, n := range p.Spec.NICs {
+			if tap, ok := n.Backend.(qemu.TapNet); ok {
+				got[n.ID] = tap
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("vhost %v: taps %+v, want %+v", tc.vhost, got, tc.want)
+		}
+		for _, np := range p.NICs {
+			isTap := np.Mode == config.NetBridge || np.Mode == config.NetDirect
+			if isTap != (np.Tap != nil) || isTap != (np.Link != nil) {
+				t.Errorf("NIC %d (%s): Tap %+v, Link %+v", np.Index, np.Mode, np.Tap, np.Link)
+				continue
+			}
+			if isTap && *np.Tap != tc.want["net"+string(rune('0'+np.Index))] {
+				t.Errorf("NIC %d plan Tap %+v differs from the spec", np.Index, *np.Tap)
+			}
+		}
+	}
+}
+
+func TestMakePlanMACs(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		kept map[int]string
+		want []string
+	}{
+		{"derived", map[string]string{"NETWORK2_MODE": "nat"}, nil, []string{mac("testhost", 1), mac("testhost", 2)}},
+		{"kept wins over derived", map[string]string{"NETWORK2_MODE": "nat"}, map[int]string{2: "52:54:00:11:22:33\n"},
+			[]string{mac("testhost", 1), "52:54:00:11:22:33"}},
+		{"configured wins over kept", map[string]string{"NETWORK_MAC": "02:00:00:00:00:01"}, map[int]string{1: "52:54:00:11:22:33"},
+			[]string{"02:00:00:00:00:01"}},
+		{"empty kept file", map[string]string{}, map[int]string{1: "\n"}, []string{mac("testhost", 1)}},
+		{"by GUEST_NAME", map[string]string{"GUEST_NAME": "other"}, nil, []string{mac("other", 1)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := maps.Clone(tc.env)
+			env["BOOT_FROM"] = "blank"
+			f := testFacts()
+			f.KeptMACs = tc.kept
+			p := plan(t, env, f)
+			var got []string
+			for i, n := range p.Spec.NICs {
+				got = append(got, n.MAC)
+				if p.NICs[i].MAC.String() != n.MAC {
+					t.Errorf("plan MAC %v, spec MAC %s", p.NICs[i].MAC, n.MAC)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("MACs %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("bad kept MAC", func(t *testing.T) {
+		f := testFacts()
+		f.KeptMACs = map[int]string{1: "garbage"}
+		_, err := MakePlan(loadConfig(t, map[string]string{"BOOT_FROM": "blank"}), f)
+		if err == nil || !strings.Contains(err.Error(), "mac-1") {
+			t.Errorf("error %v, want one naming mac-1", err)
+		}
+	})
+}
+
+func TestMakePlanErrors(t *testing.T) {
+	noKVM := testFacts()
+	noKVM.KVMUsable = false
+	noFirmware := testFacts()
+	noFirmware.FirmwareExists = existsIn()
+	noLinks := testFacts()
+	noLinks.Links = nil
+	tests := []struct {
+		name           string
+		env            map[string]string
+		facts          Facts
+		varName, value string
+		msg            string
+	}{
+		{"distro without download", map[string]string{}, testFacts(), "BOOT_FROM", "", "DISTRO=ubuntu-2404 is not in this build"},
+		{"distro named", map[string]string{"DISTRO": "debian-12"}, testFacts(), "BOOT_FROM", "", "DISTRO=debian-12"},
+		{"kvm without KVM", map[string]string{"BOOT_FROM": "blank", "ACCEL": "kvm"}, noKVM, "ACCEL", "kvm", "KVM is not available"},
+		{"REQUIRE_KVM without KVM", map[string]string{"BOOT_FROM": "blank", "REQUIRE_KVM": "yes"}, noKVM, "ACCEL", "auto", "KVM is not available"},
+		{"no firmware", map[string]string{"BOOT_FROM": "blank"}, noFirmware, "BOOT_MODE", "uefi", "no UEFI firmware"},
+		{"no secure firmware", map[string]string{"BOOT_FROM": "blank", "BOOT_MODE": "secure"}, func() Facts {
+			f := testFacts()
+			f.FirmwareExists = existsIn(ovmfCode, ovmfVars)
+			return f
+		}(), "BOOT_MODE", "secure", "no UEFI firmware"},
+		{"missing bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK2_MODE": "bridge", "NETWORK2_BRIDGE": "br9"}, testFacts(), "NETWORK2_BRIDGE", "br9", "br9"},
+		{"missing parent NIC", map[string]string{"BOOT_FROM": "blank", "NETWORK3_MODE": "direct"}, noLinks, "NETWORK3_DIRECT_DEV", "eth0", "eth0"},
+		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := MakePlan(loadConfig(t, tc.env), tc.facts)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("MakePlan = %+v, %v; want a *config.Error", p, err)
+			}
+			if ce.Var != tc.varName || ce.Value != tc.value || ce.Accepted == "" {
+				t.Errorf("error %+v, want Var %s Value %q", ce, tc.varName, tc.value)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not contain %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestMakePlanSocketPathLength(t *testing.T) {
+	// DATA_DIR + "/vms/vm/qmp-probe.sock" must fit sun_path's 107 bytes.
+	overhead := len("/vms/vm/qmp-probe.sock")
+	fits := "/" + strings.Repeat("d", maxSocketPath-overhead-1)
+	tooLong := fits + "d"
+	env := map[string]string{"BOOT_FROM": "blank", "GUEST_NAME": "vm"}
+
+	env["DATA_DIR"] = fits
+	p := plan(t, env, testFacts())
+	if len(p.Paths.QMPProbe) != maxSocketPath {
+		t.Fatalf("QMPProbe %d bytes, want exactly %d", len(p.Paths.QMPProbe), maxSocketPath)
+	}
+
+	env["DATA_DIR"] = tooLong
+	_, err := MakePlan(loadConfig(t, env), testFacts())
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Var != "DATA_DIR" || ce.Value != tooLong || !strings.Contains(ce.Accepted, "short enough for unix sockets") {
+		t.Errorf("error %v, want a DATA_DIR *config.Error", err)
+	}
+}
+
+func TestMakePlanBootFrom(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "base.img")
+	if err := os.WriteFile(img, []byte("raw"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, from := range []string{img, "base.img", "./base.img"} {
+		p := plan(t, map[string]string{"BOOT_FROM": from, "DATA_DIR": "/data"}, testFacts())
+		if p.BasePath != img {
+			t.Errorf("BOOT_FROM=%s: BasePath %q, want %q", from, p.BasePath, img)
+		}
+		if p.Spec.Disk != "/data/vms/testhost/disk.qcow2" {
+			t.Errorf("BOOT_FROM=%s: Disk %q", from, p.Spec.Disk)
+		}
+	}
+	// Kernel boot without a disk.
+	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.VarsTmpl != "" || p.BasePath != "" || p.Spec.Kernel != img {
+		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
+	}
+}
+
+func TestMakePlanTCGWarning(t *testing.T) {
+	f := testFacts()
+	f.KVMUsable = false
+	p := plan(t, map[string]string{"BOOT_FROM": "blank"}, f)
+	if p.Spec.Accel != "tcg" || p.Spec.CPU != "max" {
+		t.Errorf("accel %q cpu %q, want tcg max", p.Spec.Accel, p.Spec.CPU)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "TCG") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+}
+
+func TestMakePlanTouchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	plan(t, map[string]string{"DATA_DIR": data, "BOOT_FROM": "blank", "NETWORK2_MODE": "bridge"}, testFacts())
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MakePlan created %s (%v)", data, err)
+	}
+}
+
+// --- the complete command line -------------------------------------------
+
+// baseEnv is the configuration the per-variable table starts from.
+var baseEnv = map[string]string{"DATA_DIR": "/data", "GUEST_NAME": "web", "BOOT_FROM": "blank"}
+
+func argv(t testing.TB, env map[string]string, f Facts) []string {
+	t.Helper()
+	return qemu.Args(plan(t, env, f).Spec)
+}
+
+func checkGolden(t *testing.T, name string, args []string) {
+	t.Helper()
+	got := strings.Join(args, "\n") + "\n"
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./vm/ -update creates it)", err)
+	}
+	if got != string(want) {
+		removed, added := diffArgs(strings.Split(strings.TrimSuffix(string(want), "\n"), "\n"), args)
+		t.Errorf("command line differs from %s (go test ./vm/ -update rewrites it)\nremoved: %q\nadded:   %q", path, removed, added)
+	}
+}
+
+// TestArgvGolden pins the full command line of the base configuration
+// and of a typical, busier one.
+func TestArgvGolden(t *testing.T) {
+	t.Run("base", func(t *testing.T) {
+		checkGolden(t, "base", argv(t, baseEnv, testFacts()))
+	})
+	t.Run("typical", func(t *testing.T) {
+		f := testFacts()
+		f.VhostNet = true
+		f.DefaultMTU = 1450
+		checkGolden(t, "typical", argv(t, typicalEnv, f))
+	})
+}
+
+var typicalEnv = map[string]string{
+	"DATA_DIR":       "/data",
+	"GUEST_NAME":     "web",
+	"BOOT_FROM":      "blank",
+	"MEMORY":         "2G",
+	"CPUS":           "half",
+	"DISK_SIZE":      "40G",
+	"PORT_FWD":       "8080:80,8443:443,5353:53/udp",
+	"NETWORK2_MODE":  "bridge",
+	"NETWORK3_MODE":  "nat",
+	"NETWORK3_MODEL": "e1000",
+	"GRAPHICS":       "vnc",
+	"VNC_PORT":       "5901",
+	"SSH_PUBKEY":     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt0ZXN0 me@host",
+	"GUEST_PASSWORD": "s3cret",
+	"EXTRA_ARGS":     "-device virtio-balloon-pci -no-reboot",
+}
+
+// group pairs each option with its value ("-m 4096"), so that a diff
+// names whole options.
+func group(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			out = append(out, args[i]+" "+args[i+1])
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// diffArgs returns the grouped options only in a (removed) and only in b
+// (added), counting repeats.
+func diffArgs(a, b []string) (removed, added []string) {
+	count := map[string]int{}
+	for _, s := range group(a) {
+		count[s]++
+	}
+	for _, s := range group(b) {
+		if count[s] > 0 {
+			count[s]--
+			continue
+		}
+		added = append(added, s)
+	}
+	for _, s := range group(a) {
+		if count[s] > 0 {
+			count[s]--
+			removed = append(removed, s)
+		}
+	}
+	return removed, added
+}
+
+// TestArgvPerVariable sets one variable (or fact) at a time on baseEnv and
+// checks exactly which options change.
+func TestArgvPerVariable(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#cloud-config\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kernel, initrd, img, userData := file("vmlinuz"), file("initrd.img"), file("base.img"), file("user-data")
+	m1, m2 := mac("web", 1), mac("web", 2)
+	nat1 := "-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2222-:22"
+	dev1 := "-device virtio-net-pci,netdev=net1,mac=" + m1
+	st := "/data/vms/web"
+	codeDrive := "-drive if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode
+	varsDrive := "-drive if=pflash,format=raw,unit=1,file=" + st + "/efivars.fd"
+	diskDrive := "-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap"
+	diskDevice := "-device virtio-blk-pci,drive=disk0,bootindex=1"
+	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
+	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
+
+	type facts func(*Facts)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		facts   facts
+		removed []string
+		added   []string
+	}{
+		{"MEMORY=2G", map[string]string{"MEMORY": "2G"}, nil, []string{"-m 4096"}, []string{"-m 2048"}},
+		{"MEMORY=1536", map[string]string{"MEMORY": "1536"}, nil, []string{"-m 4096"}, []string{"-m 1536"}},
+		{"MEMORY=max", map[string]string{"MEMORY": "max"}, nil, []string{"-m 4096"}, []string{"-m 8192"}},
+		{"CPUS=4", map[string]string{"CPUS": "4"}, nil, []string{"-smp 2"}, []string{"-smp 4"}},
+		{"CPUS=max", map[string]string{"CPUS": "max"}, nil, []string{"-smp 2"}, []string{"-smp 8"}},
+		{"CPU_MODEL=EPYC", map[string]string{"CPU_MODEL": "EPYC"}, nil, []string{"-cpu host"}, []string{"-cpu EPYC"}},
+		{"MACHINE=pc", map[string]string{"MACHINE": "pc"}, nil, []string{"-machine q35"}, []string{"-machine pc"}},
+		{"ACCEL=tcg", map[string]string{"ACCEL": "tcg"}, nil, []string{"-accel kvm", "-cpu host"}, []string{"-accel tcg", "-cpu max"}},
+		{"ACCEL=tcg CPU_MODEL=Haswell", map[string]string{"ACCEL": "tcg", "CPU_MODEL": "Haswell"}, nil, []string{"-accel kvm", "-cpu host"}, []string{"-accel tcg", "-cpu Haswell"}},
+		{"ACCEL=auto without KVM", nil, func(f *Facts) { f.KVMUsable = false }, []string{"-accel kvm", "-cpu host"}, []string{"-accel tcg", "-cpu max"}},
+		{"ACCEL=kvm", map[string]string{"ACCEL": "kvm"}, nil, nil, nil},
+		{"REQUIRE_KVM=1", map[string]string{"REQUIRE_KVM": "1"}, nil, nil, nil},
+		{"BOOT_MODE=legacy", map[string]string{"BOOT_MODE": "legacy"}, nil, []string{codeDrive, varsDrive}, nil},
+		{"BOOT_MODE=secure", map[string]string{"BOOT_MODE": "secure"}, nil,
+			[]string{"-machine q35", codeDrive},
+			[]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}},
+		{"KERNEL INITRD KERNEL_CMDLINE", map[string]string{"KERNEL": kernel, "INITRD": initrd, "KERNEL_CMDLINE": "console=ttyS0 root=/dev/vda1"}, nil,
+			nil, []string{"-kernel " + kernel, "-initrd " + initrd, "-append console=ttyS0 root=/dev/vda1"}},
+		{"KERNEL without a disk", map[string]string{"KERNEL": kernel, "BOOT_FROM": ""}, nil,
+			[]string{diskDrive, diskDevice}, []string{"-kernel " + kernel}},
+		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, nil, nil},
+		{"DISTRO with BOOT_FROM", map[string]string{"DISTRO": "debian-12"}, nil, nil, nil},
+		{"DISK_SIZE=40G", map[string]string{"DISK_SIZE": "40G"}, nil, nil, nil},
+		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed, nil},
+		{"cloud-init content", map[string]string{"GUEST_USER": "ops", "GUEST_PASSWORD": "x", "SSH_PUBKEY": "ssh-ed25519 AAAA k", "CLOUD_INIT_USER_DATA": userData}, nil, nil, nil},
+		{"GUEST_NAME=db", map[string]string{"GUEST_NAME": "db"}, nil,
+			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1}, qmp...),
+			append([]string{"-name guest=db",
+				"-drive if=pflash,format=raw,unit=1,file=/data/vms/db/efivars.fd",
+				"-drive file=/data/vms/db/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap",
+				"-drive file=/data/vms/db/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
+				"-device virtio-net-pci,netdev=net1,mac=" + mac("db", 1)},
+				"-qmp unix:/data/vms/db/qmp.sock,server=on,wait=off", "-qmp unix:/data/vms/db/qmp-probe.sock,server=on,wait=off")},
+		{"DATA_DIR=/srv/vmr", map[string]string{"DATA_DIR": "/srv/vmr"}, nil,
+			append([]string{varsDrive, diskDrive, seed[1]}, qmp...),
+			[]string{
+				"-drive if=pflash,format=raw,unit=1,file=/srv/vmr/vms/web/efivars.fd",
+				"-drive file=/srv/vmr/vms/web/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap",
+				"-drive file=/srv/vmr/vms/web/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
+				"-qmp unix:/srv/vmr/vms/web/qmp.sock,server=on,wait=off", "-qmp unix:/srv/vmr/vms/web/qmp-probe.sock,server=on,wait=off"}},
+		{"SHUTDOWN_TIMEOUT LOG_FORMAT LOG_VERBOSE QEMU_BINARY", map[string]string{"SHUTDOWN_TIMEOUT": "5", "LOG_FORMAT": "json", "LOG_VERBOSE": "1", "QEMU_BINARY": "/opt/qemu"}, nil, nil, nil},
+		{"SSH_PORT=2200", map[string]string{"SSH_PORT": "2200"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2200-:22"}},
+		{"PORT_FWD", map[string]string{"PORT_FWD": "8080:80,5353:53/udp"}, nil, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2222-:22,hostfwd=tcp:0.0.0.0:8080-:80,hostfwd=udp:0.0.0.0:5353-:53"}},
+		{"PORT_FWD_ADDR=127.0.0.1", map[string]string{"PORT_FWD_ADDR": "127.0.0.1"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:127.0.0.1:2222-:22"}},
+		{"host without IPv6", nil, func(f *Facts) { f.HostIPv6 = false }, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=off,hostfwd=tcp:0.0.0.0:2222-:22"}},
+		{"NETWORK_MODEL=e1000", map[string]string{"NETWORK_MODEL": "e1000"}, nil, []string{dev1}, []string{"-device e1000,netdev=net1,mac=" + m1}},
+		{"NETWORK_MAC", map[string]string{"NETWORK_MAC": "52:54:00:AA:BB:CC"}, nil, []string{dev1}, []string{"-device virtio-net-pci,netdev=net1,mac=52:54:00:aa:bb:cc"}},
+		{"kept MAC", nil, func(f *Facts) { f.KeptMACs = map[int]string{1: "52:54:00:aa:bb:cd\n"} }, []string{dev1}, []string{"-device virtio-net-pci,netdev=net1,mac=52:54:00:aa:bb:cd"}},
+		{"NETWORK_MTU=1400", map[string]string{"NETWORK_MTU": "1400"}, nil, []string{dev1}, []string{dev1 + ",host_mtu=1400"}},
+		{"NETWORK_MTU=1400 on e1000", map[string]string{"NETWORK_MTU": "1400", "NETWORK_MODEL": "e1000"}, nil, []string{dev1}, []string{"-device e1000,netdev=net1,mac=" + m1}},
+		{"detected MTU 1450", nil, func(f *Facts) { f.DefaultMTU = 1450 }, []string{dev1}, []string{dev1 + ",host_mtu=1450"}},
+		{"NETWORK_MTU=1500 beats detected 1450", map[string]string{"NETWORK_MTU": "1500"}, func(f *Facts) { f.DefaultMTU = 1450 }, []string{dev1}, []string{dev1 + ",host_mtu=1500"}},
+		{"NETWORK_MODE=none", map[string]string{"NETWORK_MODE": "none"}, nil, []string{nat1, dev1}, nil},
+		{"NETWORK_MODE=bridge", map[string]string{"NETWORK_MODE": "bridge"}, nil, []string{nat1}, []string{"-netdev tap,id=net1,fd=3"}},
+		{"NETWORK_MODE=direct with vhost-net", map[string]string{"NETWORK_MODE": "direct"}, func(f *Facts) { f.VhostNet = true }, []string{nat1}, []string{"-netdev tap,id=net1,fd=3,vhost=on,vhostfd=4"}},
+		{"NETWORK_BRIDGE on a nat NIC", map[string]string{"NETWORK_BRIDGE": "br7", "NETWORK_DIRECT_DEV": "eth7"}, nil, nil, nil},
+		{"NETWORK2_MODE=nat", map[string]string{"NETWORK2_MODE": "nat"}, nil, nil,
+			[]string{"-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2}},
+		{"NETWORK2_MODE=bridge", map[string]string{"NETWORK2_MODE": "bridge"}, func(f *Facts) { f.VhostNet = true }, nil,
+			[]string{"-netdev tap,id=net2,fd=3,vhost=on,vhostfd=4", "-device virtio-net-pci,netdev=net2,mac=" + m2}},
+		{"NETWORK2_MTU", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_MTU": "9000", "NETWORK2_MODEL": "virtio"}, func(f *Facts) { f.DefaultMTU = 1450 }, []string{dev1},
+			[]string{dev1 + ",host_mtu=1450", "-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2 + ",host_mtu=9000"}},
+		{"GRAPHICS=vnc", map[string]string{"GRAPHICS": "vnc"}, nil, nil, []string{"-vga std", "-vnc :0"}},
+		{"GRAPHICS=vnc VNC_PORT=5905", map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5905"}, nil, nil, []string{"-vga std", "-vnc :5"}},
+		{"VNC_PORT without GRAPHICS", map[string]string{"VNC_PORT": "5905"}, nil, nil, nil},
+		{"EXTRA_ARGS", map[string]string{"EXTRA_ARGS": `-device virtio-balloon-pci -no-reboot -fw_cfg 'name=opt/x,string=a b'`}, nil, nil,
+			[]string{"-device virtio-balloon-pci", "-no-reboot", "-fw_cfg name=opt/x,string=a b"}},
+	}
+	base := argv(t, baseEnv, testFacts())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := maps.Clone(baseEnv)
+			maps.Copy(env, tc.env)
+			f := testFacts()
+			if tc.facts != nil {
+				tc.facts(&f)
+			}
+			got := argv(t, env, f)
+			removed, added := diffArgs(base, got)
+			slices.Sort(removed)
+			slices.Sort(added)
+			wantRemoved, wantAdded := slices.Sorted(slices.Values(tc.removed)), slices.Sorted(slices.Values(tc.added))
+			if !slices.Equal(removed, wantRemoved) || !slices.Equal(added, wantAdded) {
+				t.Errorf("changed options:\nremoved %q\n   want %q\nadded   %q\n   want %q", removed, wantRemoved, added, wantAdded)
+			}
+		})
+	}
+	t.Run("EXTRA_ARGS last", func(t *testing.T) {
+		env := maps.Clone(baseEnv)
+		env["EXTRA_ARGS"] = "-d int -no-reboot"
+		got := argv(t, env, testFacts())
+		if !slices.Equal(got[len(got)-3:], []string{"-d", "int", "-no-reboot"}) {
+			t.Errorf("EXTRA_ARGS are not last: %q", got)
+		}
+	})
+}
+
+func TestDiffArgs(t *testing.T) {
+	removed, added := diffArgs(
+		[]string{"-nodefaults", "-m", "1", "-device", "a", "-device", "a"},
+		[]string{"-nodefaults", "-m", "2", "-device", "a", "-no-reboot"})
+	if !slices.Equal(removed, []string{"-m 1", "-device a"}) || !slices.Equal(added, []string{"-m 2", "-no-reboot"}) {
+		t.Errorf("diffArgs: removed %q added %q", removed, added)
+	}
+}
+
+func TestNICPlanMACType(t *testing.T) {
+	p := plan(t, baseEnv, testFacts())
+	var _ net.HardwareAddr = p.NICs[0].MAC
+	if a := p.NICs[0].MAC; a[0]&1 != 0 || a[0]&2 == 0 {
+		t.Errorf("derived MAC %v is not locally administered unicast", a)
+	}
+}
+
+func BenchmarkMakePlan(b *testing.B) {
+	c := loadConfig(b, typicalEnv)
+	f := testFacts()
+	f.VhostNet = true
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := MakePlan(c, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
