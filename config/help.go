@@ -16,8 +16,11 @@ func WriteHelp(w io.Writer) error {
 	for _, f := range fields(reflect.TypeOf(rawMachine{}), "") {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
 	}
-	fmt.Fprintln(tw, "\t\t")
-	fmt.Fprintln(tw, "NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:\t\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprint(w, "\nNIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, f := range fields(reflect.TypeOf(rawNIC{}), "NETWORK_") {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
 	}

@@ -53,7 +53,7 @@ func TestPlanNumbersTapFDsInNICOrder(t *testing.T) {
 		args := qemu.Args(p.Spec)
 		for i, a := range args {
 			if a == "-netdev" {
-				got = append(got, strings.SplitN(args[i+1], ",ipv6", 2)[0])
+				got = append(got, strings.SplitN(args[i+1], ",ipv", 2)[0])
 			}
 		}
 		if strings.Join(got, " ") != strings.Join(want, " ") {
