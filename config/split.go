@@ -10,17 +10,26 @@ import (
 // nothing: EXTRA_ARGS reaches QEMU as data, never through a shell.
 func SplitArgs(s string) ([]string, error) {
 	var (
-		args   []string
-		cur    strings.Builder
-		inWord bool
-		quote  rune // 0, '\'' or '"'
-		escape bool
+		args     []string
+		cur      strings.Builder
+		inWord   bool
+		quote    rune // 0, '\'' or '"'
+		escape   bool
+		escapeDQ bool // a backslash inside double quotes
 	)
 	for _, r := range s {
 		switch {
 		case escape:
 			cur.WriteRune(r)
 			escape = false
+		case escapeDQ:
+			// Inside double quotes a backslash only escapes these; before
+			// anything else it stays, as in sh.
+			if !strings.ContainsRune("$`\"\\\n", r) {
+				cur.WriteRune('\\')
+			}
+			cur.WriteRune(r)
+			escapeDQ = false
 		case quote == '\'':
 			if r == '\'' {
 				quote = 0
@@ -32,7 +41,7 @@ func SplitArgs(s string) ([]string, error) {
 			case '"':
 				quote = 0
 			case '\\':
-				escape = true
+				escapeDQ = true
 			default:
 				cur.WriteRune(r)
 			}
@@ -51,7 +60,7 @@ func SplitArgs(s string) ([]string, error) {
 			inWord = true
 		}
 	}
-	if escape {
+	if escape || escapeDQ {
 		return nil, errors.New("ends in a lone backslash")
 	}
 	if quote != 0 {
