@@ -131,7 +131,11 @@ func checkFile(name, path, accepted string) error {
 	return f.Close()
 }
 
-var guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+var (
+	guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	qemuName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`)
+	userName  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+)
 
 func loadMachine(c *Config, raw rawMachine, host Host) error {
 	var errs []error
@@ -147,11 +151,11 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	add(err)
 
 	c.CPUModel = raw.CPUModel
-	if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`).MatchString(raw.CPUModel) {
+	if !qemuName.MatchString(raw.CPUModel) {
 		add(&Error{Var: "CPU_MODEL", Value: raw.CPUModel, Accepted: "a QEMU -cpu model such as host, max or Skylake-Server"})
 	}
 	c.Machine = raw.Machine
-	if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`).MatchString(raw.Machine) {
+	if !qemuName.MatchString(raw.Machine) {
 		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc"})
 	}
 	switch a := Accel(strings.ToLower(raw.Accel)); a {
@@ -170,7 +174,8 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 
 	c.GuestName = raw.GuestName
 	if c.GuestName == "" {
-		c.GuestName = host.Hostname
+		// A host's FQDN names the VM by its first label.
+		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
 		if !guestName.MatchString(c.GuestName) {
 			c.GuestName = "vm"
 		}
@@ -181,7 +186,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.DataDir = raw.DataDir
 	if c.DataDir == "" {
 		switch {
-		case host.StateHome != "":
+		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
 			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
 		case host.HomeDir != "":
 			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
@@ -239,10 +244,14 @@ func parseSize(name, v string) (int64, error) {
 		return 0, bad
 	}
 	f, err := strconv.ParseFloat(s[:len(s)-1], 64)
-	if err != nil || f <= 0 || f*mult > 1<<60 {
+	if err != nil || !(f > 0) || f*mult > 1<<60 { // !(f > 0) also refuses NaN
 		return 0, bad
 	}
-	return int64(f*mult) &^ 511, nil // QEMU wants whole sectors
+	n := int64(f*mult) &^ 511 // QEMU wants whole sectors
+	if n == 0 {
+		return 0, bad
+	}
+	return n, nil
 }
 
 func upper(b byte) byte {
@@ -282,9 +291,9 @@ func parseCPUs(v string, hostCPUs int) (int, error) {
 	var n int
 	switch s := strings.ToLower(strings.TrimSpace(v)); s {
 	case "max":
-		n = hostCPUs
+		n = min(hostCPUs, 255)
 	case "half":
-		n = max(hostCPUs/2, 1)
+		n = max(min(hostCPUs/2, 255), 1)
 	default:
 		var err error
 		if n, err = strconv.Atoi(s); err != nil {
@@ -468,7 +477,7 @@ func loadCloudInit(c *Config, raw rawMachine) error {
 		errs = append(errs, err)
 	}
 	c.GuestUser, c.GuestPassword, c.SSHPubKey = raw.GuestUser, raw.GuestPassword, strings.TrimSpace(raw.SSHPubKey)
-	if !regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`).MatchString(c.GuestUser) || c.GuestUser == "root" {
+	if !userName.MatchString(c.GuestUser) || c.GuestUser == "root" {
 		errs = append(errs, &Error{Var: "GUEST_USER", Value: raw.GuestUser, Accepted: "a Linux user name other than root: lower-case letters, digits, _ and -, up to 32, not starting with a digit"})
 	}
 	if c.SSHPubKey != "" && (strings.ContainsAny(c.SSHPubKey, "\n\r") || len(strings.Fields(c.SSHPubKey)) < 2) {
@@ -517,6 +526,10 @@ func loadConsole(c *Config, raw rawMachine) error {
 // forwards and VNC all listen in the same network namespace.
 func checkPortCollisions(c *Config) error {
 	if firstNAT(c) == nil {
+		if len(c.PortFwds) > 0 {
+			return &Error{Var: "PORT_FWD", Value: fmt.Sprintf("%d:%d", c.PortFwds[0].HostPort, c.PortFwds[0].GuestPort),
+				Accepted: "forwards only together with a NIC in nat mode (e.g. NETWORK2_MODE=nat)"}
+		}
 		return nil
 	}
 	type key struct {

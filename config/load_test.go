@@ -714,7 +714,7 @@ func TestLoadPortCollisions(t *testing.T) {
 		{"PORT_FWD": "8080:22,8081:22"},                  // one guest port twice is fine
 		{"SSH_PORT": "5900", "VNC_PORT": "5900"},         // no VNC, no listener
 		{"GRAPHICS": "vnc", "PORT_FWD": "5900:5900/udp"}, // VNC is tcp
-		{"NETWORK_MODE": "bridge", "PORT_FWD": "2222:22"},
+		{"NETWORK_MODE": "bridge", "NETWORK2_MODE": "nat", "PORT_FWD": "8080:80"},
 		{"NETWORK_MODE": "none", "GRAPHICS": "vnc", "SSH_PORT": "5900"},
 	}
 	for _, env := range ok {
@@ -731,6 +731,7 @@ func TestLoadPortCollisions(t *testing.T) {
 		{map[string]string{"GRAPHICS": "vnc", "PORT_FWD": "5900:5900"}, "PORT_FWD", "5900:5900/tcp", "VNC_PORT"},
 		{map[string]string{"GRAPHICS": "vnc", "SSH_PORT": "5901", "VNC_PORT": "5901"}, "VNC_PORT", "5901", "SSH_PORT"},
 		{map[string]string{"NETWORK_MODE": "bridge", "NETWORK2_MODE": "nat", "PORT_FWD": "2222:22"}, "PORT_FWD", "2222:22/tcp", "SSH_PORT"},
+		{map[string]string{"NETWORK_MODE": "bridge", "PORT_FWD": "8080:80"}, "PORT_FWD", "8080:80", "nat mode"},
 	}
 	for _, tc := range bad {
 		t.Run("bad "+envName(tc.env), func(t *testing.T) {
@@ -942,6 +943,42 @@ func BenchmarkLoad(b *testing.B) {
 	for b.Loop() {
 		if _, err := Load(typicalEnv, testHost); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Edge cases found in review, each once a bug.
+func TestLoadEdges(t *testing.T) {
+	for _, v := range []string{"NaNG", "nanM", "0.1K", "1e-300T"} {
+		wantError(t, map[string]string{"DISK_SIZE": v}, "DISK_SIZE", v, "with a unit")
+	}
+	host := testHost
+	host.StateHome, host.HomeDir = "relative/state", "/home/tester"
+	c, err := Load(map[string]string{}, host)
+	if err != nil || c.DataDir != "/home/tester/.local/state/vmrunner" {
+		t.Errorf("relative XDG_STATE_HOME: DataDir %q, %v; want the HOME default", c.DataDir, err)
+	}
+	host = testHost
+	host.CPUs = 384
+	if c, err := Load(map[string]string{"CPUS": "max"}, host); err != nil || c.CPUs != 255 {
+		t.Errorf("CPUS=max on 384 CPUs: %v, %v; want 255", c, err)
+	}
+	host = testHost
+	host.Hostname = "web1.example.com"
+	if c, err := Load(map[string]string{}, host); err != nil || c.GuestName != "web1" {
+		t.Errorf("hostname web1.example.com: GUEST_NAME %v, %v; want web1", c, err)
+	}
+}
+
+func TestSplitArgsBytes(t *testing.T) {
+	for in, want := range map[string][]string{
+		"a\xffb":       {"a\xffb"},
+		"file=caf\xe9": {"file=caf\xe9"},
+		"a\\\nb c":     {"ab", "c"},
+	} {
+		got, err := SplitArgs(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("SplitArgs(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }

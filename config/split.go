@@ -7,56 +7,64 @@ import (
 
 // SplitArgs splits a string into words the way a POSIX shell would for
 // plain words, single quotes, double quotes and backslashes. It expands
-// nothing: EXTRA_ARGS reaches QEMU as data, never through a shell.
+// nothing: EXTRA_ARGS reaches QEMU as data, never through a shell. It works
+// on bytes, so arguments that are not UTF-8 (file names) pass unchanged.
 func SplitArgs(s string) ([]string, error) {
 	var (
 		args     []string
 		cur      strings.Builder
 		inWord   bool
-		quote    rune // 0, '\'' or '"'
+		quote    byte // 0, '\'' or '"'
 		escape   bool
 		escapeDQ bool // a backslash inside double quotes
 	)
-	for _, r := range s {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
 		case escape:
-			cur.WriteRune(r)
+			if c != '\n' { // backslash-newline joins lines, as in sh
+				cur.WriteByte(c)
+			}
 			escape = false
 		case escapeDQ:
 			// Inside double quotes a backslash only escapes these; before
 			// anything else it stays, as in sh.
-			if !strings.ContainsRune("$`\"\\\n", r) {
-				cur.WriteRune('\\')
+			switch c {
+			case '\n':
+			case '$', '`', '"', '\\':
+				cur.WriteByte(c)
+			default:
+				cur.WriteByte('\\')
+				cur.WriteByte(c)
 			}
-			cur.WriteRune(r)
 			escapeDQ = false
 		case quote == '\'':
-			if r == '\'' {
+			if c == '\'' {
 				quote = 0
 			} else {
-				cur.WriteRune(r)
+				cur.WriteByte(c)
 			}
 		case quote == '"':
-			switch r {
+			switch c {
 			case '"':
 				quote = 0
 			case '\\':
 				escapeDQ = true
 			default:
-				cur.WriteRune(r)
+				cur.WriteByte(c)
 			}
-		case r == '\\':
+		case c == '\\':
 			escape, inWord = true, true
-		case r == '\'' || r == '"':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t' || r == '\n':
+		case c == '\'' || c == '"':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\n':
 			if inWord {
 				args = append(args, cur.String())
 				cur.Reset()
 				inWord = false
 			}
 		default:
-			cur.WriteRune(r)
+			cur.WriteByte(c)
 			inWord = true
 		}
 	}

@@ -33,6 +33,9 @@ var splitTests = []struct {
 	{`"a\"b"`, []string{`a"b`}},
 	{`"a\\b"`, []string{`a\b`}},
 	{`'a\b'`, []string{`a\b`}},
+	{`"a\b"`, []string{`a\b`}}, // inside "", \ escapes only $ ` " \ and newline
+	{`"C:\dir"`, []string{`C:\dir`}},
+	{"\"\\$HOME \\`x\\`\"", []string{"$HOME `x`"}},
 	{`a\\b`, []string{`a\b`}},
 	{`\'`, []string{`'`}},
 	{`\"x\"`, []string{`"x"`}},

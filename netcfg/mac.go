@@ -34,7 +34,7 @@ func ChooseMAC(configured net.HardwareAddr, kept string, name string, index int)
 	}
 	if kept = strings.TrimSpace(kept); kept != "" {
 		mac, err := net.ParseMAC(kept)
-		if err != nil || len(mac) != 6 {
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
 			return nil, fmt.Errorf("kept MAC %q is not a MAC address (delete the mac-%d file to derive a new one)", kept, index)
 		}
 		return mac, nil

@@ -27,18 +27,18 @@ func AddMacvtap(name, parent string, mac net.HardwareAddr, mtu int, alias string
 		return nil, fmt.Errorf("parent %w", err)
 	}
 	t := &Tap{Name: name}
-	err = addMacvtap(name, p.Attrs().Index, mac, mtu, alias)
+	err = addMacvtap(name, p.Attrs().Index, mac, mtu)
 	if errors.Is(err, unix.EEXIST) && leftOver(name, p.Attrs().Index, mac, alias) {
 		if err := deleteLink(name); err != nil {
 			return nil, err
 		}
 		t.Replaced = true
-		err = addMacvtap(name, p.Attrs().Index, mac, mtu, alias)
+		err = addMacvtap(name, p.Attrs().Index, mac, mtu)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating macvtap %s on %s: %w", name, parent, err)
 	}
-	if err := setUp(t, 0, "", 0); err != nil {
+	if err := setUp(t, 0, alias, 0); err != nil {
 		t.Remove()
 		return nil, err
 	}
@@ -49,9 +49,11 @@ func AddMacvtap(name, parent string, mac net.HardwareAddr, mtu int, alias string
 	return t, nil
 }
 
-func addMacvtap(name string, parent int, mac net.HardwareAddr, mtu int, alias string) error {
+// addMacvtap creates the link; its alias is set afterwards, as the kernel
+// ignores IFLA_IFALIAS when it creates a link.
+func addMacvtap(name string, parent int, mac net.HardwareAddr, mtu int) error {
 	a := netlink.NewLinkAttrs() // not a zero LinkAttrs: that sends txqlen 0
-	a.Name, a.ParentIndex, a.HardwareAddr, a.MTU, a.Alias = name, parent, mac, mtu, alias
+	a.Name, a.ParentIndex, a.HardwareAddr, a.MTU = name, parent, mac, mtu
 	return netlink.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: a, Mode: netlink.MACVLAN_MODE_BRIDGE}})
 }
 

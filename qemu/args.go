@@ -138,7 +138,7 @@ func consoleArgs(s Spec) []string {
 func qmpArgs(s Spec) []string {
 	var a []string
 	for _, p := range s.QMPSockets {
-		a = append(a, "-qmp", "unix:"+p+",server=on,wait=off")
+		a = append(a, "-qmp", "unix:"+escape(p)+",server=on,wait=off")
 	}
 	return a
 }

@@ -320,3 +320,11 @@ func BenchmarkArgs(b *testing.B) {
 		_ = Args(s)
 	}
 }
+
+func TestQMPPathCommaEscaped(t *testing.T) {
+	s := base()
+	s.QMPSockets = []string{"/data,1/vms/vm/qmp.sock"}
+	if !slices.Contains(Args(s), "unix:/data,,1/vms/vm/qmp.sock,server=on,wait=off") {
+		t.Errorf("QMP path comma not doubled: %q", Args(s))
+	}
+}

@@ -20,8 +20,11 @@ type Image struct {
 // ParseQcow2Header reads the fields vmrunner needs from the first bytes of
 // a file. It returns ok=false for anything that is not qcow2.
 func ParseQcow2Header(h []byte) (img Image, ok bool, err error) {
-	if len(h) < 32 || string(h[:4]) != "QFI\xfb" {
+	if len(h) < 4 || string(h[:4]) != "QFI\xfb" {
 		return Image{}, false, nil
+	}
+	if len(h) < 32 {
+		return Image{}, true, errors.New("qcow2 header is truncated")
 	}
 	version := binary.BigEndian.Uint32(h[4:8])
 	if version < 2 || version > 3 {
@@ -92,6 +95,9 @@ func PlanDisk(base *Image, basePath string, overlay *Image, want int64) (DiskAct
 			a.BackingFmt = base.Format
 		}
 		return a, nil
+	}
+	if base == nil && overlay.Backing != "" {
+		return DiskAction{}, fmt.Errorf("the VM's disk was made on top of %q, but BOOT_FROM is now blank: set BOOT_FROM back, or remove the state folder to start over", overlay.Backing)
 	}
 	if base != nil && overlay.Backing != basePath {
 		return DiskAction{}, fmt.Errorf("the VM's disk was made on top of %q, but BOOT_FROM is now %q: set BOOT_FROM back, or remove the state folder to start over", overlay.Backing, basePath)

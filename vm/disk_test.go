@@ -55,7 +55,6 @@ func TestParseQcow2Header(t *testing.T) {
 		{"empty", nil, Image{}, false, ""},
 		{"mbr", append(make([]byte, 510), 0x55, 0xaa), Image{}, false, ""},
 		{"vmdk", []byte("KDMV" + strings.Repeat("\x00", 100)), Image{}, false, ""},
-		{"magic only", []byte("QFI\xfb"), Image{}, false, ""},
 		{"lower-case magic", append([]byte("qfi\xfb"), qcow2Header(3, 1, "")[4:]...), Image{}, false, ""},
 	}
 	for _, tc := range tests {
@@ -273,5 +272,14 @@ func TestHuman(t *testing.T) {
 		if got := human(in); got != want {
 			t.Errorf("human(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestReviewedDiskEdges(t *testing.T) {
+	if _, ok, err := ParseQcow2Header([]byte("QFI\xfb\x00\x00\x00\x03\x00")); !ok || err == nil {
+		t.Errorf("truncated qcow2 header: ok=%v err=%v; want ok and an error", ok, err)
+	}
+	if _, err := PlanDisk(nil, "", &Image{Format: "qcow2", Backing: "/img/base.qcow2", VirtualSize: 20 << 30}, 20<<30); err == nil {
+		t.Error("switching BOOT_FROM from an image to blank kept the old disk")
 	}
 }
