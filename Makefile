@@ -15,7 +15,7 @@ guest: deps
 	integration/guest/build.sh $(GUEST)
 
 test: guest
-	gofmt -l . | tee /dev/stderr | (! read)
+	gofmt -l $$(git ls-files '*.go') | tee /dev/stderr | (! read)
 	go vet ./...
 	VMRUNNER_REQUIRE_INTEGRATION=1 VMRUNNER_TEST_GUEST=$(abspath $(GUEST)) go test -race -timeout 80m ./...
 

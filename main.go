@@ -93,6 +93,17 @@ func run(args []string, environ []string) int {
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
 	started := time.Now()
+	// Signals are caught before start-up so a stop during it still undoes
+	// what was made (links, fresh files) instead of killing us half-way.
+	stop := make(chan struct{}, 2)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	go func() {
+		for s := range sigs {
+			log.Info("signal received", zap.String("signal", s.String()))
+			stop <- struct{}{}
+		}
+	}()
 	reaper := supervisor.NewReaper(func(pid int, status string) {
 		log.Debug("reaped orphan", zap.Int("pid", pid), zap.String("status", status))
 	})
@@ -109,16 +120,13 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	for _, w := range prep.Warnings {
 		log.Warn(w)
 	}
+	select {
+	case <-stop:
+		log.Info("stopped before QEMU started")
+		return supervisor.ExitPoweredOff
+	default:
+	}
 
-	stop := make(chan struct{}, 2)
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
-	go func() {
-		for s := range sigs {
-			log.Info("signal received", zap.String("signal", s.String()))
-			stop <- struct{}{}
-		}
-	}()
 	input, restore := consoleInput(stop, log)
 	defer restore()
 

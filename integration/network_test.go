@@ -40,7 +40,7 @@ func TestNetworkBridge(t *testing.T) {
 	env["NETWORK_MODE"] = "bridge"
 	env["NETWORK_BRIDGE"] = "br0"
 	blob := fmt.Sprintf("http://%s:%d/blob", l.Addr, lanHTTP)
-	env["KERNEL_CMDLINE"] += fmt.Sprintf(" vmtest.fetch=%s vmtest.blob_mb=%d", blob, blobMiB)
+	env["KERNEL_CMDLINE"] += fmt.Sprintf(" vmtest.slaac_wait=0 vmtest.fetch=%s vmtest.blob_mb=%d", blob, blobMiB)
 	v := Start(t, env, host.Wrapper()...)
 	v.WaitReady()
 
@@ -74,7 +74,7 @@ func TestNetworkDirect(t *testing.T) {
 	env["NETWORK_MODE"] = "direct"
 	env["NETWORK_DIRECT_DEV"] = "eth1"
 	blob := fmt.Sprintf("http://%s:%d/blob", l.Addr, lanHTTP)
-	env["KERNEL_CMDLINE"] += fmt.Sprintf(" vmtest.fetch=%s vmtest.blob_mb=%d", blob, blobMiB)
+	env["KERNEL_CMDLINE"] += fmt.Sprintf(" vmtest.slaac_wait=0 vmtest.fetch=%s vmtest.blob_mb=%d", blob, blobMiB)
 	v := Start(t, env, host.Wrapper()...)
 	v.WaitReady()
 
@@ -203,7 +203,7 @@ func TestNetworkDryRunMTUAndIPv6(t *testing.T) {
 		notWant []string
 	}{
 		{"Ethernet uplink: no host_mtu", ethernetUplink, nil,
-			[]string{"user,id=net1,ipv6=on"}, []string{"host_mtu="}},
+			[]string{"ipv6=on"}, []string{"host_mtu="}},
 		{"jumbo uplink", jumboUplink, nil,
 			[]string{"host_mtu=9000"}, nil},
 		{"NETWORK_MTU overrides", jumboUplink, map[string]string{"NETWORK_MTU": "1400"},
@@ -248,9 +248,10 @@ func TestNetworkDryRunMTUAndIPv6(t *testing.T) {
 
 // TestNetworkHostLinksAndFDs runs four NICs in a mix (bridge, nat, direct,
 // bridge) against a stand-in QEMU that records what it inherited: each
-// bridge/direct NIC's fd must be its own link, in NIC order. The stand-in
-// exits 1 (QEMU failed), and everything must be removed again. A macvtap
-// that a killed run left behind is replaced, and the bridge keeps its MTU.
+// bridge/direct NIC's fd must be its own link, in NIC order, and the bridge
+// keeps its MTU. The supervisor is then killed: the taps vanish with the
+// stand-in, the macvtap stays, and the next start replaces it; that run's
+// QEMU fails (exit 1) and everything must be removed again.
 func TestNetworkHostLinksAndFDs(t *testing.T) {
 	needNetns(t)
 	t.Parallel()
@@ -264,43 +265,34 @@ func TestNetworkHostLinksAndFDs(t *testing.T) {
 	for _, l := range []string{"br0", "j0", "j1", "eth1", "eth1p"} {
 		host.IP("link", "set", l, "up")
 	}
-	const mac3 = "52:54:00:aa:bb:03"
-	stale := netcfg.LinkName(netcfg.MacvtapPrefix, mustMAC(t, mac3))
-	host.IP("link", "add", "link", "eth1", "name", stale, "address", mac3, "type", "macvtap", "mode", "bridge")
-	host.IP("link", "set", stale, "alias", "vmrunner testvm NIC 3")
 
 	env := stubEnv(t)
 	record := filepath.Join(t.TempDir(), "qemu-saw")
-	env["QEMU_BINARY"] = stubQEMU(t, record)
+	env["QEMU_BINARY"] = stubQEMU(t, record, true)
 	env["NETWORK_MODE"] = "bridge"
 	env["NETWORK2_MODE"] = "nat"
 	env["NETWORK3_MODE"] = "direct"
 	env["NETWORK3_DIRECT_DEV"] = "eth1"
-	env["NETWORK3_MAC"] = mac3
 	env["NETWORK4_MODE"] = "bridge"
 	env["NETWORK4_MTU"] = "1400"
 	v := Start(t, env, host.Wrapper()...)
-	if code := v.Wait(time.Minute); code != 1 {
-		t.Fatalf("exit status %d with a QEMU that fails; want 1\n%s", code, v.Stderr())
-	}
-	saw, err := os.ReadFile(record)
-	if err != nil {
-		t.Fatalf("the stand-in QEMU did not run: %v\n%s", err, v.Stderr())
-	}
+	saw := waitRecord(t, v, record)
 	tap1 := netcfg.LinkName(netcfg.TapPrefix, keptMAC(t, v, 1))
+	mac3 := keptMAC(t, v, 3)
+	macvtap3 := netcfg.LinkName(netcfg.MacvtapPrefix, mac3)
 	tap4 := netcfg.LinkName(netcfg.TapPrefix, keptMAC(t, v, 4))
-	macvtap := regexp.MustCompile(`(?m)^link: (\d+): ` + stale + `@eth1: .*\bmtu 1500\b.*macvtap mode bridge`).FindSubmatch(saw)
-	if macvtap == nil {
-		t.Fatalf("no macvtap %s on eth1 while QEMU ran:\n%s", stale, saw)
+	idx := regexp.MustCompile(`(?m)^link: (\d+): ` + macvtap3 + `@eth1: .*\bmtu 1500\b.*macvtap mode bridge`).FindSubmatch(saw)
+	if idx == nil {
+		t.Fatalf("no macvtap %s on eth1 while QEMU ran:\n%s", macvtap3, saw)
 	}
 	for _, want := range []string{
 		// the netdevs, each its own, in NIC order, numbered from fd 3
 		`-netdev tap,id=net1,fd=3 -device virtio-net-pci,netdev=net1,mac=[0-9a-f:]+ -netdev user,id=net2,\S+ -device \S+ ` +
-			`-netdev tap,id=net3,fd=4 -device virtio-net-pci,netdev=net3,mac=` + mac3 + ` ` +
+			`-netdev tap,id=net3,fd=4 -device virtio-net-pci,netdev=net3,mac=` + mac3.String() + ` ` +
 			`-netdev tap,id=net4,fd=5 -device virtio-net-pci,netdev=net4,mac=\S+,host_mtu=1400 `,
 		// and each fd is its NIC's link
 		`(?m)^fd3: /dev/net/tun\niff3: iff:\s+` + tap1 + `$`,
-		`(?m)^fd4: /dev/(tap` + string(macvtap[1]) + `|vmrunner-` + stale + ` \(deleted\))\niff4: $`,
+		`(?m)^fd4: /dev/(tap` + string(idx[1]) + `|vmrunner-` + macvtap3 + ` \(deleted\))\niff4: $`,
 		`(?m)^fd5: /dev/net/tun\niff5: iff:\s+` + tap4 + `$`,
 		`(?m)^fd6: $`,
 		// taps are up and take the bridge's MTU, so the bridge keeps 9000
@@ -312,13 +304,84 @@ func TestNetworkHostLinksAndFDs(t *testing.T) {
 			t.Errorf("QEMU's view lacks %s:\n%s", want, saw)
 		}
 	}
-	if !strings.Contains(v.Stderr(), "replaced macvtap "+stale) {
+
+	v.Signal(syscall.SIGKILL)
+	v.Wait(time.Minute)
+	var left []nsLink
+	for range 50 { // the stand-in dies by its parent-death signal, then its fds close
+		if left = host.vmLinks(); len(left) == 1 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(left) != 1 || left[0].Name != macvtap3 {
+		t.Fatalf("after killing vmrunner: %+v; want only the macvtap %s left", left, macvtap3)
+	}
+
+	os.Remove(record)
+	env["QEMU_BINARY"] = stubQEMU(t, record, false)
+	v = Start(t, env, host.Wrapper()...)
+	if code := v.Wait(time.Minute); code != 1 {
+		t.Fatalf("exit status %d with a QEMU that fails; want 1\n%s", code, v.Stderr())
+	}
+	if !strings.Contains(v.Stderr(), "replaced macvtap "+macvtap3) {
 		t.Errorf("no warning about the replaced macvtap:\n%s", v.Stderr())
 	}
-	host.assertClean("/dev/tap" + string(macvtap[1]))
+	saw = waitRecord(t, v, record)
+	idx = regexp.MustCompile(`(?m)^link: (\d+): ` + macvtap3 + `@eth1: `).FindSubmatch(saw)
+	if idx == nil || !regexp.MustCompile(`(?m)^fd4: /dev/(tap`+string(idx[1])+`|vmrunner-)`).Match(saw) {
+		t.Errorf("second run's QEMU has no new macvtap on fd 4:\n%s", saw)
+	}
+	host.assertClean("/dev/tap" + string(idx[1]))
 	if out := host.IP("-o", "link", "show", "br0"); !strings.Contains(out, "mtu 9000") {
 		t.Errorf("bridge after the run: %s", out)
 	}
+}
+
+// TestNetworkDirectWithoutHostDev: a container without -v /dev:/dev has
+// its own /dev, where no /dev/tapN appears. vmrunner then opens the
+// macvtap through a private node, which it deletes at once.
+func TestNetworkDirectWithoutHostDev(t *testing.T) {
+	needNetns(t)
+	t.Parallel()
+	host := newNetns(t, "nodev")
+	host.IP("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	host.IP("link", "set", "eth1", "up")
+	env := stubEnv(t)
+	record := filepath.Join(t.TempDir(), "qemu-saw")
+	env["QEMU_BINARY"] = stubQEMU(t, record, false)
+	env["NETWORK_MODE"] = "direct"
+	env["NETWORK_DIRECT_DEV"] = "eth1"
+	// A container's /dev: a tmpfs with a few nodes (cf. Docker's defaults).
+	container := `mount -t tmpfs tmpfs /dev && mkdir /dev/net && mknod /dev/net/tun c 10 200 && mknod /dev/null c 1 3 && ` +
+		`"$0"; s=$?; ls /dev >` + record + `.dev-after; exit $s`
+	v := Start(t, env, append(host.Wrapper(), "unshare", "-m", "sh", "-c", container)...)
+	if code := v.Wait(time.Minute); code != 1 {
+		t.Fatalf("exit status %d with a QEMU that fails; want 1\n%s", code, v.Stderr())
+	}
+	saw := waitRecord(t, v, record)
+	macvtap := netcfg.LinkName(netcfg.MacvtapPrefix, keptMAC(t, v, 1))
+	if !regexp.MustCompile(`(?m)^fd3: /dev/vmrunner-` + macvtap + ` \(deleted\)\n`).Match(saw) {
+		t.Errorf("QEMU's fd 3 is not the private node of %s:\n%s", macvtap, saw)
+	}
+	after, err := os.ReadFile(record + ".dev-after")
+	if err != nil || strings.Join(strings.Fields(string(after)), " ") != "net null" {
+		t.Errorf("the container's /dev after the run: %q, %v; want only net and null", after, err)
+	}
+	host.assertClean()
+}
+
+// waitRecord waits for the stand-in QEMU's record.
+func waitRecord(t *testing.T, v *VM, record string) []byte {
+	t.Helper()
+	for range 100 {
+		if saw, err := os.ReadFile(record); err == nil && bytes.Contains(saw, []byte("\ndone\n")) {
+			return saw
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the stand-in QEMU recorded nothing\n%s", v.Stderr())
+	return nil
 }
 
 // TestNetworkFailures: what the user must fix exits 2 with the guide's
@@ -362,7 +425,7 @@ func TestNetworkFailures(t *testing.T) {
 			}
 			before := host.vmLinks()
 			env := stubEnv(t)
-			env["QEMU_BINARY"] = stubQEMU(t, filepath.Join(t.TempDir(), "qemu-saw"))
+			env["QEMU_BINARY"] = stubQEMU(t, filepath.Join(t.TempDir(), "qemu-saw"), false)
 			for k, v := range tt.env {
 				env[k] = v
 			}
@@ -414,9 +477,14 @@ func stubEnv(t *testing.T) map[string]string {
 }
 
 // stubQEMU writes a stand-in QEMU that records its arguments, what its fds
-// 3 to 6 are (and for a tap, which one), and the host's links, then fails.
-// It avoids $(…) and pipes, whose fds the shell would list as its own.
-func stubQEMU(t *testing.T, record string) string {
+// 3 to 6 are (and for a tap, which one), and the host's links; then it
+// holds its fds (hold) or fails at once. It avoids $(…) and pipes, whose
+// fds the shell would list as its own.
+func stubQEMU(t *testing.T, record string, hold bool) string {
+	end := "exit 1"
+	if hold {
+		end = "exec sleep 600"
+	}
 	script := `#!/bin/sh
 {
 	echo "args: $* "
@@ -427,8 +495,9 @@ func stubQEMU(t *testing.T, record string) string {
 		grep '^iff:' /proc/$$/fdinfo/$fd 2>/dev/null || echo
 	done
 	ip -o -d link | sed 's/^/link: /'
+	echo done
 } >` + record + `
-exit 1
+` + end + `
 `
 	path := filepath.Join(t.TempDir(), "qemu")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
