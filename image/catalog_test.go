@@ -1,0 +1,164 @@
+package image
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedCatalog(t *testing.T) {
+	c, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ubuntu-2404", "ubuntu-2204", "debian-12", "debian-13", "fedora", "centos-stream-9",
+		"centos-stream-10", "rocky-9", "almalinux-9", "opensuse-leap", "alpine", "arch"}
+	for _, name := range want {
+		d, err := c.Lookup(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if d.Name != name || d.Description == "" || d.User == "" || len(d.Firmware) == 0 {
+			t.Errorf("%s: incomplete entry %+v", name, d)
+		}
+		if !strings.HasPrefix(d.URL, "https://") || !strings.HasPrefix(d.ChecksumURL+d.SHA256, "https://") && d.SHA256 == "" {
+			t.Errorf("%s: needs an https URL and a checksum source: %+v", name, d)
+		}
+		if r := d.FetchRequest("/cache"); r.URL != d.URL || r.ChecksumURL != d.ChecksumURL || r.CacheDir != "/cache" {
+			t.Errorf("%s: FetchRequest %+v", name, r)
+		}
+	}
+	list := c.List()
+	if len(list) < len(want) || !slices.IsSortedFunc(list, func(a, b Distro) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Errorf("List() is short or unsorted: %v", list)
+	}
+	alpine, _ := c.Lookup("alpine")
+	if !alpine.Boots(FirmwareUEFI) || alpine.Boots(FirmwareBIOS) {
+		t.Errorf("alpine firmware %v: the catalog picks the UEFI image", alpine.Firmware)
+	}
+}
+
+func TestLookupSuggests(t *testing.T) {
+	c, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		typed string
+		want  []string
+	}{
+		{"ubunt-2404", []string{"ubuntu-2404"}},
+		{"ubuntu", []string{"ubuntu-2204", "ubuntu-2404"}},
+		{"debian12", []string{"debian-12"}},
+		{"centos", []string{"centos-stream-9", "centos-stream-10"}},
+		{"fedora-44", []string{"fedora"}},
+		{"Alpine", []string{"alpine"}},
+		{"windows-11", nil},
+	}
+	for _, tt := range tests {
+		_, err := c.Lookup(tt.typed)
+		var u *UnknownDistroError
+		if !errors.As(err, &u) {
+			t.Fatalf("Lookup(%q) = %v, want an UnknownDistroError", tt.typed, err)
+		}
+		for _, w := range tt.want {
+			if !slices.Contains(u.Suggestions, w) {
+				t.Errorf("Lookup(%q) suggests %v, want %s among them", tt.typed, u.Suggestions, w)
+			}
+		}
+		if len(tt.want) > 0 && u.Suggestions[0] != tt.want[0] {
+			t.Errorf("Lookup(%q) suggests %v first, want %s", tt.typed, u.Suggestions, tt.want[0])
+		}
+		if tt.want == nil && len(u.Suggestions) != 0 {
+			t.Errorf("Lookup(%q) suggests %v, want nothing", tt.typed, u.Suggestions)
+		}
+		if !strings.Contains(err.Error(), tt.typed) {
+			t.Errorf("error %q does not name %q", err, tt.typed)
+		}
+	}
+}
+
+func writeCatalog(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "my-catalog.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadCatalogOverride(t *testing.T) {
+	p := writeCatalog(t, `
+distros:
+  ubuntu-2404:
+    url: https://mirror.example.test/noble.img
+    sha256: `+strings.Repeat("a", 64)+`
+  internal-rhel:
+    description: our golden image
+    url: http://images.example.test/rhel.qcow2
+    checksum_url: http://images.example.test/SHA256SUMS
+    firmware: [bios]
+`)
+	c, err := LoadCatalog(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := c.Lookup("ubuntu-2404")
+	if u.URL != "https://mirror.example.test/noble.img" || u.ChecksumURL != "" || u.User != "" {
+		t.Errorf("override must replace the entry whole, got %+v", u)
+	}
+	if !u.Boots(FirmwareUEFI) || !u.Boots(FirmwareBIOS) {
+		t.Errorf("no firmware given: both assumed, got %v", u.Firmware)
+	}
+	r, err := c.Lookup("internal-rhel")
+	if err != nil || r.Boots(FirmwareUEFI) || !r.Boots(FirmwareBIOS) {
+		t.Errorf("internal-rhel: %+v, %v", r, err)
+	}
+	if _, err := c.Lookup("debian-12"); err != nil {
+		t.Errorf("embedded entries stay: %v", err)
+	}
+}
+
+func TestLoadCatalogRejects(t *testing.T) {
+	sha := strings.Repeat("b", 64)
+	tests := []struct {
+		name, body string
+		want       []string // in the error, besides the file name
+	}{
+		{"unknown field", "distros:\n  mine:\n    url: https://x.test/a.img\n    checksum-url: https://x.test/SUMS\n",
+			[]string{`"mine"`, `"checksum-url"`, "line 4"}},
+		{"missing url", "distros:\n  mine:\n    sha256: " + sha + "\n", []string{`"mine"`, "url is missing"}},
+		{"file URL", "distros:\n  mine:\n    url: file:///a.img\n", []string{`"mine"`, "http"}},
+		{"bad sha256", "distros:\n  mine:\n    url: https://x.test/a.img\n    sha256: abc\n", []string{`"mine"`, "sha256"}},
+		{"both checksums", "distros:\n  mine:\n    url: https://x.test/a.img\n    sha256: " + sha + "\n    checksum_url: https://x.test/S\n",
+			[]string{"not both"}},
+		{"bad firmware", "distros:\n  mine:\n    url: https://x.test/a.img\n    firmware: [coreboot]\n", []string{`"coreboot"`}},
+		{"wrong type", "distros:\n  mine:\n    url: https://x.test/a.img\n    firmware: {a: b}\n", []string{`"mine"`}},
+		{"unknown top key", "distro:\n  mine: {}\n", []string{`"distro"`}},
+		{"defined twice", "distros:\n  mine:\n    url: https://x.test/a.img\n  mine:\n    url: https://x.test/b.img\n", []string{"twice"}},
+		{"bad name", "distros:\n  My Distro:\n    url: https://x.test/a.img\n", []string{"My Distro"}},
+		{"entry not a mapping", "distros:\n  mine: https://x.test/a.img\n", []string{`"mine"`}},
+		{"not YAML", "distros: [\n", nil},
+		{"empty", "", []string{"empty"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeCatalog(t, tt.body)
+			_, err := LoadCatalog(p)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range append(tt.want, p) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := LoadCatalog(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Error("a missing catalog file was accepted")
+	}
+}
