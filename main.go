@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 	"github.com/vmrunner/vmrunner/supervisor"
@@ -28,7 +30,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `usage: vmrunner [--dry-run | --show-config | --help | --version]
+const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --help | --version]
        vmrunner health
 
 Runs one QEMU VM configured by environment variables (see --help).
@@ -57,6 +59,8 @@ func run(args []string, environ []string) int {
 	case "--version", "version":
 		fmt.Println(versionString())
 		return 0
+	case "--list-distros":
+		return listDistros(config.EnvMap(environ)["CATALOG"])
 	default:
 		fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", mode, usage)
 		return supervisor.ExitConfig
@@ -85,6 +89,7 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
+		plan.ApplyLocalBase()
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
 	}
@@ -107,7 +112,11 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	reaper := supervisor.NewReaper(func(pid int, status string) {
 		log.Debug("reaped orphan", zap.Int("pid", pid), zap.String("status", status))
 	})
-	prep, err := vm.Prepare(plan, reaper.Output)
+	prep, err := prepare(plan, reaper, stop, log)
+	if errors.Is(err, context.Canceled) {
+		log.Info("stopped before QEMU started")
+		return supervisor.ExitPoweredOff
+	}
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -185,6 +194,51 @@ func consoleInput(stop chan<- struct{}, log *zap.Logger) (io.Reader, func()) {
 		}
 	}()
 	return pr, func() { _ = term.Restore(fd, old) }
+}
+
+// prepare runs start-up; a stop signal meanwhile cancels it (a download
+// stops, what was made is undone) and it returns context.Canceled.
+func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log *zap.Logger) (*vm.Prepared, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sugar := log.Sugar()
+	progress := image.LogProgress(sugar.Infow, 10*time.Second, 10)
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		progress = image.Bar(os.Stderr, "downloading "+plan.Config.GuestName+"'s image")
+	}
+	type result struct {
+		prep *vm.Prepared
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		done <- result{p, err}
+	}()
+	select {
+	case r := <-done:
+		return r.prep, r.err
+	case <-stop:
+		cancel()
+		if r := <-done; r.err == nil {
+			r.prep.Release()
+		}
+		return nil, context.Canceled
+	}
+}
+
+func listDistros(catalog string) int {
+	cat, err := image.LoadCatalog(catalog)
+	if err != nil {
+		return configError(&config.Error{Var: "CATALOG", Value: catalog, Accepted: "a readable catalog YAML file", Err: err})
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DISTRO\tFIRMWARE\tUSER\tDESCRIPTION")
+	for _, d := range cat.List() {
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", d.Name, d.Firmware, d.User, d.Description)
+	}
+	_ = tw.Flush()
+	return 0
 }
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {

@@ -200,12 +200,15 @@ func TestBinaryConfigError(t *testing.T) {
 		{"bad MEMORY", "MEMORY", "lots", []string{`MEMORY="lots"`, "accepted:"}},
 		{"bad NETWORK_MODE", "NETWORK_MODE", "host", []string{`NETWORK_MODE="host"`, "nat, bridge, direct or none"}},
 		{"bad NIC index", "NETWORK9_MODE", "nat", []string{`NETWORK9_MODE="nat"`}},
-		// A planning error (DISTRO needs a download) is a configuration error too.
-		{"no boot source", "BOOT_FROM", "", []string{"BOOT_FROM", "DISTRO=ubuntu-2404"}},
+		// Caught at load, before any download could start.
+		{"unknown distro", "DISTRO", "ubunto-2404", []string{`DISTRO="ubunto-2404"`, "did you mean ubuntu-2404"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, data := binEnv(t)
 			env[tc.key] = tc.value
+			if tc.key == "DISTRO" {
+				delete(env, "BOOT_FROM") // DISTRO only counts without BOOT_FROM
+			}
 			for _, mode := range [][]string{{"--dry-run"}, {}} {
 				r := runBinary(t, env, mode...)
 				if r.code != 2 {

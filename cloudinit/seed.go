@@ -45,7 +45,9 @@ const cloudConfigHeader = "#cloud-config"
 // hashed password, SSH keys) is the user-data. With UserData the user's file
 // is the user-data and the built-in setup moves to vendor-data: cloud-init
 // merges the two with user-data winning per top-level key, so the user can
-// replace any part of the setup and keeps the rest.
+// replace any part of the setup and keeps the rest. The built-in user is
+// also the default user (system_info.default_user), so a user-data
+// `users: [default, …]` adds users and keeps it.
 func (s Seed) Files() (map[string][]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("cloud-init seed: %w", err)
@@ -112,11 +114,19 @@ type metaData struct {
 }
 
 type cloudConfig struct {
-	PreserveHostname bool     `yaml:"preserve_hostname"`
-	Hostname         string   `yaml:"hostname"`
-	Users            []user   `yaml:"users"`
-	SSHPwauth        bool     `yaml:"ssh_pwauth"`
-	Chpasswd         chpasswd `yaml:"chpasswd"`
+	PreserveHostname bool       `yaml:"preserve_hostname"`
+	Hostname         string     `yaml:"hostname"`
+	Users            []user     `yaml:"users"`
+	SystemInfo       systemInfo `yaml:"system_info"`
+	SSHPwauth        bool       `yaml:"ssh_pwauth"`
+	Chpasswd         chpasswd   `yaml:"chpasswd"`
+}
+
+// systemInfo makes the built-in user the image's default user too, so that
+// a user-data file with the usual `users: [default, …]` keeps it (without
+// this, "default" is the image's own user, e.g. Debian's locked "debian").
+type systemInfo struct {
+	DefaultUser user `yaml:"default_user"`
 }
 
 type user struct {
@@ -134,19 +144,21 @@ type chpasswd struct {
 
 // setup renders the built-in #cloud-config.
 func (s Seed) setup() ([]byte, error) {
+	u := user{
+		Name:              s.User,
+		Sudo:              "ALL=(ALL) NOPASSWD:ALL",
+		Shell:             "/bin/bash",
+		LockPasswd:        false,
+		HashedPasswd:      HashPassword(s.Password, s.Salt),
+		SSHAuthorizedKeys: s.SSHKeys,
+	}
 	cfg := cloudConfig{
 		PreserveHostname: false,
 		Hostname:         s.Hostname,
-		Users: []user{{
-			Name:              s.User,
-			Sudo:              "ALL=(ALL) NOPASSWD:ALL",
-			Shell:             "/bin/bash",
-			LockPasswd:        false,
-			HashedPasswd:      HashPassword(s.Password, s.Salt),
-			SSHAuthorizedKeys: s.SSHKeys,
-		}},
-		SSHPwauth: true,
-		Chpasswd:  chpasswd{Expire: false},
+		Users:            []user{u},
+		SystemInfo:       systemInfo{DefaultUser: u},
+		SSHPwauth:        true,
+		Chpasswd:         chpasswd{Expire: false},
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader + "\n")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/vmrunner/vmrunner/image"
 )
 
 // Accel is the requested accelerator; Auto is resolved at start-up.
@@ -66,11 +68,13 @@ type NIC struct {
 // Prefix is the environment prefix of this NIC's variables.
 func (n NIC) Prefix() string { return nicPrefix(n.Index) }
 
-// BootSource is what the VM's disk starts from.
+// BootSource is what the VM's disk starts from: at most one of Path,
+// Download and Blank is set; none means direct kernel boot without a disk.
 type BootSource struct {
-	Path   string // local image; empty when Blank or Distro or no disk
-	Blank  bool
-	Distro string // catalog name when neither BOOT_FROM nor KERNEL is set
+	Path     string              // local image
+	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
+	Distro   string              // the catalog name behind Download, if any
+	Blank    bool
 }
 
 // Config is the whole validated configuration.
@@ -107,9 +111,16 @@ type Config struct {
 	SSHPubKey     string
 	UserDataPath  string
 	UserData      []byte
+	// NetworkConfigPath is CLOUD_INIT_NETWORK_CONFIG; NetworkConfig its
+	// validated content, nil when not given.
+	NetworkConfigPath string
+	NetworkConfig     []byte
 
 	VNCPort int // 0: no VNC
 }
+
+// CacheDir holds downloaded images, shared by every VM of DATA_DIR.
+func (c *Config) CacheDir() string { return c.DataDir + "/cache" }
 
 // StateDir is where this VM's files live.
 func (c *Config) StateDir() string {

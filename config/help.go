@@ -67,8 +67,11 @@ func (c *Config) Effective() [][2]string {
 		return "********"
 	}
 	boot := c.Boot.Path
-	if c.Boot.Blank {
+	switch {
+	case c.Boot.Blank:
 		boot = "blank"
+	case c.Boot.Download != nil && c.Boot.Distro == "":
+		boot = c.Boot.Download.URL
 	}
 	var fwd []string
 	for _, f := range c.PortFwds {
@@ -94,6 +97,7 @@ func (c *Config) Effective() [][2]string {
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},
 		{"GUEST_PASSWORD", mask(c.GuestPassword)}, {"SSH_PUBKEY", c.SSHPubKey},
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
+		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
 	}
 	for _, n := range c.NICs {

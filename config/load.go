@@ -15,6 +15,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/vmrunner/vmrunner/cloudinit"
+	"github.com/vmrunner/vmrunner/image"
 )
 
 // MaxNICs is the highest NIC index (NETWORK8_*).
@@ -54,8 +55,8 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 		}
 	}
 
-	check(loadBoot(c, raw))
 	check(loadMachine(c, raw, host))
+	check(loadBoot(c, raw))
 	check(loadNICs(c, environ))
 	check(loadPorts(c, raw))
 	check(loadCloudInit(c, raw))
@@ -87,13 +88,22 @@ func loadBoot(c *Config, raw rawMachine) error {
 	case raw.BootFrom == "blank":
 		c.Boot.Blank = true
 	case strings.HasPrefix(raw.BootFrom, "http://") || strings.HasPrefix(raw.BootFrom, "https://"):
-		errs = append(errs, &Error{Var: "BOOT_FROM", Value: raw.BootFrom,
-			Accepted: "a local qcow2 or raw image, or 'blank' (downloading URLs is not in this build yet)"})
+		c.Boot.Download = &image.FetchRequest{URL: raw.BootFrom, CacheDir: c.CacheDir()}
+		if raw.BootFromSHA != "" {
+			d, err := image.ParseSHA256(raw.BootFromSHA)
+			if err != nil {
+				errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "64 hex digits (optionally prefixed sha256:)"})
+			}
+			c.Boot.Download.SHA256 = d.Hex
+		}
 	case raw.BootFrom != "":
-		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local qcow2 or raw image, or 'blank'"))
+		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local image file, an http(s) URL, or 'blank'"))
 		c.Boot.Path = raw.BootFrom
 	case raw.Kernel == "":
-		c.Boot.Distro = raw.Distro
+		errs = append(errs, loadDistro(c, raw))
+	}
+	if raw.BootFromSHA != "" && c.Boot.Download == nil {
+		errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "only together with an http(s) BOOT_FROM"})
 	}
 	if raw.Kernel != "" {
 		errs = append(errs, checkFile("KERNEL", raw.Kernel, "a readable kernel image"))
@@ -114,6 +124,29 @@ func loadBoot(c *Config, raw rawMachine) error {
 		errs = append(errs, &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: "uefi, legacy or secure"})
 	}
 	return errors.Join(errs...)
+}
+
+// loadDistro resolves DISTRO in the catalog (the built-in one, with
+// CATALOG's entries laid over it) and checks the firmware fits the image.
+func loadDistro(c *Config, raw rawMachine) error {
+	cat, err := image.LoadCatalog(raw.Catalog)
+	if err != nil {
+		return &Error{Var: "CATALOG", Value: raw.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
+	}
+	d, err := cat.Lookup(raw.Distro)
+	if err != nil {
+		return &Error{Var: "DISTRO", Value: raw.Distro, Accepted: "a catalog name (vmrunner --list-distros)", Err: err}
+	}
+	fw := image.FirmwareUEFI
+	if strings.EqualFold(raw.BootMode, string(BootLegacy)) {
+		fw = image.FirmwareBIOS
+	}
+	if !d.Boots(fw) {
+		return &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: fmt.Sprintf("a firmware %s boots with: %v", d.Name, d.Firmware)}
+	}
+	req := d.FetchRequest(c.CacheDir())
+	c.Boot.Download, c.Boot.Distro = &req, d.Name
+	return nil
 }
 
 func checkFile(name, path, accepted string) error {
@@ -493,6 +526,17 @@ func loadCloudInit(c *Config, raw rawMachine) error {
 			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: "a readable cloud-init user-data file (#cloud-config YAML mapping, a script, or another cloud-init format)", Err: err})
 		}
 		c.UserData = data
+	}
+	c.NetworkConfigPath = raw.NetConfigPath
+	if raw.NetConfigPath != "" {
+		data, err := os.ReadFile(raw.NetConfigPath)
+		if err == nil {
+			err = cloudinit.ValidateNetworkConfig(raw.NetConfigPath, data)
+		}
+		if err != nil {
+			errs = append(errs, &Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: raw.NetConfigPath, Accepted: "a readable cloud-init network-config file (a YAML mapping with version: 1 or 2)", Err: err})
+		}
+		c.NetworkConfig = data
 	}
 	return errors.Join(errs...)
 }

@@ -109,6 +109,13 @@ func quote(s string) string { return strconv.Quote(s) }
 
 func TestLoadDefaults(t *testing.T) {
 	got := mustLoad(t, map[string]string{})
+	// The default boot source is the catalog's ubuntu-2404, fetched into
+	// DATA_DIR/cache; the rest of the comparison ignores the request.
+	if got.Boot.Distro != "ubuntu-2404" || got.Boot.Download == nil ||
+		!strings.Contains(got.Boot.Download.URL, "24.04") || got.Boot.Download.CacheDir != "/home/tester/.local/state/vmrunner/cache" {
+		t.Errorf("default boot source %+v (download %+v)", got.Boot, got.Boot.Download)
+	}
+	got.Boot.Download = nil
 	want := &Config{
 		Boot:            BootSource{Distro: "ubuntu-2404"},
 		BootMode:        BootUEFI,
@@ -382,8 +389,10 @@ func TestLoadBadValues(t *testing.T) {
 		accepted string // part of Accepted
 	}{
 		{map[string]string{"BOOT_MODE": "bios"}, "BOOT_MODE", "bios", "uefi, legacy or secure"},
-		{map[string]string{"BOOT_FROM": "https://example.com/x.img"}, "BOOT_FROM", "https://example.com/x.img", "blank"},
-		{map[string]string{"BOOT_FROM": "http://example.com/x.img"}, "BOOT_FROM", "http://example.com/x.img", "blank"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "abc"}, "BOOT_FROM_SHA256", "abc", "64 hex digits"},
+		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_SHA256": strings.Repeat("a", 64)}, "BOOT_FROM_SHA256", strings.Repeat("a", 64), "http(s) BOOT_FROM"},
+		{map[string]string{"DISTRO": "ubunt-2404"}, "DISTRO", "ubunt-2404", "--list-distros"},
+		{map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, "BOOT_MODE", "legacy", "alpine boots with"},
 		{map[string]string{"BOOT_FROM": dir}, "BOOT_FROM", dir, "image"},
 		{map[string]string{"INITRD": filepath.Join(dir, "initrd")}, "INITRD", filepath.Join(dir, "initrd"), "only together with KERNEL"},
 		{map[string]string{"KERNEL_CMDLINE": "console=ttyS0"}, "KERNEL_CMDLINE", "console=ttyS0", "only together with KERNEL"},
@@ -846,8 +855,15 @@ func TestLoadFiles(t *testing.T) {
 	})
 	t.Run("DISTRO", func(t *testing.T) {
 		c := mustLoad(t, map[string]string{"DISTRO": "debian-12"})
-		if c.Boot != (BootSource{Distro: "debian-12"}) {
-			t.Errorf("Boot = %+v", c.Boot)
+		if c.Boot.Distro != "debian-12" || c.Boot.Download == nil || !strings.Contains(c.Boot.Download.URL, "debian-12-genericcloud") {
+			t.Errorf("Boot = %+v (download %+v)", c.Boot, c.Boot.Download)
+		}
+	})
+	t.Run("BOOT_FROM URL", func(t *testing.T) {
+		sum := strings.Repeat("ab", 32)
+		c := mustLoad(t, map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "sha256:" + strings.ToUpper(sum)})
+		if d := c.Boot.Download; d == nil || d.URL != "https://example.com/x.img" || d.SHA256 != sum || c.Boot.Distro != "" {
+			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
 		}
 	})
 	t.Run("BOOT_FROM missing", func(t *testing.T) {

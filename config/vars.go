@@ -6,8 +6,10 @@ package config
 // struct tags are also the single source for --help.
 
 type rawMachine struct {
-	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2 or raw), or 'blank' for an empty disk"`
-	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM and KERNEL are unset"`
+	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
+	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits)"`
+	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM and KERNEL are unset (vmrunner --list-distros)"`
+	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
 	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
 	Initrd        string `env:"INITRD" help:"initrd for direct kernel boot (-initrd)"`
 	KernelCmdline string `env:"KERNEL_CMDLINE" help:"kernel command line for direct kernel boot (-append)"`
@@ -37,6 +39,7 @@ type rawMachine struct {
 	GuestPassword string `env:"GUEST_PASSWORD" envDefault:"password" help:"its password (stored hashed in the seed)"`
 	SSHPubKey     string `env:"SSH_PUBKEY" help:"an authorized public key for GUEST_USER"`
 	UserDataPath  string `env:"CLOUD_INIT_USER_DATA" help:"path to your own user-data; the built-in user setup then moves to vendor-data"`
+	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`
 	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
 	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
 	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish endpoint (not implemented yet: refused)"`

@@ -518,7 +518,17 @@ func (d *docker) testRunHealthStop(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	t.Logf("healthy %s after docker run", time.Since(c.start).Round(time.Second))
+	var health struct {
+		Log []struct {
+			Start    time.Time
+			ExitCode int
+		}
+	}
+	if err := json.Unmarshal([]byte(c.inspect("{{json .State.Health}}")), &health); err == nil && len(health.Log) > 0 {
+		started, _ := time.Parse(time.RFC3339Nano, c.inspect("{{.State.StartedAt}}"))
+		h := health.Log[0]
+		t.Logf("first health check %s after the container started: exit %d", h.Start.Sub(started).Round(10*time.Millisecond), h.ExitCode)
+	}
 
 	stopStart := time.Now()
 	if out, errOut, code := dockerOut(t, 2*time.Minute, "stop", "-t", "30", name); code != 0 {

@@ -10,7 +10,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, seedArgs, nicArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, consoleArgs, qmpArgs,
 	} {
 		a = append(a, part(s)...)
 	}
@@ -75,17 +75,25 @@ func diskArgs(s Spec) []string {
 	}
 }
 
-// seedArgs attaches the seed as a CD on virtio-scsi: cloud kernels (e.g.
-// Debian's linux-image-cloud) lack AHCI but carry virtio-scsi and sr_mod.
-func seedArgs(s Spec) []string {
-	if s.Seed == "" {
+// cdArgs attaches the installer ISO and the seed as CDs on virtio-scsi:
+// cloud kernels (e.g. Debian's linux-image-cloud) lack AHCI but carry
+// virtio-scsi and sr_mod, and both SeaBIOS and OVMF boot from it.
+func cdArgs(s Spec) []string {
+	if s.Seed == "" && s.CDROM == "" {
 		return nil
 	}
-	return []string{
-		"-device", "virtio-scsi-pci,id=scsi0",
-		"-drive", "file=" + escape(s.Seed) + ",if=none,id=cidata,media=cdrom,readonly=on,format=raw",
-		"-device", "scsi-cd,bus=scsi0.0,drive=cidata",
+	a := []string{"-device", "virtio-scsi-pci,id=scsi0"}
+	if s.CDROM != "" {
+		a = append(a,
+			"-drive", "file="+escape(s.CDROM)+",if=none,id=cd0,media=cdrom,readonly=on,format=raw",
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,bootindex=0")
 	}
+	if s.Seed != "" {
+		a = append(a,
+			"-drive", "file="+escape(s.Seed)+",if=none,id=cidata,media=cdrom,readonly=on,format=raw",
+			"-device", "scsi-cd,bus=scsi0.0,drive=cidata")
+	}
+	return a
 }
 
 func nicArgs(s Spec) []string {

@@ -19,6 +19,7 @@ type Spec struct {
 	Cmdline string
 
 	Disk       string // qcow2 overlay; empty: no disk
+	CDROM      string // installer ISO, booted first; empty: none
 	Seed       string // cloud-init ISO; empty: none
 	NICs       []NIC
 	QMPSockets []string

@@ -14,9 +14,15 @@ needs=(
   dnsmasq dnsmasq-base
   debootstrap debootstrap
   mke2fs e2fsprogs
+  mkfs.vfat dosfstools
+  mcopy mtools
+  sfdisk fdisk
   ssh openssh-client
   sshpass sshpass
   isoinfo genisoimage
+  dockerd docker.io
+  script bsdutils
+  nsenter util-linux
 )
 
 missing=()

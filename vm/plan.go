@@ -57,7 +57,7 @@ type Plan struct {
 	Paths    Paths
 	Spec     qemu.Spec
 	NICs     []NICPlan
-	BasePath string // absolute BOOT_FROM, empty for blank or no disk
+	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
 	VarsTmpl string // UEFI vars template to copy, empty for legacy
 	Warnings []string
 }
@@ -110,11 +110,8 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			return nil, err
 		}
 		s.Disk = p.Paths.Disk
-	case c.Boot.Blank:
+	case c.Boot.Blank, c.Boot.Download != nil:
 		s.Disk = p.Paths.Disk
-	case c.Boot.Distro != "":
-		return nil, &config.Error{Var: "BOOT_FROM", Value: "",
-			Accepted: fmt.Sprintf("a local disk image path, 'blank', or KERNEL for direct kernel boot (downloading DISTRO=%s is not in this build yet)", c.Boot.Distro)}
 	}
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed

@@ -223,8 +223,6 @@ func TestMakePlanErrors(t *testing.T) {
 		varName, value string
 		msg            string
 	}{
-		{"distro without download", map[string]string{}, testFacts(), "BOOT_FROM", "", "DISTRO=ubuntu-2404 is not in this build"},
-		{"distro named", map[string]string{"DISTRO": "debian-12"}, testFacts(), "BOOT_FROM", "", "DISTRO=debian-12"},
 		{"kvm without KVM", map[string]string{"BOOT_FROM": "blank", "ACCEL": "kvm"}, noKVM, "ACCEL", "kvm", "KVM is not available"},
 		{"REQUIRE_KVM without KVM", map[string]string{"BOOT_FROM": "blank", "REQUIRE_KVM": "yes"}, noKVM, "ACCEL", "auto", "KVM is not available"},
 		{"no firmware", map[string]string{"BOOT_FROM": "blank"}, noFirmware, "BOOT_MODE", "uefi", "no UEFI firmware"},

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,13 @@ import (
 // RunFunc runs a helper command to completion (the supervisor's reaper owns
 // every child, so commands go through it).
 type RunFunc func(*exec.Cmd) ([]byte, error)
+
+// Tools are what start-up steps use to act and report.
+type Tools struct {
+	Run      RunFunc
+	Progress func(done, total int64)                // download progress
+	Log      func(msg string, keysAndValues ...any) // download events
+}
 
 // Prepared is what start-up created and the run needs.
 type Prepared struct {
@@ -46,15 +54,18 @@ type step struct {
 // Prepare creates the state folder's files and the host network devices,
 // in order. When a step fails, every earlier step is undone, so a failed
 // start leaves nothing half-made behind.
-func Prepare(p *Plan, run RunFunc) (*Prepared, error) {
+// ctx cancels a download in progress.
+func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 	out := &Prepared{}
 	var rollback []func()
 	steps := []step{
+		// The base image comes first: a wrong URL must leave no state.
+		{"base image", func(*Prepared) (func(), bool, error) { return nil, false, p.baseImage(ctx, t) }},
 		{"state folder", p.stateFolder},
 		{"lock", p.lock},
 		{"stale sockets", p.staleSockets},
 		{"MAC addresses", p.macs},
-		{"disk", func(*Prepared) (func(), bool, error) { return p.disk(run) }},
+		{"disk", func(*Prepared) (func(), bool, error) { return p.disk(t.Run) }},
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
 		{"network", p.network},
@@ -213,11 +224,12 @@ func (p *Plan) seed(*Prepared) (func(), bool, error) {
 		return nil, false, err
 	}
 	s := cloudinit.Seed{
-		Hostname: c.GuestName,
-		User:     c.GuestUser,
-		Password: c.GuestPassword,
-		UserData: c.UserData,
-		Salt:     salt,
+		Hostname:      c.GuestName,
+		User:          c.GuestUser,
+		Password:      c.GuestPassword,
+		UserData:      c.UserData,
+		NetworkConfig: c.NetworkConfig,
+		Salt:          salt,
 	}
 	if c.SSHPubKey != "" {
 		s.SSHKeys = []string{c.SSHPubKey}

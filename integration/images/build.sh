@@ -144,8 +144,12 @@ if ! docker build -t "$image" \
 	die "docker build failed; full log: $cache/build.log"
 fi
 # The builder without BuildKit keeps each build's first stage as an
-# untagged image: drop those, and the image this build replaced.
-docker image prune -f --filter label=org.vmrunner.stage=build >/dev/null 2>&1 || true
+# untagged image. Keep the newest (its layers are the next build's cache)
+# and drop older ones, and the image this build replaced.
+mapfile -t stale < <(docker image ls -q --filter dangling=true --filter label=org.vmrunner.stage=build | tail -n +2)
+if ((${#stale[@]})); then
+	docker image rm "${stale[@]}" >/dev/null 2>&1 || true
+fi
 cur=$(docker image inspect -f '{{.Id}}' "$image")
 if [[ -n $prev && $prev != "$cur" ]]; then
 	docker image rm "$prev" >/dev/null 2>&1 || true
