@@ -95,13 +95,21 @@ func Run(ctx context.Context, o Options) int {
 		forced    bool
 		deadline  <-chan time.Time
 		killTimer <-chan time.Time
-		stopReqs  = o.StopRequests
-		powerdown = func() {
-			if err := mon.Powerdown(); err != nil {
+	)
+	defer func() {
+		if mon != nil {
+			mon.Close()
+		}
+	}()
+	// powerdown runs beside the loop: a QMP that stalls must not keep the
+	// deadline from forcing the stop.
+	powerdown := func(m *qemu.Monitor) {
+		go func() {
+			if err := m.Powerdown(); err != nil {
 				log.Warn("system_powerdown failed", zap.Error(err))
 			}
-		}
-	)
+		}()
+	}
 	force := func(why string) {
 		if forced {
 			return
@@ -117,12 +125,11 @@ func Run(ctx context.Context, o Options) int {
 		select {
 		case m := <-monCh:
 			mon = m
-			defer mon.Close()
 			log.Debug("QMP connected", zap.String("socket", o.QMPSocket))
 			if stopping && !forced {
-				powerdown()
+				powerdown(mon)
 			}
-		case <-stopReqs:
+		case <-o.StopRequests:
 			if stopping {
 				force("second stop request")
 				continue
@@ -131,7 +138,7 @@ func Run(ctx context.Context, o Options) int {
 			log.Info("stop requested: pressing the ACPI power button", zap.Duration("timeout", o.ShutdownTimeout))
 			deadline = time.After(o.ShutdownTimeout)
 			if mon != nil {
-				powerdown()
+				powerdown(mon)
 			}
 		case <-deadline:
 			force(fmt.Sprintf("guest did not power off within %s", o.ShutdownTimeout))
@@ -141,8 +148,19 @@ func Run(ctx context.Context, o Options) int {
 			killTimer = nil
 		case ws := <-q.exit:
 			cancelDial()
-			<-consoleDone
-			tail := <-stderrTail
+			// QEMU's pipes close with it, unless a child of its own still
+			// holds them: then stop waiting for the last console bytes.
+			tail := ""
+			drain := time.NewTimer(2 * time.Second)
+			defer drain.Stop()
+			select {
+			case <-consoleDone:
+				select {
+				case tail = <-stderrTail:
+				case <-drain.C:
+				}
+			case <-drain.C:
+			}
 			return exitCode(log, ws, stopping, forced, tail)
 		}
 	}
