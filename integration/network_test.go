@@ -371,6 +371,58 @@ func TestNetworkDirectWithoutHostDev(t *testing.T) {
 	host.assertClean()
 }
 
+// containerDev is a wrapper that runs vmrunner (through then, e.g.
+// setpriv) in a private mount namespace whose /dev is a tmpfs with only
+// /dev/null, as in a container without --device /dev/net/tun.
+func containerDev(then ...string) []string {
+	script := `mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && exec "$@"`
+	// sh's "$@": then, and vmrunner, which Start appends.
+	return append([]string{"unshare", "-m", "sh", "-c", script, "sh"}, then...)
+}
+
+// TestNetworkBridgeMakesTunAndAdvisesVhost: a container started with only
+// CAP_NET_ADMIN has no /dev/net/tun; vmrunner makes it (10:200, 0666), as
+// Docker's device cgroup allows the tun device. Its host has vhost-net
+// (a /proc/misc that lists it) that the container lacks: the log says
+// --device /dev/vhost-net would be faster, and the run goes on without it.
+func TestNetworkBridgeMakesTunAndAdvisesVhost(t *testing.T) {
+	needNetns(t)
+	t.Parallel()
+	host := newNetns(t, "tun")
+	host.IP("link", "add", "br0", "type", "bridge")
+	host.IP("link", "set", "br0", "up")
+	env := stubEnv(t)
+	record := filepath.Join(t.TempDir(), "qemu-saw")
+	env["QEMU_BINARY"] = stubQEMU(t, record, false)
+	env["NETWORK_MODE"] = "bridge"
+	misc := filepath.Join(t.TempDir(), "misc")
+	if err := os.WriteFile(misc, []byte("200 tun\n238 vhost-net\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	container := `mount --bind ` + misc + ` /proc/misc && mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && ` +
+		`"$0"; s=$?; stat -c '%n %F %t:%T %a' /dev/net/tun >` + record + `.tun; exit $s`
+	v := Start(t, env, append(host.Wrapper(), "unshare", "-m", "sh", "-c", container)...)
+	if code := v.Wait(time.Minute); code != 1 {
+		t.Fatalf("exit status %d with a QEMU that fails; want 1\n%s", code, v.Stderr())
+	}
+	saw := waitRecord(t, v, record)
+	tap := netcfg.LinkName(netcfg.TapPrefix, keptMAC(t, v, 1))
+	if !regexp.MustCompile(`(?m)^fd3: /dev/net/tun\niff3: iff:\s+` + tap + `$`).Match(saw) {
+		t.Errorf("QEMU's fd 3 is not tap %s through the tun device:\n%s", tap, saw)
+	}
+	if !strings.Contains(string(saw), "-netdev tap,id=net1,fd=3 ") {
+		t.Errorf("QEMU ran with vhost-net that does not open:\n%s", saw)
+	}
+	node, err := os.ReadFile(record + ".tun")
+	if want := "/dev/net/tun character special file a:c8 666\n"; err != nil || string(node) != want {
+		t.Errorf("the tun node vmrunner made: %q, %v; want %q", node, err, want)
+	}
+	if !strings.Contains(v.Stderr(), "docker run --device /dev/vhost-net would make networking faster") {
+		t.Errorf("no advice to add --device /dev/vhost-net:\n%s", v.Stderr())
+	}
+	host.assertClean()
+}
+
 // waitRecord waits for the stand-in QEMU's record.
 func waitRecord(t *testing.T, v *VM, record string) []byte {
 	t.Helper()
@@ -398,7 +450,7 @@ func TestNetworkFailures(t *testing.T) {
 		want    []string
 	}{
 		{"missing bridge", nil, map[string]string{"NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "br7"}, nil,
-			[]string{`NETWORK_BRIDGE="br7"`, "ip link add name br7 type bridge", "ip link set dev br7 up", "--privileged --network host"}},
+			[]string{`NETWORK_BRIDGE="br7"`, "ip link add name br7 type bridge", "ip link set dev br7 up", "with --network host"}},
 		{"missing parent NIC", nil, map[string]string{"NETWORK2_MODE": "direct", "NETWORK2_DIRECT_DEV": "eth9"}, nil,
 			[]string{`NETWORK2_DIRECT_DEV="eth9"`, "no such network interface"}},
 		{"busy macvtap after a tap was made", func(n *netns) {
@@ -410,7 +462,11 @@ func TestNetworkFailures(t *testing.T) {
 		{"no CAP_NET_ADMIN", func(n *netns) {
 			n.IP("link", "add", "br0", "type", "bridge")
 		}, map[string]string{"NETWORK_MODE": "bridge"}, []string{"setpriv", "--bounding-set=-net_admin"},
-			[]string{`NETWORK_MODE="bridge"`, "operation not permitted", "--privileged --network host"}},
+			[]string{`NETWORK_MODE="bridge"`, "operation not permitted", "docker run --cap-add NET_ADMIN --network host;"}},
+		{"no /dev/net/tun and no CAP_MKNOD", func(n *netns) {
+			n.IP("link", "add", "br0", "type", "bridge")
+		}, map[string]string{"NETWORK_MODE": "bridge"}, containerDev("setpriv", "--bounding-set=-mknod"),
+			[]string{`NETWORK_MODE="bridge"`, "making device node /dev/net/tun", "operation not permitted", "docker run --device /dev/net/tun"}},
 		{"link name taken by something else", func(n *netns) {
 			n.IP("link", "add", "br0", "type", "bridge")
 			n.IP("tuntap", "add", "dev", netcfg.LinkName(netcfg.TapPrefix, mustMAC(t, "52:54:00:aa:bb:01")), "mode", "tap")
@@ -465,7 +521,7 @@ func stubEnv(t *testing.T) map[string]string {
 	env := map[string]string{
 		"ACCEL": "tcg", "BOOT_MODE": "legacy", "MEMORY": "256", "CPUS": "1",
 		"DATA_DIR": t.TempDir(), "GUEST_NAME": "testvm", "PORT_FWD_ADDR": "127.0.0.1",
-		"LOG_FORMAT": "json", "SSH_PORT": "2222",
+		"LOG_FORMAT": "json", "SSH_PORT": "2222", "PERSIST": "1", // the tests read mac-N after the end
 	}
 	for _, f := range []string{"KERNEL", "INITRD"} {
 		env[f] = filepath.Join(dir, strings.ToLower(f))

@@ -72,7 +72,9 @@ func leftOver(name string, parent int, mac net.HardwareAddr, alias string) bool 
 // absent (a container without -v /dev:/dev) or another namespace's device.
 // So /dev/tapN is used only when it is this link's device; otherwise a
 // private node is made from the number in sysfs, opened and unlinked at
-// once, leaving nothing behind.
+// once, leaving nothing behind. Failing to make or open the node is a
+// *DeviceError with the device's number: a container's device cgroup must
+// allow the macvtap major, which is dynamic (--device-cgroup-rule).
 func openMacvtap(name string, index int) (*os.File, error) {
 	tap := fmt.Sprintf("tap%d", index)
 	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "macvtap", tap, "dev"))
@@ -86,15 +88,15 @@ func openMacvtap(name string, index int) (*os.File, error) {
 	node := filepath.Join("/dev", tap)
 	var st unix.Stat_t
 	if unix.Stat(node, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == dev {
-		return openDevice(node)
+		return openChar(node, DriverMacvtap, dev)
 	}
 	node = filepath.Join("/dev", "vmrunner-"+name)
 	_ = os.Remove(node) // a killed run's
 	if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(dev)); err != nil {
-		return nil, fmt.Errorf("making device node %s for %s: %w", node, name, err)
+		return nil, &DeviceError{Op: OpMknod, Path: node, Driver: DriverMacvtap, Major: unix.Major(dev), Minor: unix.Minor(dev), Err: err}
 	}
 	defer os.Remove(node)
-	return openDevice(node)
+	return openChar(node, DriverMacvtap, dev)
 }
 
 // parseDevNum reads sysfs's "major:minor" line.
@@ -104,12 +106,4 @@ func parseDevNum(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not major:minor", strings.TrimSpace(s))
 	}
 	return unix.Mkdev(major, minor), nil
-}
-
-func openDevice(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	return os.NewFile(uintptr(fd), path), nil
 }

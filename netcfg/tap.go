@@ -35,7 +35,9 @@ const tunDevice = "/dev/net/tun"
 //
 // The tap is made with the TUNSETIFF ioctl rather than netlink's Tuntap,
 // which formats ioctl errors into strings: the errno is what tells a
-// missing CAP_NET_ADMIN (EPERM) from a name in use (EBUSY).
+// missing CAP_NET_ADMIN (EPERM) from a name in use (EBUSY). A missing
+// /dev/net/tun is made (see openTun); a failure to make or open it is a
+// *DeviceError.
 func AddTap(name, bridge string, mtu int, alias string) (*Tap, error) {
 	br, err := linkByName(bridge)
 	if err != nil {
@@ -49,11 +51,10 @@ func AddTap(name, bridge string, mtu int, alias string) (*Tap, error) {
 	if _, err := linkByName(name); err == nil {
 		return nil, fmt.Errorf("creating tap %s: %w", name, unix.EEXIST)
 	}
-	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	f, err := openTun(tunDevice)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", tunDevice, err)
+		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), tunDevice)
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		f.Close()
@@ -61,7 +62,7 @@ func AddTap(name, bridge string, mtu int, alias string) (*Tap, error) {
 	}
 	// VNET_HDR lets QEMU pass checksum and segmentation offloads through.
 	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNSETIFF, ifr); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("creating tap %s: %w", name, err)
 	}

@@ -129,6 +129,11 @@ func (p *Plan) network(out *Prepared) (func(), bool, error) {
 	if len(taps) == 0 {
 		return nil, false, nil
 	}
+	if len(vhosts) < len(taps) {
+		if advice := netcfg.VhostAdvice(netcfg.ProbeVhostNet()); advice != "" {
+			out.Warnings = append(out.Warnings, advice)
+		}
+	}
 	return undo, true, nil
 }
 
@@ -145,32 +150,35 @@ func addLink(n NICPlan) (*netcfg.Tap, error) {
 
 // explain turns a failure to make a NIC's host link into what the user
 // must do: a *config.Error (exit 2) naming the variable to fix, with the
-// networking guide's advice, for every cause outside vmrunner.
+// networking guide's advice, for every cause outside vmrunner. Missing
+// privileges are answered with the smallest docker run flag that grants
+// them; --privileged is only named as the blunt alternative.
 func explain(n NICPlan, err error) error {
 	p, bridge := n.Prefix(), n.Mode == config.NetBridge
-	privileges := "nat, or give the container the host's network and CAP_NET_ADMIN: docker run --privileged --network host"
-	if !bridge {
-		privileges += " -v /dev:/dev"
-	}
 	mac := n.MAC.String()
 	name := ""
 	if n.Link != nil {
 		name = n.Link.Name
 	}
+	var dev *netcfg.DeviceError
 	switch {
 	case errors.Is(err, netcfg.ErrNoLink) && bridge:
 		return &config.Error{Var: p + "BRIDGE", Value: n.Bridge, Err: err,
 			Accepted: fmt.Sprintf("an existing Linux bridge; create it on the host: "+
 				"ip link add name %[1]s type bridge && ip link set dev %[1]s up && ip link set dev eth0 master %[1]s "+
-				"(eth0: the host NIC that joins the LAN), and run the container with --privileged --network host", n.Bridge)}
+				"(eth0: the host NIC that joins the LAN), and run the container with --network host to see it", n.Bridge)}
 	case errors.Is(err, netcfg.ErrNoLink):
 		return &config.Error{Var: p + "DIRECT_DEV", Value: n.DirectDev, Err: err,
-			Accepted: "an existing host NIC (see ip link); run the container with --privileged --network host -v /dev:/dev so it sees the host's NICs"}
+			Accepted: "an existing host NIC (see ip link); run the container with --network host so it sees the host's NICs"}
 	case errors.Is(err, netcfg.ErrNotBridge):
 		return &config.Error{Var: p + "BRIDGE", Value: n.Bridge, Err: err,
 			Accepted: fmt.Sprintf("a Linux bridge (ip link add name br0 type bridge), or %sMODE=direct to put the guest on a NIC with a macvtap", p)}
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), bridge && errors.Is(err, unix.ENOENT):
-		return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err, Accepted: privileges}
+	case errors.As(err, &dev):
+		if advice := deviceAdvice(dev); advice != "" {
+			return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err, Accepted: advice}
+		}
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err, Accepted: netAdminAdvice(bridge)}
 	case !bridge && errors.Is(err, unix.EBUSY):
 		return &config.Error{Var: p + "DIRECT_DEV", Value: n.DirectDev, Err: err,
 			Accepted: fmt.Sprintf("a NIC that takes another macvtap: if a second VM gets \"Device or resource busy\" on the same NIC, "+
@@ -187,4 +195,50 @@ func explain(n NICPlan, err error) error {
 			Accepted: fmt.Sprintf("a MAC no other VM on this host uses: link %s is named after it (set %sMAC or GUEST_NAME, or remove a stale link: ip link del %s)", name, p, name)}
 	}
 	return fmt.Errorf("NIC %d (%s): %w", n.Index, n.Mode, err)
+}
+
+// blunt is the alternative to the smallest flags, for hosts where it works.
+const blunt = "; --privileged also works, but grants every capability and device"
+
+// macvtapRule is the device-cgroup rule for macvtap devices as a shell
+// expression the host evaluates: the major is dynamic.
+const macvtapRule = `"c $(awk '$2=="macvtap"{print $1}' /proc/devices):* rwm"`
+
+// netAdminAdvice answers EPERM from making or configuring a link: the
+// container lacks CAP_NET_ADMIN.
+func netAdminAdvice(bridge bool) string {
+	if bridge {
+		return "nat, or give the container CAP_NET_ADMIN and the host's network, where the bridge is: " +
+			"docker run --cap-add NET_ADMIN --network host" + blunt
+	}
+	return "nat, or give the container CAP_NET_ADMIN and the host's network, where the NIC is, and let it open the macvtap's device: " +
+		"docker run --cap-add NET_ADMIN --network host --device-cgroup-rule " + macvtapRule + blunt
+}
+
+// deviceAdvice answers a failure to make or open the tun device or a
+// macvtap's device; "" when the cause is not the container's setup.
+func deviceAdvice(d *netcfg.DeviceError) string {
+	refused := errors.Is(d.Err, unix.EPERM) || errors.Is(d.Err, unix.EACCES)
+	switch {
+	case d.Driver == netcfg.DriverTun && d.Op == netcfg.OpMknod:
+		// No node, and none could be made (no CAP_MKNOD, read-only /dev).
+		return "nat, or give the container the tun device: docker run --device /dev/net/tun " +
+			"(with --cap-add NET_ADMIN --network host)" + blunt
+	case d.Driver == netcfg.DriverTun && refused:
+		// The node is there, but the device cgroup refuses it.
+		return "nat, or let the container use the tun device: docker run --device /dev/net/tun " +
+			"(with --cap-add NET_ADMIN --network host)" + blunt
+	case d.Driver == netcfg.DriverTun && (errors.Is(d.Err, unix.ENODEV) || errors.Is(d.Err, unix.ENXIO)):
+		return "nat, or load the tun module on the host: modprobe tun"
+	case d.Driver == netcfg.DriverMacvtap && d.Op == netcfg.OpMknod && refused:
+		return fmt.Sprintf("nat or bridge, or let vmrunner make a node for the macvtap's device: keep CAP_MKNOD "+
+			"(Docker grants it by default; --cap-add MKNOD after --cap-drop ALL), with --device-cgroup-rule 'c %d:* rwm' "+
+			"(%[1]d: the macvtap major on this host)"+blunt, d.Major)
+	case d.Driver == netcfg.DriverMacvtap && refused:
+		// The device cgroup refuses the macvtap's major.
+		return fmt.Sprintf("nat or bridge, or let the container open macvtap devices: docker run --device-cgroup-rule 'c %d:* rwm' "+
+			"(%[1]d: the macvtap major on this host; the device appears only once the link is made, so --device cannot pass it, "+
+			"and -v /dev:/dev does not help without --privileged)"+blunt, d.Major)
+	}
+	return ""
 }

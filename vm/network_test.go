@@ -125,7 +125,7 @@ func TestPlanRefusesMissingUplinks(t *testing.T) {
 		{"not a bridge", []config.NIC{{Mode: config.NetBridge, Bridge: "eth1"}}, map[string]netcfg.Link{"eth1": eth1},
 			"NETWORK_BRIDGE", "not a Linux bridge"},
 		{"missing parent on NIC 2", []config.NIC{{Mode: config.NetNAT}, {Mode: config.NetDirect, DirectDev: "eth9"}}, nil,
-			"NETWORK2_DIRECT_DEV", "--privileged --network host -v /dev:/dev"},
+			"NETWORK2_DIRECT_DEV", "run the container with --network host so it sees the host's NICs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,9 +150,22 @@ func TestExplain(t *testing.T) {
 		wantVar string // "": not a configuration error
 		advice  string
 	}{
-		{"no CAP_NET_ADMIN for a tap", bridge, wrap(syscall.EPERM), "NETWORK_MODE", "--privileged --network host"},
-		{"no /dev/net/tun", bridge, wrap(syscall.ENOENT), "NETWORK_MODE", "--privileged --network host"},
-		{"no CAP_NET_ADMIN for a macvtap", direct, wrap(syscall.EPERM), "NETWORK2_MODE", "--network host -v /dev:/dev"},
+		{"no CAP_NET_ADMIN for a tap", bridge, wrap(syscall.EPERM), "NETWORK_MODE", "docker run --cap-add NET_ADMIN --network host;"},
+		{"no CAP_NET_ADMIN for a macvtap", direct, wrap(syscall.EPERM), "NETWORK2_MODE",
+			`docker run --cap-add NET_ADMIN --network host --device-cgroup-rule "c $(awk '$2=="macvtap"{print $1}' /proc/devices):* rwm"`},
+		{"EACCES configuring a link", bridge, wrap(syscall.EACCES), "NETWORK_MODE", "--cap-add NET_ADMIN"},
+		{"no /dev/net/tun and no CAP_MKNOD", bridge, wrap(tunErr(netcfg.OpMknod, syscall.EPERM)), "NETWORK_MODE", "docker run --device /dev/net/tun"},
+		{"no /dev/net/tun on a read-only /dev", bridge, wrap(tunErr(netcfg.OpMknod, syscall.EROFS)), "NETWORK_MODE", "docker run --device /dev/net/tun"},
+		{"device cgroup refuses the tun device", bridge, wrap(tunErr(netcfg.OpOpen, syscall.EPERM)), "NETWORK_MODE", "docker run --device /dev/net/tun"},
+		{"no tun driver", bridge, wrap(tunErr(netcfg.OpOpen, syscall.ENODEV)), "NETWORK_MODE", "modprobe tun"},
+		{"tun fails otherwise", bridge, wrap(tunErr(netcfg.OpOpen, syscall.EIO)), "", "NIC 1 (bridge)"},
+		{"device cgroup refuses the macvtap", direct, wrap(macvtapErr(netcfg.OpOpen, syscall.EPERM)), "NETWORK2_MODE",
+			"docker run --device-cgroup-rule 'c 246:* rwm'"},
+		{"-v /dev:/dev is no way out", direct, wrap(macvtapErr(netcfg.OpOpen, syscall.EPERM)), "NETWORK2_MODE",
+			"-v /dev:/dev does not help without --privileged"},
+		{"no CAP_MKNOD for the macvtap's node", direct, wrap(macvtapErr(netcfg.OpMknod, syscall.EPERM)), "NETWORK2_MODE",
+			"--cap-add MKNOD after --cap-drop ALL), with --device-cgroup-rule 'c 246:* rwm'"},
+		{"macvtap device fails otherwise", direct, wrap(macvtapErr(netcfg.OpOpen, syscall.ENXIO)), "", "NIC 2 (direct)"},
 		{"bridge vanished", bridge, wrap(netcfg.ErrNoLink), "NETWORK_BRIDGE", "ip link set dev br0 up"},
 		{"parent vanished", direct, wrap(netcfg.ErrNoLink), "NETWORK2_DIRECT_DEV", "existing host NIC"},
 		{"busy parent", direct, wrap(syscall.EBUSY), "NETWORK2_DIRECT_DEV", "ip link set dev eth1 promisc on"},
@@ -173,6 +186,19 @@ func TestExplain(t *testing.T) {
 			if !errors.Is(err, tt.err) {
 				t.Errorf("explain lost the cause %v", tt.err)
 			}
+			// --privileged is only ever the blunt alternative, never the advice.
+			if msg := err.Error(); strings.Contains(msg, "--privileged") &&
+				strings.Count(msg, "--privileged") != strings.Count(msg, "--privileged also works")+strings.Count(msg, "without --privileged") {
+				t.Errorf("explain advises --privileged: %s", msg)
+			}
 		})
 	}
+}
+
+func tunErr(op string, errno syscall.Errno) error {
+	return &netcfg.DeviceError{Op: op, Path: "/dev/net/tun", Driver: netcfg.DriverTun, Major: 10, Minor: 200, Err: errno}
+}
+
+func macvtapErr(op string, errno syscall.Errno) error {
+	return &netcfg.DeviceError{Op: op, Path: "/dev/vmrunner-vmv525400123456", Driver: netcfg.DriverMacvtap, Major: 246, Minor: 3, Err: errno}
 }
