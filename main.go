@@ -109,6 +109,13 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 			stop <- struct{}{}
 		}
 	}()
+	if !plan.Persist {
+		why := "PERSIST=0"
+		if plan.Config.Persist == nil {
+			why = "DATA_DIR is not a mount point; set PERSIST=1 to keep it"
+		}
+		log.Warn("the state folder is removed when the VM ends", zap.String("state", plan.Paths.State), zap.String("because", why))
+	}
 	reaper := supervisor.NewReaper(func(pid int, status string) {
 		log.Debug("reaped orphan", zap.Int("pid", pid), zap.String("status", status))
 	})
@@ -248,6 +255,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
+		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
+		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 	}
 	mtu, err := netcfg.DefaultRouteMTU()
 	if err != nil {

@@ -161,7 +161,7 @@ func TestBinaryDryRun(t *testing.T) {
 	state := filepath.Join(data, "vms", "probe")
 	for _, want := range [][]string{
 		{"-name", "guest=probe"},
-		{"-drive", "file=" + state + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap"},
+		{"-drive", "file=" + state + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native"},
 		{"-qmp", "unix:" + state + "/qmp.sock,server=on,wait=off"},
 	} {
 		if !containsSeq(argv, want) {
@@ -200,6 +200,10 @@ func TestBinaryConfigError(t *testing.T) {
 		{"bad MEMORY", "MEMORY", "lots", []string{`MEMORY="lots"`, "accepted:"}},
 		{"bad NETWORK_MODE", "NETWORK_MODE", "host", []string{`NETWORK_MODE="host"`, "nat, bridge, direct or none"}},
 		{"bad NIC index", "NETWORK9_MODE", "nat", []string{`NETWORK9_MODE="nat"`}},
+		{"bad DISK_TYPE", "DISK_TYPE", "floppy", []string{`DISK_TYPE="floppy"`, "virtio, scsi, nvme or ide"}},
+		{"bad disk number", "DISK7_SIZE", "1G", []string{`DISK7_SIZE="1G"`, "DISK2_SIZE to DISK6_SIZE"}},
+		{"missing DEVICE", "DEVICE", "/dev/vmrunner-no-such-disk", []string{`DEVICE="/dev/vmrunner-no-such-disk"`, "no such file", "block device or regular file"}},
+		{"DEVICE a character device", "DEVICE2", "/dev/null", []string{`DEVICE2="/dev/null"`, "is a character device"}},
 		// Caught at load, before any download could start.
 		{"unknown distro", "DISTRO", "ubunto-2404", []string{`DISTRO="ubunto-2404"`, "did you mean ubuntu-2404"}},
 	} {

@@ -39,6 +39,29 @@ const (
 	NetNone   NetMode = "none"
 )
 
+// DiskBus is how the guest's disks attach (DISK_TYPE).
+type DiskBus string
+
+const (
+	BusVirtio DiskBus = "virtio"
+	BusSCSI   DiskBus = "scsi"
+	BusNVMe   DiskBus = "nvme"
+	BusIDE    DiskBus = "ide"
+)
+
+// ExtraDisk is DISKn_SIZE: a blank qcow2 disk of the VM besides its own.
+type ExtraDisk struct {
+	Index int   // n, 2 to MaxDisks
+	Size  int64 // bytes
+}
+
+// Device is DEVICE (Index 1) or DEVICEn: a host block device or file the
+// guest gets as a raw disk.
+type Device struct {
+	Index int
+	Path  string // absolute
+}
+
 // Proto is a forwarded port's transport.
 type Proto string
 
@@ -92,6 +115,12 @@ type Config struct {
 	Accel           Accel
 	RequireKVM      bool
 	DiskSize        int64 // bytes
+	DiskBus         DiskBus
+	DiskCache       string // none, writeback, writethrough or unsafe
+	DiskIO          string // native, threads or io_uring
+	ExtraDisks      []ExtraDisk
+	Devices         []Device
+	Persist         *bool // nil: keep the state folder when DATA_DIR is a mount point
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration

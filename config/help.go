@@ -24,6 +24,14 @@ func WriteHelp(w io.Writer) error {
 	for _, f := range fields(reflect.TypeOf(rawNIC{}), "NETWORK_") {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nMore disks, n from 2 to %d:\n", MaxDisks)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, f := range fields(reflect.TypeOf(rawDisk{}), "") {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	}
 	return tw.Flush()
 }
 
@@ -77,6 +85,10 @@ func (c *Config) Effective() [][2]string {
 	for _, f := range c.PortFwds {
 		fwd = append(fwd, fmt.Sprintf("%d:%d/%s", f.HostPort, f.GuestPort, f.Proto))
 	}
+	persist := "auto"
+	if c.Persist != nil {
+		persist = fmt.Sprint(*c.Persist)
+	}
 	vnc := "none"
 	if c.VNCPort != 0 {
 		vnc = "vnc"
@@ -88,6 +100,8 @@ func (c *Config) Effective() [][2]string {
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
 		{"CPU_MODEL", c.CPUModel}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
 		{"REQUIRE_KVM", fmt.Sprint(c.RequireKVM)}, {"DISK_SIZE", fmt.Sprintf("%dM", c.DiskSize>>20)},
+		{"DISK_TYPE", string(c.DiskBus)}, {"DISK_CACHE", c.DiskCache}, {"DISK_IO", c.DiskIO},
+		{"DEVICE", c.device(1)}, {"PERSIST", persist},
 		{"GUEST_NAME", c.GuestName}, {"DATA_DIR", c.DataDir},
 		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
@@ -99,6 +113,14 @@ func (c *Config) Effective() [][2]string {
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+	}
+	for _, d := range c.ExtraDisks {
+		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
+	}
+	for _, d := range c.Devices {
+		if d.Index > 1 {
+			out = append(out, [2]string{d.Var(), d.Path})
+		}
 	}
 	for _, n := range c.NICs {
 		p := n.Prefix()
@@ -119,4 +141,14 @@ func (c *Config) Effective() [][2]string {
 		}
 	}
 	return out
+}
+
+// device is DEVICE (index 1) or DEVICEn's path, "" when unset.
+func (c *Config) device(index int) string {
+	for _, d := range c.Devices {
+		if d.Index == index {
+			return d.Path
+		}
+	}
+	return ""
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -68,6 +70,9 @@ func TestWriteHelpListsEveryField(t *testing.T) {
 	for _, sf := range envTags(t, reflect.TypeOf(rawNIC{}), "NETWORK_") {
 		check(sf, "NETWORK_"+sf.Tag.Get("env"))
 	}
+	for _, sf := range envTags(t, reflect.TypeOf(rawDisk{}), "") {
+		check(sf, sf.Tag.Get("env"))
+	}
 	if _, ok := lines["VARIABLE"]; !ok {
 		t.Errorf("--help has no header line")
 	}
@@ -112,7 +117,14 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 		"NETWORK3_MODE":    "direct",
 		"NETWORK3_MTU":     "9000",
 		"PORT_FWD":         "8080:80,53:53/udp",
+		"DISK_TYPE":        "nvme",
+		"DISK3_SIZE":       "2G",
 	}
+	dev := filepath.Join(t.TempDir(), "dev.img")
+	if err := os.WriteFile(dev, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env["DEVICE2"] = dev
 	c := mustLoad(t, env)
 	var buf bytes.Buffer
 	if err := WriteShow(&buf, c); err != nil {
@@ -138,6 +150,12 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 		"NETWORK2_MAC":        "52:54:00:00:00:02",
 		"NETWORK3_DIRECT_DEV": "eth0",
 		"NETWORK3_MTU":        "9000",
+		"DISK_TYPE":           "nvme",
+		"DISK_CACHE":          "none",
+		"DISK_IO":             "native",
+		"PERSIST":             "auto",
+		"DISK3_SIZE":          "2048M",
+		"DEVICE2":             dev,
 	}
 	got := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -162,6 +180,9 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 		if n := nicVarName(name); n != "" {
 			name = n
 		}
+		if n := diskVarName(name); n != "" {
+			name = n
+		}
 		if _, ok := lines[name]; !ok {
 			t.Errorf("--show-config prints %s, which --help does not list", kv[0])
 		}
@@ -174,6 +195,19 @@ func nicVarName(s string) string {
 		return "NETWORK_" + s[len(m[0]):]
 	}
 	return ""
+}
+
+// diskVarName maps DISKn_SIZE and DEVICEn with a number to their --help
+// names.
+func diskVarName(s string) string {
+	m := numberedDiskVar.FindStringSubmatch(s)
+	switch {
+	case m == nil:
+		return ""
+	case m[1] != "":
+		return "DISKn_SIZE"
+	}
+	return "DEVICEn"
 }
 
 func TestEffectiveEmptyPasswordStaysEmpty(t *testing.T) {

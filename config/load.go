@@ -56,7 +56,8 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	}
 
 	check(loadMachine(c, raw, host))
-	check(loadBoot(c, raw))
+	check(loadBoot(c, raw, environ["DISTRO"] != ""))
+	check(loadDisks(c, raw, environ))
 	check(loadNICs(c, environ))
 	check(loadPorts(c, raw))
 	check(loadCloudInit(c, raw))
@@ -81,7 +82,10 @@ func EnvMap(environ []string) map[string]string {
 	return m
 }
 
-func loadBoot(c *Config, raw rawMachine) error {
+// loadBoot reads the boot source. DISTRO counts when BOOT_FROM is unset;
+// with KERNEL only when set explicitly (a kernel boots without a disk
+// otherwise, rather than on the default distribution's).
+func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	var errs []error
 	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
 	switch {
@@ -99,7 +103,7 @@ func loadBoot(c *Config, raw rawMachine) error {
 	case raw.BootFrom != "":
 		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local image file, an http(s) URL, or 'blank'"))
 		c.Boot.Path = raw.BootFrom
-	case raw.Kernel == "":
+	case raw.Kernel == "" || distroSet:
 		errs = append(errs, loadDistro(c, raw))
 	}
 	if raw.BootFromSHA != "" && c.Boot.Download == nil {

@@ -126,6 +126,9 @@ func TestLoadDefaults(t *testing.T) {
 		Accel:           AccelAuto,
 		RequireKVM:      false,
 		DiskSize:        20 << 30,
+		DiskBus:         BusVirtio,
+		DiskCache:       "none",
+		DiskIO:          "native",
 		GuestName:       "testhost",
 		DataDir:         "/home/tester/.local/state/vmrunner",
 		ShutdownTimeout: 30 * time.Second,
@@ -359,6 +362,20 @@ func TestLoadChoices(t *testing.T) {
 		{map[string]string{"REDFISH_ENABLE": "no"}, func(c *Config) bool { return true }},
 		{map[string]string{"SSH_PORT": "22"}, func(c *Config) bool { return c.SSHPort == 22 }},
 		{map[string]string{"SSH_PORT": "65535"}, func(c *Config) bool { return c.SSHPort == 65535 }},
+		{map[string]string{"DISK_TYPE": "SCSI"}, func(c *Config) bool { return c.DiskBus == BusSCSI }},
+		{map[string]string{"DISK_TYPE": "nvme"}, func(c *Config) bool { return c.DiskBus == BusNVMe }},
+		{map[string]string{"DISK_TYPE": "ide"}, func(c *Config) bool { return c.DiskBus == BusIDE }},
+		{map[string]string{"DISK_CACHE": "writeback"}, func(c *Config) bool { return c.DiskCache == "writeback" && c.DiskIO == "threads" }},
+		{map[string]string{"DISK_CACHE": "Unsafe", "DISK_IO": "io_uring"}, func(c *Config) bool { return c.DiskCache == "unsafe" && c.DiskIO == "io_uring" }},
+		{map[string]string{"DISK_CACHE": "writethrough", "DISK_IO": "threads"}, func(c *Config) bool { return c.DiskCache == "writethrough" && c.DiskIO == "threads" }},
+		{map[string]string{"DISK_IO": "threads"}, func(c *Config) bool { return c.DiskCache == "none" && c.DiskIO == "threads" }},
+		{map[string]string{"DISK_IO": "native", "DISK_CACHE": "none"}, func(c *Config) bool { return c.DiskIO == "native" }},
+		{map[string]string{"PERSIST": "yes"}, func(c *Config) bool { return c.Persist != nil && *c.Persist }},
+		{map[string]string{"PERSIST": "0"}, func(c *Config) bool { return c.Persist != nil && !*c.Persist }},
+		{map[string]string{"PERSIST": ""}, func(c *Config) bool { return c.Persist == nil }},
+		{map[string]string{"DISK2_SIZE": "1G", "DISK6_SIZE": "512M"}, func(c *Config) bool {
+			return slices.Equal(c.ExtraDisks, []ExtraDisk{{2, 1 << 30}, {6, 512 << 20}})
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(envName(tc.env), func(t *testing.T) {
@@ -447,6 +464,21 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"NETWORK_MTU": "67"}, "NETWORK_MTU", "67", "68 to 65535"},
 		{map[string]string{"NETWORK2_MODE": "tap"}, "NETWORK2_MODE", "tap", "nat, bridge, direct or none"},
 		{map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_MODEL": "foo"}, "NETWORK2_MODEL", "foo", "virtio"},
+		{map[string]string{"DISK_TYPE": "sata"}, "DISK_TYPE", "sata", "virtio, scsi, nvme or ide"},
+		{map[string]string{"DISK_CACHE": "directsync"}, "DISK_CACHE", "directsync", "none, writeback, writethrough, unsafe"},
+		{map[string]string{"DISK_IO": "aio"}, "DISK_IO", "aio", "native, threads, io_uring"},
+		{map[string]string{"DISK_IO": "native", "DISK_CACHE": "writeback"}, "DISK_IO", "native", "native needs DISK_CACHE=none"},
+		{map[string]string{"PERSIST": "always"}, "PERSIST", "always", "yes/no"},
+		{map[string]string{"DISK2_SIZE": "10"}, "DISK2_SIZE", "10", "with a unit"},
+		{map[string]string{"DISK6_SIZE": "-1G"}, "DISK6_SIZE", "-1G", "with a unit"},
+		{map[string]string{"DISK1_SIZE": "1G"}, "DISK1_SIZE", "1G", "DISK2_SIZE to DISK6_SIZE"},
+		{map[string]string{"DISK7_SIZE": "1G"}, "DISK7_SIZE", "1G", "DISK2_SIZE to DISK6_SIZE"},
+		{map[string]string{"DISK02_SIZE": "1G"}, "DISK02_SIZE", "1G", "DISK2_SIZE to DISK6_SIZE"},
+		{map[string]string{"DEVICE1": "/dev/null"}, "DEVICE1", "/dev/null", "DEVICE2 to DEVICE6"},
+		{map[string]string{"DEVICE7": "/dev/null"}, "DEVICE7", "/dev/null", "DEVICE2 to DEVICE6"},
+		{map[string]string{"DEVICE": filepath.Join(dir, "missing")}, "DEVICE", filepath.Join(dir, "missing"), "block device or regular file"},
+		{map[string]string{"DEVICE": dir}, "DEVICE", dir, "block device or regular file"},
+		{map[string]string{"DEVICE3": "/dev/null"}, "DEVICE3", "/dev/null", "block device or regular file"},
 	}
 	for _, tc := range tests {
 		t.Run(envName(tc.env), func(t *testing.T) {
@@ -881,6 +913,16 @@ func TestLoadFiles(t *testing.T) {
 			t.Errorf("kernel boot without BOOT_FROM has Boot %+v, want no disk", c.Boot)
 		}
 	})
+	t.Run("kernel boot with an explicit DISTRO", func(t *testing.T) {
+		c := mustLoad(t, map[string]string{"KERNEL": kernel, "DISTRO": "debian-12"})
+		if c.Kernel != kernel || c.Boot.Distro != "debian-12" || c.Boot.Download == nil {
+			t.Errorf("kernel boot with DISTRO: Boot %+v", c.Boot)
+		}
+		c = mustLoad(t, map[string]string{"KERNEL": kernel, "DISTRO": ""})
+		if c.Boot != (BootSource{}) {
+			t.Errorf("kernel boot with an empty DISTRO has Boot %+v, want no disk", c.Boot)
+		}
+	})
 	t.Run("kernel boot with disk", func(t *testing.T) {
 		c := mustLoad(t, map[string]string{"KERNEL": kernel, "BOOT_FROM": "blank"})
 		if c.Kernel != kernel || !c.Boot.Blank {
@@ -924,6 +966,41 @@ func TestLoadFiles(t *testing.T) {
 			t.Errorf("cause %v is not ErrPermission", ce.Err)
 		}
 	})
+}
+
+func TestLoadDevices(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "dev.img")
+	if err := os.WriteFile(img, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.img")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	c := mustLoad(t, map[string]string{"DEVICE": "dev.img", "DEVICE4": other})
+	want := []Device{{Index: 1, Path: img}, {Index: 4, Path: other}}
+	if !slices.Equal(c.Devices, want) {
+		t.Errorf("Devices = %+v, want %+v", c.Devices, want)
+	}
+	ce := wantError(t, map[string]string{"DEVICE": img, "DEVICE2": "./dev.img"}, "DEVICE2", "./dev.img", "each named once")
+	if !strings.Contains(ce.Error(), "already given as DEVICE") {
+		t.Errorf("duplicate device error %q does not name DEVICE", ce)
+	}
+	if _, err := os.Stat("/dev/loop-control"); err == nil {
+		wantError(t, map[string]string{"DEVICE": "/dev/loop-control"}, "DEVICE", "/dev/loop-control", "block device")
+	}
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(dir, "ro.img")
+		if err := os.WriteFile(ro, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		ce := wantError(t, map[string]string{"DEVICE5": ro}, "DEVICE5", ro, "read-write")
+		if !errors.Is(ce, fs.ErrPermission) {
+			t.Errorf("read-only device: cause %v, want a permission error", ce.Err)
+		}
+	}
 }
 
 func TestEnvMap(t *testing.T) {

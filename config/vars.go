@@ -8,7 +8,7 @@ package config
 type rawMachine struct {
 	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
 	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits)"`
-	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM and KERNEL are unset (vmrunner --list-distros)"`
+	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM is unset (vmrunner --list-distros); with KERNEL only when set explicitly"`
 	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
 	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
 	Initrd        string `env:"INITRD" help:"initrd for direct kernel boot (-initrd)"`
@@ -22,6 +22,11 @@ type rawMachine struct {
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when /dev/kvm opens read-write, else TCG with a warning), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G"`
+	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
+	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough or unsafe"`
+	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none, which it needs), threads (the default otherwise) or io_uring"`
+	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`
+	Persist         string `env:"PERSIST" help:"1: keep the state folder (disks, UEFI variables) when the VM ends; 0: remove it (default: 1 when DATA_DIR is a mount point, such as a volume, else 0)"`
 	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: the hostname, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
@@ -56,4 +61,12 @@ type rawNIC struct {
 	Model     string `env:"MODEL" envDefault:"virtio" help:"virtio, e1000, e1000e, rtl8139, vmxnet3, pcnet or ne2k_pci"`
 	MAC       string `env:"MAC" help:"unicast MAC (default: derived from GUEST_NAME and the NIC index, kept in mac-N)"`
 	MTU       string `env:"MTU" help:"MTU 68-65535 (default for NIC 1: the host default route's MTU when not 1500)"`
+}
+
+// rawDisk holds the numbered disk variables, read once for each n from 2
+// to MaxDisks: a lower-case n in a tag stands for the number, and --help
+// shows the tag as it is.
+type rawDisk struct {
+	Size   string `env:"DISKn_SIZE" help:"size of extra disk n: a blank diskn.qcow2 in the state folder (grows, never shrinks)"`
+	Device string `env:"DEVICEn" help:"host block device (or image file) n, given to the guest as a raw disk"`
 }

@@ -51,6 +51,7 @@ func Fetch(ctx context.Context, req FetchRequest) (string, error) {
 		return "", err
 	}
 	if p, ok := f.cached(); ok {
+		f.log("using cached image", "url", req.URL, "path", p)
 		return p, nil
 	}
 	if err := os.MkdirAll(req.CacheDir, 0o755); err != nil {

@@ -124,6 +124,9 @@ func GuestEnv(t *testing.T) map[string]string {
 		"SSH_PORT":       fmt.Sprint(FreePort(t)),
 		"PORT_FWD_ADDR":  "127.0.0.1",
 		"LOG_FORMAT":     "json",
+		// Tests read the state folder after the VM ends; a t.TempDir() is
+		// no mount point, so it would otherwise be removed then.
+		"PERSIST": "1",
 	}
 }
 

@@ -65,24 +65,94 @@ func kernelArgs(s Spec) []string {
 	return a
 }
 
+// diskArgs attaches the VM's disk (booted) and then the others, all on one
+// bus with one cache mode.
 func diskArgs(s Spec) []string {
-	if s.Disk == "" {
+	drives := s.MoreDisks
+	if s.Disk != "" {
+		drives = append([]Drive{{ID: "disk0", Path: s.Disk, Format: "qcow2"}}, drives...)
+	}
+	if len(drives) == 0 {
 		return nil
 	}
-	return []string{
-		"-drive", "file=" + escape(s.Disk) + ",if=none,id=disk0,format=qcow2,discard=unmap",
-		"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
+	var a []string
+	if scsiDisks(s) {
+		a = scsiController()
 	}
+	for i, d := range drives {
+		dev := diskDevice(s, i, d.ID)
+		if s.Disk != "" && i == 0 {
+			dev += ",bootindex=1"
+		}
+		a = append(a, "-drive", driveOption(s, d), "-device", dev)
+	}
+	return a
+}
+
+func driveOption(s Spec, d Drive) string {
+	o := "file=" + escape(d.Path) + ",if=none,id=" + d.ID + ",format=" + d.Format + ",discard=unmap"
+	if s.DiskCache != "" {
+		o += ",cache=" + s.DiskCache
+	}
+	if s.DiskAIO != "" {
+		o += ",aio=" + s.DiskAIO
+	}
+	return o
+}
+
+// diskDevice is the -device of the i-th disk on s's bus.
+func diskDevice(s Spec, i int, id string) string {
+	switch s.DiskBus {
+	case BusSCSI:
+		return "scsi-hd,bus=scsi0.0,drive=" + id
+	case BusNVMe:
+		// QEMU refuses an NVMe controller without a serial.
+		return "nvme,serial=" + id + ",drive=" + id
+	case BusIDE:
+		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
+	}
+	return "virtio-blk-pci,drive=" + id
+}
+
+// IDESlots is how many IDE disks machine takes: q35's AHCI has six ports
+// of one disk each, the pc (i440fx) PIIX two buses of two.
+func IDESlots(machine string) int {
+	if isQ35(machine) {
+		return 6
+	}
+	return 4
+}
+
+func ideSlot(machine string, i int) string {
+	if isQ35(machine) {
+		return fmt.Sprintf("bus=ide.%d", i)
+	}
+	return fmt.Sprintf("bus=ide.%d,unit=%d", i/2, i%2)
+}
+
+func isQ35(machine string) bool {
+	machine, _, _ = strings.Cut(machine, ",") // q35,smm=on
+	return machine == "q35" || strings.HasPrefix(machine, "pc-q35-")
+}
+
+func scsiController() []string { return []string{"-device", "virtio-scsi-pci,id=scsi0"} }
+
+func scsiDisks(s Spec) bool {
+	return s.DiskBus == BusSCSI && (s.Disk != "" || len(s.MoreDisks) > 0)
 }
 
 // cdArgs attaches the installer ISO and the seed as CDs on virtio-scsi:
 // cloud kernels (e.g. Debian's linux-image-cloud) lack AHCI but carry
-// virtio-scsi and sr_mod, and both SeaBIOS and OVMF boot from it.
+// virtio-scsi and sr_mod, and both SeaBIOS and OVMF boot from it. The
+// controller is shared with SCSI disks, which diskArgs made it for.
 func cdArgs(s Spec) []string {
 	if s.Seed == "" && s.CDROM == "" {
 		return nil
 	}
-	a := []string{"-device", "virtio-scsi-pci,id=scsi0"}
+	var a []string
+	if !scsiDisks(s) {
+		a = scsiController()
+	}
 	if s.CDROM != "" {
 		a = append(a,
 			"-drive", "file="+escape(s.CDROM)+",if=none,id=cd0,media=cdrom,readonly=on,format=raw",

@@ -141,6 +141,51 @@ var scenarios = []struct {
 		s.Extra = []string{"-device", "virtio-balloon-pci", "-no-reboot"}
 		return s
 	}},
+	{"disks_virtio_cache_none", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskCache, s.DiskAIO = "none", "native"
+		return s
+	}},
+	{"disks_scsi_share_the_cd_controller", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus, s.DiskCache, s.DiskAIO = BusSCSI, "writeback", "threads"
+		s.CDROM = "/iso/installer.iso"
+		s.Seed = "/data/vms/vm/seed.iso"
+		return s
+	}},
+	{"disks_scsi_without_cds", func() Spec {
+		s := base()
+		s.MoreDisks = moreDisks()[:1]
+		s.DiskBus = BusSCSI
+		return s
+	}},
+	{"disks_nvme", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus, s.DiskCache, s.DiskAIO = BusNVMe, "unsafe", "io_uring"
+		return s
+	}},
+	{"disks_ide_q35", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus = BusIDE
+		s.Seed = "/data/vms/vm/seed.iso"
+		return s
+	}},
+	{"disks_ide_pc", func() Spec {
+		s := base()
+		s.Machine = "pc-i440fx-7.2"
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus = BusIDE
+		return s
+	}},
 	{"comma_in_paths", func() Spec {
 		s := base()
 		s.Firmware = &Firmware{Code: "/fw,dir/OVMF_CODE.fd", Vars: "/data,1/vms/vm/efivars.fd"}
@@ -148,6 +193,22 @@ var scenarios = []struct {
 		s.Seed = "/data,1/vms/vm/seed,,x.iso"
 		return s
 	}},
+}
+
+// moreDisks is an extra blank disk and a host device, as MakePlan names them.
+func moreDisks() []Drive {
+	return []Drive{
+		{ID: "disk2", Path: "/data/vms/vm/disk2.qcow2", Format: "qcow2"},
+		{ID: "dev1", Path: "/dev/sdb", Format: "raw"},
+	}
+}
+
+func TestIDESlots(t *testing.T) {
+	for machine, want := range map[string]int{"q35": 6, "pc-q35-7.2": 6, "q35,smm=on": 6, "pc": 4, "pc-i440fx-7.2": 4} {
+		if got := IDESlots(machine); got != want {
+			t.Errorf("IDESlots(%q) = %d, want %d", machine, got, want)
+		}
+	}
 }
 
 func goldenPath(name string) string { return filepath.Join("testdata", name+".golden") }

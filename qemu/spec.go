@@ -18,13 +18,32 @@ type Spec struct {
 	Initrd  string
 	Cmdline string
 
-	Disk       string // qcow2 overlay; empty: no disk
-	CDROM      string // installer ISO, booted first; empty: none
-	Seed       string // cloud-init ISO; empty: none
+	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
+	MoreDisks  []Drive // extra disks and host devices, after Disk
+	DiskBus    string  // BusVirtio (also ""), BusSCSI, BusNVMe or BusIDE
+	DiskCache  string  // cache= of every disk; "": QEMU's default
+	DiskAIO    string  // aio= of every disk; "": QEMU's default
+	CDROM      string  // installer ISO, booted first; empty: none
+	Seed       string  // cloud-init ISO; empty: none
 	NICs       []NIC
 	QMPSockets []string
 	VNCDisplay int // display number (port-5900); -1: no graphics
 	Extra      []string
+}
+
+// Disk buses (DISK_TYPE).
+const (
+	BusVirtio = "virtio" // virtio-blk-pci
+	BusSCSI   = "scsi"   // scsi-hd on the virtio-scsi controller the CDs use
+	BusNVMe   = "nvme"   // one NVMe controller per disk
+	BusIDE    = "ide"    // ide-hd on the machine's own AHCI (q35) or IDE (pc)
+)
+
+// Drive is a disk other than the VM's own overlay.
+type Drive struct {
+	ID     string // -drive id, also the NVMe serial: disk2, dev1, …
+	Path   string
+	Format string // qcow2 or raw
 }
 
 // Firmware is a UEFI code/vars pair.

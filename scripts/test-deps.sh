@@ -10,6 +10,7 @@ needs=(
   /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
   /bin/busybox busybox-static
   cpio cpio
+  xz xz-utils
   ip iproute2
   dnsmasq dnsmasq-base
   debootstrap debootstrap

@@ -78,3 +78,27 @@ func FileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// ResolveDiskCache keeps DISK_CACHE and DISK_IO unless the state folder's
+// filesystem refuses O_DIRECT, which cache=none (and so native AIO) needs:
+// QEMU would fail to open the disk, so writeback with threads is used
+// instead, with a warning.
+func ResolveDiskCache(cache, aio string, directIO bool) (string, string, string) {
+	if cache != "none" || directIO {
+		return cache, aio, ""
+	}
+	if aio == "native" {
+		aio = "threads"
+	}
+	return "writeback", aio, "the state folder's filesystem refuses O_DIRECT (tmpfs before Linux 6.6, some overlay filesystems), which DISK_CACHE=none needs: using cache=writeback,aio=" + aio + "; put DATA_DIR on a volume to avoid it"
+}
+
+// DecidePersist says whether the state folder outlives the VM: PERSIST when
+// set, else whether DATA_DIR is a mount point, as a container's volume is;
+// without one the container's own layer would be lost with it anyway.
+func DecidePersist(setting *bool, dataDirMounted bool) bool {
+	if setting != nil {
+		return *setting
+	}
+	return dataDirMounted
+}

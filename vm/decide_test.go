@@ -138,3 +138,50 @@ func TestFirmwareFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestResolveDiskCache(t *testing.T) {
+	tests := []struct {
+		cache, aio string
+		direct     bool
+		wantCache  string
+		wantAIO    string
+		warn       bool
+	}{
+		{"none", "native", true, "none", "native", false},
+		{"none", "native", false, "writeback", "threads", true},
+		{"none", "threads", false, "writeback", "threads", true},
+		{"none", "io_uring", false, "writeback", "io_uring", true},
+		{"writeback", "threads", false, "writeback", "threads", false},
+		{"unsafe", "io_uring", false, "unsafe", "io_uring", false},
+		{"writethrough", "threads", true, "writethrough", "threads", false},
+	}
+	for _, tc := range tests {
+		cache, aio, warn := ResolveDiskCache(tc.cache, tc.aio, tc.direct)
+		if cache != tc.wantCache || aio != tc.wantAIO || (warn != "") != tc.warn {
+			t.Errorf("ResolveDiskCache(%s, %s, direct %v) = %s, %s, %q; want %s, %s, warning %v",
+				tc.cache, tc.aio, tc.direct, cache, aio, warn, tc.wantCache, tc.wantAIO, tc.warn)
+		}
+		if tc.warn && !strings.Contains(warn, "cache=writeback,aio="+tc.wantAIO) {
+			t.Errorf("warning %q does not say what is used instead", warn)
+		}
+	}
+}
+
+func TestDecidePersist(t *testing.T) {
+	on, off := true, false
+	tests := []struct {
+		setting *bool
+		mounted bool
+		want    bool
+	}{
+		{nil, true, true},
+		{nil, false, false},
+		{&on, false, true},
+		{&off, true, false},
+	}
+	for _, tc := range tests {
+		if got := DecidePersist(tc.setting, tc.mounted); got != tc.want {
+			t.Errorf("DecidePersist(%v, mounted %v) = %v, want %v", tc.setting, tc.mounted, got, tc.want)
+		}
+	}
+}

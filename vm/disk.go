@@ -82,9 +82,10 @@ type DiskAction struct {
 	Warning    string // e.g. a refused shrink
 }
 
-// PlanDisk decides how to bring the overlay to the wanted size. base is
-// nil for a blank disk; overlay is nil when there is none yet.
-func PlanDisk(base *Image, basePath string, overlay *Image, want int64) (DiskAction, error) {
+// PlanDisk decides how to bring the overlay to the wanted size, asked for
+// by the variable sizeVar. base is nil for a blank disk; overlay is nil
+// when there is none yet.
+func PlanDisk(base *Image, basePath string, overlay *Image, want int64, sizeVar string) (DiskAction, error) {
 	if overlay == nil {
 		size := want
 		if base != nil && base.VirtualSize > size {
@@ -106,8 +107,8 @@ func PlanDisk(base *Image, basePath string, overlay *Image, want int64) (DiskAct
 	case want > overlay.VirtualSize:
 		return DiskAction{Resize: true, Size: want}, nil
 	case want < overlay.VirtualSize:
-		return DiskAction{Size: overlay.VirtualSize, Warning: fmt.Sprintf("DISK_SIZE is smaller than the disk (%s < %s): disks grow, never shrink; keeping %s",
-			human(want), human(overlay.VirtualSize), human(overlay.VirtualSize))}, nil
+		return DiskAction{Size: overlay.VirtualSize, Warning: fmt.Sprintf("%s is smaller than the disk (%s < %s): disks grow, never shrink; keeping %s",
+			sizeVar, human(want), human(overlay.VirtualSize), human(overlay.VirtualSize))}, nil
 	}
 	return DiskAction{Size: want}, nil
 }

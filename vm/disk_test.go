@@ -211,7 +211,7 @@ func TestPlanDisk(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := PlanDisk(tc.base, tc.basePath, tc.overlay, tc.want)
+			a, err := PlanDisk(tc.base, tc.basePath, tc.overlay, tc.want, "DISK_SIZE")
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("PlanDisk = %+v, %v; want error %q", a, err, tc.err)
@@ -279,7 +279,7 @@ func TestReviewedDiskEdges(t *testing.T) {
 	if _, ok, err := ParseQcow2Header([]byte("QFI\xfb\x00\x00\x00\x03\x00")); !ok || err == nil {
 		t.Errorf("truncated qcow2 header: ok=%v err=%v; want ok and an error", ok, err)
 	}
-	if _, err := PlanDisk(nil, "", &Image{Format: "qcow2", Backing: "/img/base.qcow2", VirtualSize: 20 << 30}, 20<<30); err == nil {
+	if _, err := PlanDisk(nil, "", &Image{Format: "qcow2", Backing: "/img/base.qcow2", VirtualSize: 20 << 30}, 20<<30, "DISK_SIZE"); err == nil {
 		t.Error("switching BOOT_FROM from an image to blank kept the old disk")
 	}
 }

@@ -19,6 +19,8 @@ type Facts struct {
 	FirmwareExists func(string) bool
 	KeptMACs       map[int]string         // content of mac-N files
 	Links          map[string]netcfg.Link // bridges and parent NICs the NICs name; absent: missing
+	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
+	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 }
 
 // Paths are the files of the state folder.
@@ -42,6 +44,11 @@ func PathsFor(c *config.Config) Paths {
 	}
 }
 
+// ExtraDisk is where DISKn_SIZE's disk lives.
+func (p Paths) ExtraDisk(n int) string {
+	return filepath.Join(p.State, fmt.Sprintf("disk%d.qcow2", n))
+}
+
 // NICPlan is one NIC with everything decided.
 type NICPlan struct {
 	config.NIC
@@ -59,6 +66,7 @@ type Plan struct {
 	NICs     []NICPlan
 	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
 	VarsTmpl string // UEFI vars template to copy, empty for legacy
+	Persist  bool   // keep the state folder when the VM ends
 	Warnings []string
 }
 
@@ -67,7 +75,7 @@ const maxSocketPath = 107
 
 // MakePlan decides everything about the VM without touching the host.
 func MakePlan(c *config.Config, f Facts) (*Plan, error) {
-	p := &Plan{Config: c, Paths: PathsFor(c)}
+	p := &Plan{Config: c, Paths: PathsFor(c), Persist: DecidePersist(c.Persist, f.DataDirMounted)}
 	if len(p.Paths.QMPProbe) > maxSocketPath {
 		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
 			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
@@ -113,6 +121,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	case c.Boot.Blank, c.Boot.Download != nil:
 		s.Disk = p.Paths.Disk
 	}
+	if err := p.planDisks(&s, f); err != nil {
+		return nil, err
+	}
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed
 	}
@@ -149,6 +160,33 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	p.Spec = s
 	return p, nil
+}
+
+// planDisks adds the extra disks and host devices after the VM's own disk,
+// and decides the bus and cache mode they all share.
+func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
+	c := p.Config
+	for _, d := range c.ExtraDisks {
+		s.MoreDisks = append(s.MoreDisks, qemu.Drive{ID: fmt.Sprintf("disk%d", d.Index), Path: p.Paths.ExtraDisk(d.Index), Format: "qcow2"})
+	}
+	for _, d := range c.Devices {
+		s.MoreDisks = append(s.MoreDisks, qemu.Drive{ID: fmt.Sprintf("dev%d", d.Index), Path: d.Path, Format: "raw"})
+	}
+	s.DiskBus = string(c.DiskBus)
+	n := len(s.MoreDisks)
+	if s.Disk != "" {
+		n++
+	}
+	if slots := qemu.IDESlots(c.Machine); c.DiskBus == config.BusIDE && n > slots {
+		return &config.Error{Var: "DISK_TYPE", Value: string(c.DiskBus),
+			Accepted: fmt.Sprintf("virtio, scsi or nvme for %d disks (MACHINE=%s takes %d IDE disks)", n, c.Machine, slots)}
+	}
+	var warn string
+	s.DiskCache, s.DiskAIO, warn = ResolveDiskCache(c.DiskCache, c.DiskIO, !f.NoDirectIO)
+	if warn != "" && n > 0 {
+		p.Warnings = append(p.Warnings, warn)
+	}
+	return nil
 }
 
 func forwards(c *config.Config) []qemu.Forward {

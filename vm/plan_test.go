@@ -75,6 +75,9 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		CPUs:      2,
 		Firmware:  &qemu.Firmware{Code: ovmfCode, Vars: st + "/efivars.fd"},
 		Disk:      st + "/disk.qcow2",
+		DiskBus:   "virtio",
+		DiskCache: "none",
+		DiskAIO:   "native",
 		Seed:      st + "/seed.iso",
 		NICs: []qemu.NIC{{
 			ID: "net1", Model: "virtio-net-pci", MAC: mac("testhost", 1),
@@ -233,6 +236,8 @@ func TestMakePlanErrors(t *testing.T) {
 		}(), "BOOT_MODE", "secure", "no UEFI firmware"},
 		{"missing bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK2_MODE": "bridge", "NETWORK2_BRIDGE": "br9"}, testFacts(), "NETWORK2_BRIDGE", "br9", "br9"},
 		{"missing parent NIC", map[string]string{"BOOT_FROM": "blank", "NETWORK3_MODE": "direct"}, noLinks, "NETWORK3_DIRECT_DEV", "eth0", "eth0"},
+		{"ide beyond the pc machine's 4 disks", map[string]string{"BOOT_FROM": "blank", "DISK_TYPE": "ide", "MACHINE": "pc",
+			"DISK2_SIZE": "1G", "DISK3_SIZE": "1G", "DISK4_SIZE": "1G", "DISK5_SIZE": "1G"}, testFacts(), "DISK_TYPE", "ide", "takes 4 IDE disks"},
 		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
 	}
 	for _, tc := range tests {
@@ -308,6 +313,31 @@ func TestMakePlanTCGWarning(t *testing.T) {
 	}
 }
 
+func TestMakePlanDiskCacheAndPersist(t *testing.T) {
+	f := testFacts()
+	f.NoDirectIO = true
+	p := plan(t, map[string]string{"BOOT_FROM": "blank"}, f)
+	if p.Spec.DiskCache != "writeback" || p.Spec.DiskAIO != "threads" || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "O_DIRECT") {
+		t.Errorf("without O_DIRECT: cache %s aio %s, warnings %q", p.Spec.DiskCache, p.Spec.DiskAIO, p.Warnings)
+	}
+	// No disk, nothing to warn about.
+	p = plan(t, map[string]string{"KERNEL": "/dev/null", "BOOT_MODE": "legacy"}, f)
+	if len(p.Warnings) != 0 {
+		t.Errorf("kernel boot without disks: warnings %q", p.Warnings)
+	}
+	for _, tc := range []struct {
+		persist string
+		mounted bool
+		want    bool
+	}{{"", false, false}, {"", true, true}, {"1", false, true}, {"0", true, false}} {
+		f := testFacts()
+		f.DataDirMounted = tc.mounted
+		if p := plan(t, map[string]string{"BOOT_FROM": "blank", "PERSIST": tc.persist}, f); p.Persist != tc.want {
+			t.Errorf("PERSIST=%q, DATA_DIR mounted %v: Persist %v, want %v", tc.persist, tc.mounted, p.Persist, tc.want)
+		}
+	}
+}
+
 func TestMakePlanTouchesNothing(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -358,6 +388,11 @@ func TestArgvGolden(t *testing.T) {
 		f.VhostNet = true
 		f.DefaultMTU = 1450
 		checkGolden(t, "typical", argv(t, typicalEnv, f))
+	})
+	t.Run("disks", func(t *testing.T) {
+		env := maps.Clone(baseEnv)
+		maps.Copy(env, map[string]string{"DISK_TYPE": "scsi", "DISK2_SIZE": "8G", "DISK3_SIZE": "1T", "DISK_CACHE": "writeback", "DISK_IO": "io_uring"})
+		checkGolden(t, "disks", argv(t, env, testFacts()))
 	})
 }
 
@@ -429,13 +464,14 @@ func TestArgvPerVariable(t *testing.T) {
 		return p
 	}
 	kernel, initrd, img, userData := file("vmlinuz"), file("initrd.img"), file("base.img"), file("user-data")
+	dev, dev3 := file("dev.img"), file("dev3.img")
 	m1, m2 := mac("web", 1), mac("web", 2)
 	nat1 := "-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2222-:22"
 	dev1 := "-device virtio-net-pci,netdev=net1,mac=" + m1
 	st := "/data/vms/web"
 	codeDrive := "-drive if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode
 	varsDrive := "-drive if=pflash,format=raw,unit=1,file=" + st + "/efivars.fd"
-	diskDrive := "-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap"
+	diskDrive := "-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native"
 	diskDevice := "-device virtio-blk-pci,drive=disk0,bootindex=1"
 	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
 	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
@@ -472,13 +508,39 @@ func TestArgvPerVariable(t *testing.T) {
 		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, nil, nil},
 		{"DISTRO with BOOT_FROM", map[string]string{"DISTRO": "debian-12"}, nil, nil, nil},
 		{"DISK_SIZE=40G", map[string]string{"DISK_SIZE": "40G"}, nil, nil, nil},
+		{"DISK2_SIZE DISK5_SIZE", map[string]string{"DISK2_SIZE": "1G", "DISK5_SIZE": "2G"}, nil, nil, []string{
+			"-drive file=" + st + "/disk2.qcow2,if=none,id=disk2,format=qcow2,discard=unmap,cache=none,aio=native", "-device virtio-blk-pci,drive=disk2",
+			"-drive file=" + st + "/disk5.qcow2,if=none,id=disk5,format=qcow2,discard=unmap,cache=none,aio=native", "-device virtio-blk-pci,drive=disk5"}},
+		{"DEVICE DEVICE3 after DISK2_SIZE", map[string]string{"DEVICE3": dev3, "DEVICE": dev, "DISK2_SIZE": "1G"}, nil, nil, []string{
+			"-drive file=" + st + "/disk2.qcow2,if=none,id=disk2,format=qcow2,discard=unmap,cache=none,aio=native", "-device virtio-blk-pci,drive=disk2",
+			"-drive file=" + dev + ",if=none,id=dev1,format=raw,discard=unmap,cache=none,aio=native", "-device virtio-blk-pci,drive=dev1",
+			"-drive file=" + dev3 + ",if=none,id=dev3,format=raw,discard=unmap,cache=none,aio=native", "-device virtio-blk-pci,drive=dev3"}},
+		{"DISK_TYPE=scsi", map[string]string{"DISK_TYPE": "scsi"}, nil, []string{diskDevice}, []string{"-device scsi-hd,bus=scsi0.0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=scsi CLOUD_INIT=0", map[string]string{"DISK_TYPE": "scsi", "CLOUD_INIT": "0"}, nil, []string{diskDevice, seed[1], seed[2]},
+			[]string{"-device scsi-hd,bus=scsi0.0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=nvme", map[string]string{"DISK_TYPE": "nvme"}, nil, []string{diskDevice}, []string{"-device nvme,serial=disk0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=ide", map[string]string{"DISK_TYPE": "ide"}, nil, []string{diskDevice}, []string{"-device ide-hd,bus=ide.0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=ide MACHINE=pc", map[string]string{"DISK_TYPE": "ide", "MACHINE": "pc"}, nil, []string{diskDevice, "-machine q35"},
+			[]string{"-device ide-hd,bus=ide.0,unit=0,drive=disk0,bootindex=1", "-machine pc"}},
+		{"DISK_CACHE=writeback", map[string]string{"DISK_CACHE": "writeback"}, nil, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writeback,aio=threads"}},
+		{"DISK_CACHE=unsafe DISK_IO=io_uring", map[string]string{"DISK_CACHE": "unsafe", "DISK_IO": "io_uring"}, nil, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=unsafe,aio=io_uring"}},
+		{"DISK_IO=threads", map[string]string{"DISK_IO": "threads"}, nil, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=threads"}},
+		{"state folder refuses O_DIRECT", nil, func(f *Facts) { f.NoDirectIO = true }, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writeback,aio=threads"}},
+		{"O_DIRECT refused with DISK_IO=io_uring", map[string]string{"DISK_IO": "io_uring"}, func(f *Facts) { f.NoDirectIO = true }, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writeback,aio=io_uring"}},
+		{"PERSIST=0", map[string]string{"PERSIST": "0"}, nil, nil, nil},
+		{"DATA_DIR a mount point", nil, func(f *Facts) { f.DataDirMounted = true }, nil, nil},
 		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed, nil},
 		{"cloud-init content", map[string]string{"GUEST_USER": "ops", "GUEST_PASSWORD": "x", "SSH_PUBKEY": "ssh-ed25519 AAAA k", "CLOUD_INIT_USER_DATA": userData}, nil, nil, nil},
 		{"GUEST_NAME=db", map[string]string{"GUEST_NAME": "db"}, nil,
 			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1}, qmp...),
 			append([]string{"-name guest=db",
 				"-drive if=pflash,format=raw,unit=1,file=/data/vms/db/efivars.fd",
-				"-drive file=/data/vms/db/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap",
+				"-drive file=/data/vms/db/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native",
 				"-drive file=/data/vms/db/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
 				"-device virtio-net-pci,netdev=net1,mac=" + mac("db", 1)},
 				"-qmp unix:/data/vms/db/qmp.sock,server=on,wait=off", "-qmp unix:/data/vms/db/qmp-probe.sock,server=on,wait=off")},
@@ -486,7 +548,7 @@ func TestArgvPerVariable(t *testing.T) {
 			append([]string{varsDrive, diskDrive, seed[1]}, qmp...),
 			[]string{
 				"-drive if=pflash,format=raw,unit=1,file=/srv/vmr/vms/web/efivars.fd",
-				"-drive file=/srv/vmr/vms/web/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap",
+				"-drive file=/srv/vmr/vms/web/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native",
 				"-drive file=/srv/vmr/vms/web/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
 				"-qmp unix:/srv/vmr/vms/web/qmp.sock,server=on,wait=off", "-qmp unix:/srv/vmr/vms/web/qmp-probe.sock,server=on,wait=off"}},
 		{"SHUTDOWN_TIMEOUT LOG_FORMAT LOG_VERBOSE QEMU_BINARY", map[string]string{"SHUTDOWN_TIMEOUT": "5", "LOG_FORMAT": "json", "LOG_VERBOSE": "1", "QEMU_BINARY": "/opt/qemu"}, nil, nil, nil},

@@ -63,9 +63,10 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"base image", func(*Prepared) (func(), bool, error) { return nil, false, p.baseImage(ctx, t) }},
 		{"state folder", p.stateFolder},
 		{"lock", p.lock},
+		{"removal at the end", p.removeAtEnd},
 		{"stale sockets", p.staleSockets},
 		{"MAC addresses", p.macs},
-		{"disk", func(*Prepared) (func(), bool, error) { return p.disk(t.Run) }},
+		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(t.Run) }},
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
 		{"network", p.network},
@@ -136,46 +137,86 @@ func (p *Plan) macs(*Prepared) (func(), bool, error) {
 	return nil, false, nil
 }
 
-func (p *Plan) disk(run RunFunc) (func(), bool, error) {
-	if p.Spec.Disk == "" {
+// removeAtEnd makes the state folder go with the VM when PERSIST is off.
+// It runs before the lock is let go, so that a next vmrunner of the same
+// VM never sees a folder half removed.
+func (p *Plan) removeAtEnd(*Prepared) (func(), bool, error) {
+	if p.Persist {
 		return nil, false, nil
 	}
-	var base *Image
-	if p.BasePath != "" {
-		img, err := InspectImage(p.BasePath)
-		if err != nil {
+	return func() { os.RemoveAll(p.Paths.State) }, true, nil
+}
+
+// disks makes or grows the VM's disk and the extra ones; a failure removes
+// the disks this step made.
+func (p *Plan) disks(run RunFunc) (func(), bool, error) {
+	var made []string
+	undo := func() {
+		for _, f := range made {
+			os.Remove(f)
+		}
+	}
+	ensure := func(sizeVar, path, basePath string, size int64) error {
+		created, err := p.ensureDisk(run, sizeVar, path, basePath, size)
+		if created {
+			made = append(made, path)
+		}
+		return err
+	}
+	if p.Spec.Disk != "" {
+		if err := ensure("DISK_SIZE", p.Paths.Disk, p.BasePath, p.Config.DiskSize); err != nil {
+			undo()
 			return nil, false, err
+		}
+	}
+	for _, d := range p.Config.ExtraDisks {
+		if err := ensure(fmt.Sprintf("DISK%d_SIZE", d.Index), p.Paths.ExtraDisk(d.Index), "", d.Size); err != nil {
+			undo()
+			return nil, false, err
+		}
+	}
+	if len(made) == 0 {
+		return nil, false, nil
+	}
+	return undo, false, nil
+}
+
+// ensureDisk creates the qcow2 at path (on basePath, if given) or grows it
+// to size, and says whether it created it.
+func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
+	var base *Image
+	if basePath != "" {
+		img, err := InspectImage(basePath)
+		if err != nil {
+			return false, err
 		}
 		base = &img
 	}
 	var overlay *Image
-	switch img, err := InspectImage(p.Paths.Disk); {
+	switch img, err := InspectImage(path); {
 	case err == nil:
 		overlay = &img
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, false, err
+		return false, err
 	}
-	act, err := PlanDisk(base, p.BasePath, overlay, p.Config.DiskSize)
+	act, err := PlanDisk(base, basePath, overlay, size, sizeVar)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if act.Warning != "" {
 		p.Warnings = append(p.Warnings, act.Warning)
 	}
-	args := act.QemuImgArgs(p.Paths.Disk, p.BasePath)
+	args := act.QemuImgArgs(path, basePath)
 	if args == nil {
-		return nil, false, nil
+		return false, nil
 	}
 	if _, err := run(exec.Command("qemu-img", args...)); err != nil {
 		if act.Create {
-			os.Remove(p.Paths.Disk)
+			os.Remove(path)
 		}
-		return nil, false, err
+		return false, fmt.Errorf("qemu-img %s %s: %w", args[0], path, err)
 	}
-	if act.Create {
-		return func() { os.Remove(p.Paths.Disk) }, false, nil
-	}
-	return nil, false, nil
+	return act.Create, nil
 }
 
 func (p *Plan) uefiVars(*Prepared) (func(), bool, error) {

@@ -1,0 +1,184 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MaxDisks is the highest number of DISKn_SIZE and DEVICEn.
+const MaxDisks = 6
+
+var (
+	diskCaches = []string{"none", "writeback", "writethrough", "unsafe"}
+	diskIOs    = []string{"native", "threads", "io_uring"}
+	// numberedDiskVar matches DISKn_SIZE (group 1) and DEVICEn (group 2).
+	numberedDiskVar = regexp.MustCompile(`^(?:DISK([0-9]+)_SIZE|DEVICE([0-9]+))$`)
+)
+
+func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch b := DiskBus(strings.ToLower(raw.DiskType)); b {
+	case BusVirtio, BusSCSI, BusNVMe, BusIDE:
+		c.DiskBus = b
+	default:
+		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: "virtio, scsi, nvme or ide"})
+	}
+	var err error
+	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches)
+	add(err)
+	c.DiskIO, err = loadDiskIO(raw.DiskIO, c.DiskCache)
+	add(err)
+	if raw.Persist != "" {
+		on, err := parseBool("PERSIST", raw.Persist)
+		add(err)
+		c.Persist = &on
+	}
+	add(checkNumberedDiskVars(environ))
+	if raw.Device != "" {
+		add(addDevice(c, 1, "DEVICE", raw.Device))
+	}
+	for n := 2; n <= MaxDisks; n++ {
+		r := readDisk(environ, n)
+		if r.Size != "" {
+			size, err := parseSize(fmt.Sprintf("DISK%d_SIZE", n), r.Size)
+			add(err)
+			c.ExtraDisks = append(c.ExtraDisks, ExtraDisk{Index: n, Size: size})
+		}
+		if r.Device != "" {
+			add(addDevice(c, n, fmt.Sprintf("DEVICE%d", n), r.Device))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(name, v string, accepted []string) (string, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	for _, a := range accepted {
+		if s == a {
+			return s, nil
+		}
+	}
+	return "", &Error{Var: name, Value: v, Accepted: strings.Join(accepted, ", ")}
+}
+
+// loadDiskIO defaults to native AIO, which needs O_DIRECT: so only with
+// DISK_CACHE=none, where QEMU refuses it otherwise.
+func loadDiskIO(v, cache string) (string, error) {
+	if v == "" {
+		if cache == "none" {
+			return "native", nil
+		}
+		return "threads", nil
+	}
+	io, err := oneOf("DISK_IO", v, diskIOs)
+	if err == nil && io == "native" && cache != "none" {
+		return "", &Error{Var: "DISK_IO", Value: v, Accepted: "threads or io_uring with DISK_CACHE=" + cache + " (native needs DISK_CACHE=none)"}
+	}
+	return io, err
+}
+
+// checkNumberedDiskVars refuses DISK1_SIZE, DEVICE7 and the like, which
+// would otherwise be ignored without a word.
+func checkNumberedDiskVars(environ map[string]string) error {
+	var errs []error
+	var keys []string
+	for k := range environ {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m := numberedDiskVar.FindStringSubmatch(k)
+		if m == nil {
+			continue
+		}
+		digits, accepted := m[1], fmt.Sprintf("DISK_SIZE for the VM's disk, DISK2_SIZE to DISK%d_SIZE for more", MaxDisks)
+		if digits == "" {
+			digits, accepted = m[2], fmt.Sprintf("DEVICE, then DEVICE2 to DEVICE%d", MaxDisks)
+		}
+		if n, _ := strconv.Atoi(digits); n < 2 || n > MaxDisks || digits != strconv.Itoa(n) {
+			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: accepted})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readDisk reads rawDisk's variables for disk n.
+func readDisk(environ map[string]string, n int) rawDisk {
+	var r rawDisk
+	v := reflect.ValueOf(&r).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetString(environ[numberedName(v.Type().Field(i).Tag.Get("env"), n)])
+	}
+	return r
+}
+
+func numberedName(tag string, n int) string {
+	return strings.Replace(tag, "n", strconv.Itoa(n), 1)
+}
+
+// addDevice checks a device the way QEMU will use it: a block device or a
+// regular file, opened read-write, and not given twice.
+func addDevice(c *Config, index int, name, path string) error {
+	accepted := "an existing block device or regular file that vmrunner may open read-write, each named once"
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: err}
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: err}
+	}
+	if kind := fileKind(st.Mode()); kind != "" {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: fmt.Errorf("is a %s", kind)}
+	}
+	f, err := os.OpenFile(abs, os.O_RDWR, 0)
+	if err != nil {
+		return &Error{Var: name, Value: path, Accepted: accepted, Err: err}
+	}
+	f.Close()
+	for _, d := range c.Devices {
+		if d.Path == abs {
+			return &Error{Var: name, Value: path, Accepted: accepted, Err: fmt.Errorf("already given as %s", deviceVar(d.Index))}
+		}
+	}
+	c.Devices = append(c.Devices, Device{Index: index, Path: abs})
+	return nil
+}
+
+// fileKind names what a device path must not be; "" for a block device or
+// a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return ""
+	case m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
+		return ""
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	}
+	return "special file"
+}
+
+func deviceVar(index int) string {
+	if index == 1 {
+		return "DEVICE"
+	}
+	return fmt.Sprintf("DEVICE%d", index)
+}
+
+// Var is the variable that named d.
+func (d Device) Var() string { return deviceVar(d.Index) }

@@ -1,0 +1,181 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// prepareEnv is a VM with a blank disk, one extra disk, UEFI and nothing
+// that needs root: no seed, no network.
+func prepareEnv(data string) map[string]string {
+	return map[string]string{
+		"DATA_DIR": data, "GUEST_NAME": "vm", "BOOT_FROM": "blank", "DISK_SIZE": "64M", "DISK2_SIZE": "32M",
+		"CLOUD_INIT": "0", "NETWORK_MODE": "none",
+	}
+}
+
+// preparePlan plans env with a UEFI vars template of our own.
+func preparePlan(t *testing.T, env map[string]string, mounted bool) *Plan {
+	t.Helper()
+	f := testFacts()
+	f.DataDirMounted = mounted
+	p := plan(t, env, f)
+	p.VarsTmpl = filepath.Join(env["DATA_DIR"], "..", "OVMF_VARS.fd")
+	if err := os.WriteFile(p.VarsTmpl, []byte("template"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func needQemuImg(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("no qemu-img")
+	}
+}
+
+func runCmd(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
+
+func mustPrepare(t *testing.T, p *Plan) *Prepared {
+	t.Helper()
+	prep, err := Prepare(context.Background(), p, Tools{Run: runCmd})
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	return prep
+}
+
+func virtualSize(t *testing.T, path string) int64 {
+	t.Helper()
+	img, err := InspectImage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img.VirtualSize
+}
+
+// TestPrepareKeepsDisksAndVarsWithPersist: disks are made once and grown,
+// never shrunk, and the UEFI variables the guest changed are reused.
+func TestPrepareKeepsDisksAndVarsWithPersist(t *testing.T) {
+	needQemuImg(t)
+	data := filepath.Join(t.TempDir(), "data")
+	env := prepareEnv(data)
+	env["PERSIST"] = "1"
+	p := preparePlan(t, env, false)
+	mustPrepare(t, p).Release()
+	if got := virtualSize(t, p.Paths.Disk); got != 64<<20 {
+		t.Errorf("disk.qcow2 is %d bytes, want 64M", got)
+	}
+	if got := virtualSize(t, p.Paths.ExtraDisk(2)); got != 32<<20 {
+		t.Errorf("disk2.qcow2 is %d bytes, want 32M", got)
+	}
+	if b, err := os.ReadFile(p.Paths.Vars); err != nil || string(b) != "template" {
+		t.Fatalf("efivars.fd = %q, %v; want the template's copy", b, err)
+	}
+	if err := os.WriteFile(p.Paths.Vars, []byte("boot entries the guest wrote"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	env["DISK2_SIZE"] = "48M"
+	env["DISK_SIZE"] = "32M"
+	p = preparePlan(t, env, false)
+	prep := mustPrepare(t, p)
+	prep.Release()
+	if got := virtualSize(t, p.Paths.ExtraDisk(2)); got != 48<<20 {
+		t.Errorf("disk2.qcow2 is %d bytes after DISK2_SIZE=48M, want it grown", got)
+	}
+	if got := virtualSize(t, p.Paths.Disk); got != 64<<20 {
+		t.Errorf("disk.qcow2 is %d bytes after DISK_SIZE=32M, want 64M kept", got)
+	}
+	if !slices.ContainsFunc(prep.Warnings, func(w string) bool { return strings.HasPrefix(w, "DISK_SIZE is smaller") }) {
+		t.Errorf("warnings %q lack the refused shrink", prep.Warnings)
+	}
+	if b, _ := os.ReadFile(p.Paths.Vars); string(b) != "boot entries the guest wrote" {
+		t.Errorf("efivars.fd = %q after a restart, want the guest's variables kept", b)
+	}
+
+	env["DISK2_SIZE"] = "16M"
+	prep = mustPrepare(t, preparePlan(t, env, false))
+	prep.Release()
+	if !slices.ContainsFunc(prep.Warnings, func(w string) bool { return strings.HasPrefix(w, "DISK2_SIZE is smaller than the disk (16M < 48M)") }) {
+		t.Errorf("warnings %q lack DISK2_SIZE's refused shrink", prep.Warnings)
+	}
+}
+
+// TestPrepareRemovesStateWithoutPersist: the state folder (disks, UEFI
+// variables) goes when the VM ends; the cache stays.
+func TestPrepareRemovesStateWithoutPersist(t *testing.T) {
+	needQemuImg(t)
+	data := filepath.Join(t.TempDir(), "data")
+	cached := filepath.Join(data, "cache", "image.qcow2")
+	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cached, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		persist string
+		mounted bool
+		kept    bool
+	}{
+		{"DATA_DIR not mounted", "", false, false},
+		{"DATA_DIR mounted", "", true, true},
+		{"PERSIST=0 on a mount", "0", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := prepareEnv(data)
+			env["PERSIST"] = tc.persist
+			p := preparePlan(t, env, tc.mounted)
+			prep := mustPrepare(t, p)
+			for _, f := range []string{p.Paths.Disk, p.Paths.ExtraDisk(2), p.Paths.Vars, p.Paths.Lock} {
+				if _, err := os.Stat(f); err != nil {
+					t.Errorf("while the VM runs: %v", err)
+				}
+			}
+			prep.Release()
+			if _, err := os.Stat(p.Paths.State); (err == nil) != tc.kept {
+				t.Errorf("state folder after the end: %v, want kept %v", err, tc.kept)
+			}
+			if _, err := os.Stat(cached); err != nil {
+				t.Errorf("the cache went too: %v", err)
+			}
+			os.RemoveAll(p.Paths.State)
+		})
+	}
+}
+
+// TestPrepareUndoesDisksOnFailure: a failing qemu-img leaves no disk that
+// this start made, in a state folder that was there before.
+func TestPrepareUndoesDisksOnFailure(t *testing.T) {
+	needQemuImg(t)
+	data := filepath.Join(t.TempDir(), "data")
+	env := prepareEnv(data)
+	env["PERSIST"] = "1"
+	p := preparePlan(t, env, true)
+	if err := os.MkdirAll(p.Paths.State, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	failSecond := func(cmd *exec.Cmd) ([]byte, error) {
+		if calls++; calls == 2 {
+			return nil, errors.New("disk full")
+		}
+		return cmd.CombinedOutput()
+	}
+	if _, err := Prepare(context.Background(), p, Tools{Run: failSecond}); err == nil || !strings.Contains(err.Error(), "disks: qemu-img create "+p.Paths.ExtraDisk(2)+": disk full") {
+		t.Fatalf("Prepare error %v, want the disks step's", err)
+	}
+	for _, f := range []string{p.Paths.Disk, p.Paths.ExtraDisk(2)} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after a failed start: %v", f, err)
+		}
+	}
+}
