@@ -3,11 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -93,12 +94,7 @@ func loadDiskIO(v, cache string) (string, error) {
 // would otherwise be ignored without a word.
 func checkNumberedDiskVars(environ map[string]string) error {
 	var errs []error
-	var keys []string
-	for k := range environ {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(environ)) {
 		m := numberedDiskVar.FindStringSubmatch(k)
 		if m == nil {
 			continue

@@ -3,11 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -359,12 +360,7 @@ var ifName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 func loadNICs(c *Config, environ map[string]string) error {
 	var errs []error
 	present := map[int]bool{1: true}
-	var keys []string
-	for k := range environ {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(environ)) {
 		m := nicVar.FindStringSubmatch(k)
 		if m == nil {
 			continue
