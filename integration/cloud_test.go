@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -105,9 +106,20 @@ func (g guestSSH) try(user, script string, timeout time.Duration) (string, error
 }
 
 // run runs script as the built-in user and fails the test if it fails.
+// A connection that fails (ssh's status 255) is tried again: on a loaded
+// host a login can be reset while the guest is still starting services.
 func (g guestSSH) run(script string) string {
 	g.t.Helper()
-	out, err := g.try(g.user, script, 3*time.Minute)
+	var out string
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		out, err = g.try(g.user, script, 3*time.Minute)
+		var exit *exec.ExitError
+		if err == nil || !errors.As(err, &exit) || exit.ExitCode() != 255 {
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
 	if err != nil {
 		g.t.Fatalf("ssh %s: %v\n%s", script, err, out)
 	}
@@ -178,12 +190,17 @@ func TestCloudGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{
-		"BOOT_FROM":                 img, // BOOT_MODE uefi: the image's own boot loader
-		"ACCEL":                     "tcg",
-		"MEMORY":                    "1024",
-		"CPUS":                      "2",
+		"BOOT_FROM": img, // BOOT_MODE uefi: the image's own boot loader
+		"ACCEL":     "tcg",
+		"MEMORY":    "1024",
+		// One vCPU: with two, OVMF under TCG once sat for minutes with
+		// both vCPUs busy after the guest's reboot and never booted (see
+		// docs/cloud-guest.md); one also leaves a core to the tests
+		// running beside this one.
+		"CPUS":                      "1",
 		"DISK_SIZE":                 "4G",
 		"DATA_DIR":                  filepath.Join(tmp, "data"),
+		"PERSIST":                   "1", // a plain folder, kept for the second start
 		"GUEST_NAME":                "cloudvm",
 		"GUEST_USER":                "alice",
 		"GUEST_PASSWORD":            "s3cret pass",
@@ -262,11 +279,15 @@ func TestCloudGuest(t *testing.T) {
 	}
 	// The boot SIGTERM ended was an orderly shutdown: logind saw the power
 	// button and systemd reached the power-off target.
-	prev := g.run("sudo journalctl -b -1 -o cat --no-pager | grep -E 'Power key pressed|System is powering down|Reached target .*Power-Off' || true")
-	for _, want := range []string{"Power key pressed", "System is powering down", "Power-Off"} {
+	prev := g.run("sudo journalctl -b -1 -o cat --no-pager | grep -E 'Power key pressed|System is powering down|Reached target poweroff.target' || true")
+	for _, want := range []string{"Power key pressed", "System is powering down", "Reached target poweroff.target"} {
 		if !strings.Contains(prev, want) {
 			t.Errorf("the previous boot's journal lacks %q; it has:\n%s", want, prev)
 		}
+	}
+	if t.Failed() {
+		t.Logf("journal boots and the previous boot's end:\n%s",
+			g.run("sudo journalctl --list-boots --no-pager; sudo journalctl -b -1 -n 40 --no-pager"))
 	}
 	checkStaticNetwork(t, g) // applied again on a boot that is not the first
 	v2.Signal(syscall.SIGTERM)
