@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,6 +19,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/control"
+	"github.com/vmrunner/vmrunner/controller"
 	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
@@ -31,9 +32,18 @@ import (
 var version = "dev"
 
 const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --help | --version]
-       vmrunner health
+       vmrunner health [--alive]
+       vmrunner status [--json]
+       vmrunner start | stop | kill | reset | reboot | pause | resume | nmi
+       vmrunner boot disk|cd|network|default [--once]
+       vmrunner boot-mode uefi|legacy|secure
+       vmrunner media insert URL-OR-PATH | vmrunner media eject
+       vmrunner console
 
-Runs one QEMU VM configured by environment variables (see --help).
+Without arguments, runs one QEMU VM configured by environment variables
+(see --help). The other verbs talk to that running vmrunner through
+control.sock in its state folder, found from DATA_DIR and GUEST_NAME
+(docs/lifecycle.md).
 `
 
 func main() {
@@ -42,16 +52,15 @@ func main() {
 
 func run(args []string, environ []string) int {
 	mode := ""
-	switch len(args) {
-	case 0:
-	case 1:
+	if len(args) > 0 {
 		mode = args[0]
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		return supervisor.ExitConfig
 	}
 	switch mode {
-	case "", "--dry-run", "--show-config", "health":
+	case "", "--dry-run", "--show-config":
+		if len(args) > 1 {
+			fmt.Fprint(os.Stderr, usage)
+			return supervisor.ExitConfig
+		}
 	case "--help", "-h", "help":
 		fmt.Print(usage + "\nEnvironment:\n")
 		_ = config.WriteHelp(os.Stdout)
@@ -62,6 +71,9 @@ func run(args []string, environ []string) int {
 	case "--list-distros":
 		return listDistros(config.EnvMap(environ)["CATALOG"])
 	default:
+		if isClientVerb(mode) {
+			return client(args, config.EnvMap(environ))
+		}
 		fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", mode, usage)
 		return supervisor.ExitConfig
 	}
@@ -70,15 +82,8 @@ func run(args []string, environ []string) int {
 	if err != nil {
 		return configError(err)
 	}
-	switch mode {
-	case "--show-config":
+	if mode == "--show-config" {
 		_ = config.WriteShow(os.Stdout, cfg)
-		return 0
-	case "health":
-		if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
-			fmt.Fprintln(os.Stderr, "vmrunner health:", err)
-			return 1
-		}
 		return 0
 	}
 
@@ -89,15 +94,21 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
-		plan.ApplyLocalBase()
-		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
+		prep := vm.DryRun(plan)
+		spec, err := plan.QEMUSpec(prep, vm.FirstSettings(prep))
+		if err != nil {
+			return configError(err)
+		}
+		for _, w := range prep.Warnings {
+			fmt.Fprintln(os.Stderr, "vmrunner: warning:", w)
+		}
+		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
 }
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
-	started := time.Now()
 	// Signals are caught before start-up so a stop during it still undoes
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
@@ -132,7 +143,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		log.Error("preparing the VM", zap.Error(err))
 		return supervisor.ExitFault
 	}
-	defer prep.Release()
+	release := prep.Release
+	defer func() {
+		if err := release(); err != nil {
+			log.Warn("releasing the state folder", zap.Error(err))
+		}
+	}()
 	for _, w := range prep.Warnings {
 		log.Warn(w)
 	}
@@ -143,64 +159,81 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	default:
 	}
 
-	input, restore := consoleInput(stop, log)
-	defer restore()
-
 	cfg := plan.Config
-	args := qemu.Args(plan.Spec)
-	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
-		zap.Duration("prepare", time.Since(started)), zap.Strings("args", args))
-	return supervisor.Run(context.Background(), supervisor.Options{
-		Binary:          cfg.QEMUBinary,
-		Args:            args,
-		ExtraFiles:      prep.Files,
-		QMPSocket:       plan.Paths.QMP,
-		SerialLog:       plan.Paths.SerialLog,
-		Console:         os.Stdout,
-		Input:           input,
-		StopRequests:    stop,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Reaper:          reaper,
-		Log:             log,
+	ctl := controller.New(controller.Options{
+		Plan:           plan,
+		Prepared:       prep,
+		Reaper:         reaper,
+		Log:            log,
+		Console:        os.Stdout,
+		KeepAlive:      cfg.KeepAlive,
+		PowerOnAtStart: cfg.PowerOnAtStart,
+		FetchMedia: func(ctx context.Context, url string) (string, error) {
+			sugar := log.Sugar()
+			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(),
+				Progress: image.LogProgress(sugar.Infow, 10*time.Second, 10), Log: sugar.Infow})
+		},
 	})
+	srv, err := control.Listen(plan.Paths.Control, ctl, log)
+	if err != nil {
+		log.Error("control socket", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	go srv.Serve()
+	defer srv.Close()
+	go func() {
+		for range stop {
+			ctl.Shutdown()
+		}
+	}()
+	restore := consoleInput(ctl, log)
+	defer restore()
+	code := ctl.Run(context.Background())
+	if !ctl.Started() && ctl.StartError() != nil {
+		release = prep.Undo
+	}
+	if code == supervisor.ExitConfig {
+		// As before the controller: the user reads what to fix on stderr.
+		return configError(ctl.StartError())
+	}
+	return code
 }
 
 // escapeKey (Ctrl-]) on an interactive console asks for a graceful stop,
 // as in telnet and virsh console, since Ctrl-C belongs to the guest.
 const escapeKey = 0x1d
 
-// consoleInput forwards a terminal's keystrokes to the serial console in raw
-// mode; without a terminal the guest gets no input.
-func consoleInput(stop chan<- struct{}, log *zap.Logger) (io.Reader, func()) {
+// consoleInput forwards a terminal's keystrokes to the serial console in
+// raw mode; without a terminal the guest gets no input from stdin.
+func consoleInput(ctl *controller.Controller, log *zap.Logger) func() {
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		return nil, func() {}
+		return func() {}
 	}
 	old, err := term.MakeRaw(fd)
 	if err != nil {
 		log.Warn("console stays line-buffered", zap.Error(err))
-		return nil, func() {}
+		return func() {}
 	}
 	log.Info("serial console attached: press Ctrl-] to power the guest off")
-	pr, pw := io.Pipe()
+	in := ctl.SerialInput()
 	go func() {
 		buf := make([]byte, 256)
 		for {
 			n, err := os.Stdin.Read(buf)
 			for _, b := range buf[:n] {
 				if b == escapeKey {
-					stop <- struct{}{}
+					ctl.Shutdown()
 					continue
 				}
-				_, _ = pw.Write([]byte{b})
+				_, _ = in.Write([]byte{b})
 			}
 			if err != nil {
-				pw.CloseWithError(err)
 				return
 			}
 		}
 	}()
-	return pr, func() { _ = term.Restore(fd, old) }
+	return func() { _ = term.Restore(fd, old) }
 }
 
 // prepare runs start-up; a stop signal meanwhile cancels it (a download
@@ -228,7 +261,9 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	case <-stop:
 		cancel()
 		if r := <-done; r.err == nil {
-			r.prep.Release()
+			if err := r.prep.Release(); err != nil {
+				log.Warn("releasing the state folder", zap.Error(err))
+			}
 		}
 		return nil, context.Canceled
 	}

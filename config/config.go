@@ -124,6 +124,8 @@ type Config struct {
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration
+	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP
+	PowerOnAtStart  bool // POWER_ON_AT_START
 	ExtraArgs       []string
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)

@@ -104,6 +104,7 @@ func (c *Config) Effective() [][2]string {
 		{"DEVICE", c.device(1)}, {"PERSIST", persist},
 		{"GUEST_NAME", c.GuestName}, {"DATA_DIR", c.DataDir},
 		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
+		{"KEEP_ALIVE_AFTER_VM_STOP", fmt.Sprint(c.KeepAlive)}, {"POWER_ON_AT_START", fmt.Sprint(c.PowerOnAtStart)},
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},

@@ -210,37 +210,17 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.DiskSize, err = parseSize("DISK_SIZE", raw.DiskSize)
 	add(err)
 
-	c.GuestName = raw.GuestName
-	if c.GuestName == "" {
-		// A host's FQDN names the VM by its first label.
-		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
-		if !guestName.MatchString(c.GuestName) {
-			c.GuestName = "vm"
-		}
-	}
-	if !guestName.MatchString(c.GuestName) {
-		add(&Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
-	}
-	c.DataDir = raw.DataDir
-	if c.DataDir == "" {
-		switch {
-		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
-			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
-		case host.HomeDir != "":
-			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
-		default:
-			add(&Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
-		}
-	} else if !filepath.IsAbs(c.DataDir) {
-		add(&Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
-	}
-	c.DataDir = filepath.Clean(c.DataDir)
+	add(loadLocation(c, raw, host))
 
 	secs, err := strconv.Atoi(raw.ShutdownTimeout)
 	if err != nil || secs < 0 || secs > 86400 {
 		add(&Error{Var: "SHUTDOWN_TIMEOUT", Value: raw.ShutdownTimeout, Accepted: "whole seconds from 0 to 86400"})
 	}
 	c.ShutdownTimeout = time.Duration(secs) * time.Second
+	c.KeepAlive, err = parseBool("KEEP_ALIVE_AFTER_VM_STOP", raw.KeepAlive)
+	add(err)
+	c.PowerOnAtStart, err = parseBool("POWER_ON_AT_START", raw.PowerOnAtStart)
+	add(err)
 
 	c.ExtraArgs, err = SplitArgs(raw.ExtraArgs)
 	if err != nil {
@@ -609,3 +589,51 @@ func firstNAT(c *Config) *NIC {
 
 // FirstNAT returns the NIC that carries SSH_PORT and PORT_FWD, or nil.
 func (c *Config) FirstNAT() *NIC { return firstNAT(c) }
+
+// Locate finds the VM's state folder from DATA_DIR and GUEST_NAME alone
+// (and the host's defaults for them): clients of a running vmrunner use
+// it, so a change to any other variable cannot make them fail.
+func Locate(environ map[string]string, host Host) (string, error) {
+	raw := rawMachine{GuestName: environ["GUEST_NAME"], DataDir: environ["DATA_DIR"]}
+	c := &Config{}
+	if err := loadLocation(c, raw, host); err != nil {
+		return "", err
+	}
+	return c.StateDir(), nil
+}
+
+// loadLocation reads GUEST_NAME and DATA_DIR, with their defaults.
+func loadLocation(c *Config, raw rawMachine, host Host) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.GuestName = raw.GuestName
+	if c.GuestName == "" {
+		// A host's FQDN names the VM by its first label.
+		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
+		if !guestName.MatchString(c.GuestName) {
+			c.GuestName = "vm"
+		}
+	}
+	if !guestName.MatchString(c.GuestName) {
+		add(&Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
+	}
+	c.DataDir = raw.DataDir
+	if c.DataDir == "" {
+		switch {
+		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
+			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
+		case host.HomeDir != "":
+			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
+		default:
+			add(&Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
+		}
+	} else if !filepath.IsAbs(c.DataDir) {
+		add(&Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	return errors.Join(errs...)
+}

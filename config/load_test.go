@@ -132,6 +132,7 @@ func TestLoadDefaults(t *testing.T) {
 		GuestName:       "testhost",
 		DataDir:         "/home/tester/.local/state/vmrunner",
 		ShutdownTimeout: 30 * time.Second,
+		PowerOnAtStart:  true,
 		QEMUBinary:      "qemu-system-x86_64",
 		LogFormat:       "",
 		Verbose:         false,

@@ -17,7 +17,7 @@ import (
 // downloaded (verified, cached), converted when QEMU should not back an
 // overlay with its format, or, for an ISO, attached as an installer CD
 // with a blank disk.
-func (p *Plan) baseImage(ctx context.Context, t Tools) error {
+func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	path := p.BasePath
 	if d := p.Config.Boot.Download; d != nil {
 		req := *d
@@ -40,7 +40,7 @@ func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 	}
 	switch {
 	case f == image.FormatISO:
-		p.Spec.CDROM, p.BasePath = path, ""
+		out.CDROM = path
 	case image.NeedsConversion(f):
 		dst, err := p.convertedPath(path)
 		if err != nil {
@@ -53,22 +53,11 @@ func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 		if err := image.Convert(ctx, f, path, dst, run); err != nil {
 			return fmt.Errorf("converting %s from %s: %w", path, f, err)
 		}
-		p.BasePath = dst
+		out.BasePath = dst
 	default:
-		p.BasePath = path
+		out.BasePath = path
 	}
 	return nil
-}
-
-// ApplyLocalBase does for --dry-run what baseImage does without writing:
-// a local ISO becomes the installer CD (the command line shows it).
-func (p *Plan) ApplyLocalBase() {
-	if p.BasePath == "" {
-		return
-	}
-	if f, err := image.Detect(p.BasePath); err == nil && f == image.FormatISO {
-		p.Spec.CDROM, p.BasePath = p.BasePath, ""
-	}
 }
 
 func (p *Plan) downloadError(err error) error {

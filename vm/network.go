@@ -3,7 +3,6 @@ package vm
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -80,39 +79,23 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 }
 
 // network creates the host side of bridge and direct NICs and appends
-// their fds to out.Files in the order MakePlan numbered them. When one NIC
-// fails, the links made for earlier ones are removed before returning, as
-// Prepare only undoes earlier steps.
-func (p *Plan) network(out *Prepared) (func(), bool, error) {
-	var taps []*netcfg.Tap
-	var vhosts []*os.File
-	undo := func() {
-		for _, f := range vhosts {
-			f.Close()
-		}
-		for i := len(taps) - 1; i >= 0; i-- {
-			if err := taps[i].Remove(); err != nil {
-				// Release has no logger; this must not go unseen.
-				fmt.Fprintf(os.Stderr, "vmrunner: removing %s: %v\n", taps[i].Name, err)
-			}
-		}
-	}
-	fail := func(err error) (func(), bool, error) {
-		undo()
-		return nil, false, err
-	}
+// their fds to out.Files in the order MakePlan numbered them. Each link
+// and file is registered for removal at the end of the run.
+func (p *Plan) network(out *Run) error {
+	taps, vhosts := 0, 0
 	for _, n := range p.NICs {
 		if n.Link == nil {
 			continue
 		}
 		if n.Tap.FD != firstFD+len(out.Files) {
-			return fail(fmt.Errorf("NIC %d: planned fd %d, but it would be fd %d", n.Index, n.Tap.FD, firstFD+len(out.Files)))
+			return fmt.Errorf("NIC %d: planned fd %d, but it would be fd %d", n.Index, n.Tap.FD, firstFD+len(out.Files))
 		}
 		t, err := addLink(n)
 		if err != nil {
-			return fail(explain(n, err))
+			return explain(n, err)
 		}
-		taps = append(taps, t)
+		taps++
+		out.c.always("link "+t.Name, t.Remove)
 		out.Files = append(out.Files, t.File)
 		if t.Replaced {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("NIC %d: replaced macvtap %s that an earlier, killed run left behind", n.Index, t.Name))
@@ -120,21 +103,19 @@ func (p *Plan) network(out *Prepared) (func(), bool, error) {
 		if n.Tap.VhostFD >= 0 {
 			v, err := netcfg.OpenVhostNet()
 			if err != nil {
-				return fail(fmt.Errorf("NIC %d: %w", n.Index, err))
+				return fmt.Errorf("NIC %d: %w", n.Index, err)
 			}
-			vhosts = append(vhosts, v)
+			vhosts++
+			out.c.always("vhost-net of NIC "+fmt.Sprint(n.Index), v.Close)
 			out.Files = append(out.Files, v)
 		}
 	}
-	if len(taps) == 0 {
-		return nil, false, nil
-	}
-	if len(vhosts) < len(taps) {
+	if vhosts < taps {
 		if advice := netcfg.VhostAdvice(netcfg.ProbeVhostNet()); advice != "" {
 			out.Warnings = append(out.Warnings, advice)
 		}
 	}
-	return undo, true, nil
+	return nil
 }
 
 // firstFD is the number of out.Files[0] in QEMU (after stdin, out, err).

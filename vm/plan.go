@@ -25,7 +25,7 @@ type Facts struct {
 
 // Paths are the files of the state folder.
 type Paths struct {
-	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt string
+	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt, UUID, Control string
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -41,8 +41,14 @@ func PathsFor(c *config.Config) Paths {
 		SerialLog: filepath.Join(s, "serial.log"),
 		Lock:      filepath.Join(s, "lock"),
 		Salt:      filepath.Join(s, "password-salt"),
+		UUID:      filepath.Join(s, "uuid"),
+		Control:   ControlSocket(s),
 	}
 }
+
+// ControlSocket is the controller's socket in the state folder stateDir;
+// clients find it from DATA_DIR and GUEST_NAME alone.
+func ControlSocket(stateDir string) string { return filepath.Join(stateDir, "control.sock") }
 
 // ExtraDisk is where DISKn_SIZE's disk lives.
 func (p Paths) ExtraDisk(n int) string {
@@ -65,9 +71,16 @@ type Plan struct {
 	Spec     qemu.Spec
 	NICs     []NICPlan
 	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
-	VarsTmpl string // UEFI vars template to copy, empty for legacy
-	Persist  bool   // keep the state folder when the VM ends
-	Warnings []string
+	// Firmwares are the UEFI firmwares found on the host, by boot mode
+	// (uefi, secure): BOOT_MODE's, and those a switch may choose.
+	Firmwares map[config.BootMode]Firmware
+	Persist   bool // keep the state folder when the VM ends
+	Warnings  []string
+}
+
+// Firmware is a UEFI code file and the template of its variables.
+type Firmware struct {
+	Code, VarsTemplate string
 }
 
 // maxSocketPath is sun_path's size less its terminating NUL.
@@ -104,13 +117,21 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if c.VNCPort != 0 {
 		s.VNCDisplay = c.VNCPort - 5900
 	}
+	p.Firmwares = map[config.BootMode]Firmware{}
+	for _, mode := range []config.BootMode{config.BootUEFI, config.BootSecure} {
+		if f.FirmwareExists == nil {
+			break
+		}
+		if code, vars, err := FirmwareFiles(mode, f.FirmwareExists); err == nil {
+			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
+		}
+	}
 	if c.BootMode != config.BootLegacy {
-		code, vars, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
+		code, _, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
 		if err != nil {
 			return nil, err
 		}
 		s.Firmware = &qemu.Firmware{Code: code, Vars: p.Paths.Vars, Secure: c.BootMode == config.BootSecure}
-		p.VarsTmpl = vars
 	}
 	switch {
 	case c.Boot.Path != "":

@@ -92,13 +92,13 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	wantPaths := Paths{
 		State: st, Disk: st + "/disk.qcow2", Seed: st + "/seed.iso", Vars: st + "/efivars.fd",
 		QMP: st + "/qmp.sock", QMPProbe: st + "/qmp-probe.sock", SerialLog: st + "/serial.log",
-		Lock: st + "/lock", Salt: st + "/password-salt",
+		Lock: st + "/lock", Salt: st + "/password-salt", UUID: st + "/uuid", Control: st + "/control.sock",
 	}
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
 	}
-	if p.VarsTmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
-		t.Errorf("VarsTmpl %q, BasePath %q, Warnings %q", p.VarsTmpl, p.BasePath, p.Warnings)
+	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
+		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
 	}
 	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Tap != nil || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
@@ -296,7 +296,7 @@ func TestMakePlanBootFrom(t *testing.T) {
 	}
 	// Kernel boot without a disk.
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
-	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.VarsTmpl != "" || p.BasePath != "" || p.Spec.Kernel != img {
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
 	}
 }

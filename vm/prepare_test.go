@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmrunner/vmrunner/config"
 )
 
 // prepareEnv is a VM with a blank disk, one extra disk, UEFI and nothing
@@ -26,8 +28,9 @@ func preparePlan(t *testing.T, env map[string]string, mounted bool) *Plan {
 	f := testFacts()
 	f.DataDirMounted = mounted
 	p := plan(t, env, f)
-	p.VarsTmpl = filepath.Join(env["DATA_DIR"], "..", "OVMF_VARS.fd")
-	if err := os.WriteFile(p.VarsTmpl, []byte("template"), 0o644); err != nil {
+	tmpl := filepath.Join(env["DATA_DIR"], "..", "OVMF_VARS.fd")
+	p.Firmwares[config.BootUEFI] = Firmware{Code: p.Spec.Firmware.Code, VarsTemplate: tmpl}
+	if err := os.WriteFile(tmpl, []byte("template"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -42,11 +45,20 @@ func needQemuImg(t *testing.T) {
 
 func runCmd(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
 
+// mustPrepare runs the once-per-VM start-up and one run's, which it
+// releases at once.
 func mustPrepare(t *testing.T, p *Plan) *Prepared {
 	t.Helper()
 	prep, err := Prepare(context.Background(), p, Tools{Run: runCmd})
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
+	}
+	r, err := StartRun(context.Background(), p, prep, FirstSettings(prep))
+	if err != nil {
+		t.Fatalf("StartRun: %v", err)
+	}
+	if err := r.Release(); err != nil {
+		t.Fatalf("releasing the run: %v", err)
 	}
 	return prep
 }
