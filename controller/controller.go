@@ -412,9 +412,11 @@ func (c *Controller) onShutdown() {
 		return
 	}
 	c.ending = true
-	if r != nil {
-		c.stop(true, "stop requested")
+	if r == nil {
+		c.exitCode = supervisor.ExitPoweredOff // the VM is off, as asked
+		return
 	}
+	c.stop(true, "stop requested")
 }
 
 // stop starts the stop policy: the ACPI power button, then after
