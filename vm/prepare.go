@@ -144,6 +144,11 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 	spec.CDROM = s.Medium
 	spec.CDDrive = true
 	spec.Boot = s.Boot
+	if s.Boot == "" && s.Medium != "" && s.Medium != prep.CDROM && spec.Disk != "" {
+		// The installer ISO boots first; a medium inserted later does
+		// not take the disk's place unless asked to (boot cd).
+		spec.Boot = qemu.BootDisk
+	}
 	mode := s.BootMode
 	if mode == "" {
 		mode = p.Config.BootMode
