@@ -128,6 +128,7 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
+	SerialLogMax    int64 // bytes
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int

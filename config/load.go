@@ -255,6 +255,8 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	}
 	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
 	add(err)
+	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
+	add(err)
 	return errors.Join(errs...)
 }
 

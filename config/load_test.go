@@ -135,6 +135,7 @@ func TestLoadDefaults(t *testing.T) {
 		QEMUBinary:      "qemu-system-x86_64",
 		LogFormat:       "",
 		Verbose:         false,
+		SerialLogMax:    10 << 20,
 		NICs:            []NIC{{Index: 1, Mode: NetNAT, Model: "virtio-net-pci"}},
 		SSHPort:         2222,
 		PortFwdAddr:     "0.0.0.0",
@@ -159,6 +160,14 @@ func TestLoadEmptyMeansDefault(t *testing.T) {
 	got := mustLoad(t, map[string]string{"MEMORY": "", "CPUS": "", "NETWORK_MODE": "", "DISK_SIZE": "", "SSH_PORT": ""})
 	if got.MemoryMiB != 4096 || got.CPUs != 2 || got.DiskSize != 20<<30 || got.SSHPort != 2222 || len(got.NICs) != 1 || got.NICs[0].Mode != NetNAT {
 		t.Errorf("empty values did not give the defaults: %+v", got)
+	}
+}
+
+func TestLoadSerialLogMax(t *testing.T) {
+	for in, want := range map[string]int64{"": 10 << 20, "10M": 10 << 20, "1K": 1 << 10, "2GiB": 2 << 30} {
+		if got := mustLoad(t, map[string]string{"SERIAL_LOG_MAX": in}).SerialLogMax; got != want {
+			t.Errorf("SERIAL_LOG_MAX=%q gave %d, want %d", in, got, want)
+		}
 	}
 }
 
@@ -436,6 +445,8 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"EXTRA_ARGS": `-no-reboot \`}, "EXTRA_ARGS", `-no-reboot \`, "shell-quoted"},
 		{map[string]string{"LOG_FORMAT": "text"}, "LOG_FORMAT", "text", "console or json"},
 		{map[string]string{"LOG_VERBOSE": "debug"}, "LOG_VERBOSE", "debug", "yes/no"},
+		{map[string]string{"SERIAL_LOG_MAX": "10"}, "SERIAL_LOG_MAX", "10", "with a unit"},
+		{map[string]string{"SERIAL_LOG_MAX": "huge"}, "SERIAL_LOG_MAX", "huge", "with a unit"},
 		{map[string]string{"SSH_PORT": "0"}, "SSH_PORT", "0", "1 to 65535"},
 		{map[string]string{"SSH_PORT": "65536"}, "SSH_PORT", "65536", "1 to 65535"},
 		{map[string]string{"SSH_PORT": "ssh"}, "SSH_PORT", "ssh", "1 to 65535"},

@@ -12,8 +12,9 @@ import (
 
 // Facts are what start-up learns from the host; Plan depends on nothing else.
 type Facts struct {
-	KVMUsable      bool
-	VhostNet       bool // /dev/vhost-net opens
+	KVMUsable      bool   // KVM ran a test guest (ProbeKVM)
+	KVMWhy         string // why not, when it did not
+	VhostNet       bool   // /dev/vhost-net opens
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
@@ -80,7 +81,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
 			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
 	}
-	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable)
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
 	if err != nil {
 		return nil, err
 	}
