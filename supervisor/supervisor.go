@@ -49,7 +49,7 @@ type Options struct {
 // contract's exit status.
 func Run(ctx context.Context, o Options) int {
 	log := o.Log
-	serial, err := os.OpenFile(o.SerialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	serial, err := os.OpenFile(o.SerialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		log.Error("opening serial log", zap.Error(err))
 		return ExitFault
@@ -193,6 +193,7 @@ type process struct {
 func start(o Options) (*process, error) {
 	cmd := exec.Command(o.Binary, o.Args...)
 	cmd.ExtraFiles = o.ExtraFiles
+	cmd.Env = qemu.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var p process
 	var childEnds []*os.File
