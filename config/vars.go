@@ -36,13 +36,13 @@ type rawMachine struct {
 	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
 	SerialLogMax    string `env:"SERIAL_LOG_MAX" envDefault:"10M" help:"size at which serial.log is rotated to serial.log.1 (one old file kept), e.g. 10M"`
 
-	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC"`
+	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC; 0: no SSH forward"`
 	PortFwd     string `env:"PORT_FWD" help:"more forwards on the first nat NIC: host:guest[/tcp|/udp], comma separated, e.g. 8080:80,5353:53/udp"`
 	PortFwdAddr string `env:"PORT_FWD_ADDR" envDefault:"0.0.0.0" help:"host address the nat forwards listen on (127.0.0.1 keeps them local)"`
 
 	CloudInit     string `env:"CLOUD_INIT" envDefault:"1" help:"0: attach no cloud-init seed"`
 	GuestUser     string `env:"GUEST_USER" envDefault:"user" help:"login user created in the guest"`
-	GuestPassword string `env:"GUEST_PASSWORD" envDefault:"password" help:"its password (stored hashed in the seed)"`
+	GuestPassword string `env:"GUEST_PASSWORD" help:"its password (stored hashed in the seed); unset with SSH_PUBKEY: password login off and the password locked; unset without: a random one, kept in the state folder's guest-password and logged once"`
 	SSHPubKey     string `env:"SSH_PUBKEY" help:"an authorized public key for GUEST_USER"`
 	UserDataPath  string `env:"CLOUD_INIT_USER_DATA" help:"path to your own user-data; the built-in user setup then moves to vendor-data"`
 	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`

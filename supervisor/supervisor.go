@@ -217,6 +217,7 @@ func start(o Options) (*process, error) {
 	// Its own process group: a terminal's Ctrl-C or a signal to our group
 	// (timeout, a shell's job control) reaches only vmrunner, which then
 	// stops the guest properly.
+	cmd.Env = qemu.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var p process
 	var childEnds []*os.File

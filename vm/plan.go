@@ -191,7 +191,10 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 }
 
 func forwards(c *config.Config) []qemu.Forward {
-	fw := []qemu.Forward{{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22}}
+	var fw []qemu.Forward
+	if c.SSHPort != 0 {
+		fw = append(fw, qemu.Forward{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22})
+	}
 	for _, f := range c.PortFwds {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}
