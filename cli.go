@@ -96,10 +96,11 @@ func client(args []string, env map[string]string) int {
 		}
 	}
 
-	state, err := config.Locate(env, config.ProbeHost())
+	cfg, err := config.LoadState(env, config.ProbeHost())
 	if err != nil {
 		return configError(err)
 	}
+	state := cfg.StateDir()
 	cl, err := control.Dial(vm.ControlSocket(state), 5*time.Second)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmrunner %s: no vmrunner answers for %s: %v\n", verb, state, err)

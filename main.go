@@ -47,6 +47,9 @@ control.sock in its state folder, found from DATA_DIR and GUEST_NAME
 `
 
 func main() {
+	// What vmrunner and its children make (state files, sockets, the
+	// cache) is this user's alone.
+	unix.Umask(0o077)
 	os.Exit(run(os.Args[1:], os.Environ()))
 }
 
@@ -100,7 +103,7 @@ func run(args []string, environ []string) int {
 			return configError(err)
 		}
 		for _, w := range prep.Warnings {
-			fmt.Fprintln(os.Stderr, "vmrunner: warning:", w)
+			log.Warn(w)
 		}
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))
 		return 0
@@ -113,7 +116,11 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	// A closed stdout (| head) must cost the console, not the VM: caught,
+	// SIGPIPE only turns writes into EPIPE, and children still get the
+	// default disposition (an ignored signal would stay ignored across exec).
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	go func() {
 		for s := range sigs {
 			log.Info("signal received", zap.String("signal", s.String()))
@@ -285,13 +292,17 @@ func listDistros(catalog string) int {
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	f := vm.Facts{
-		KVMUsable:      vm.KVMUsable(),
 		VhostNet:       netcfg.VhostNetUsable(),
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
+	}
+	if cfg.Accel != config.AccelTCG {
+		start := time.Now()
+		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
+		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))
 	}
 	mtu, err := netcfg.DefaultRouteMTU()
 	if err != nil {
@@ -311,6 +322,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	return f
 }
 
+// configError prints a configuration error; config.Error masks the
+// secrets of the values it names.
 func configError(err error) int {
 	fmt.Fprintln(os.Stderr, "vmrunner: configuration error:")
 	for _, line := range strings.Split(err.Error(), "\n") {
@@ -320,7 +333,8 @@ func configError(err error) int {
 }
 
 // newLogger logs JSON in containers and for machines, a console format on
-// a terminal. Sampling is off: a supervisor must never drop a line.
+// a terminal, secrets masked (see redactingEncoder). No sampling: a
+// supervisor must never drop a line.
 func newLogger(cfg *config.Config) *zap.Logger {
 	format := cfg.LogFormat
 	if format == "" {
@@ -329,21 +343,20 @@ func newLogger(cfg *config.Config) *zap.Logger {
 			format = "console"
 		}
 	}
-	zc := zap.NewProductionConfig()
-	zc.Sampling = nil
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
 	if format == "console" {
-		zc.Encoding = "console"
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
 	}
+	level := zap.InfoLevel
 	if cfg.Verbose {
-		zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+		level = zap.DebugLevel
 	}
-	log, err := zc.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
+	stderr := zapcore.Lock(os.Stderr)
+	core := zapcore.NewCore(redactingEncoder{enc, cfg.Secrets()}, stderr, level)
+	return zap.New(core, zap.ErrorOutput(stderr), zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel))
 }
 
 func versionString() string {

@@ -103,6 +103,7 @@ type BootSource struct {
 // Config is the whole validated configuration.
 type Config struct {
 	Boot          BootSource
+	Catalog       string // CATALOG: a file or URL of more catalog entries
 	Kernel        string
 	Initrd        string
 	KernelCmdline string
@@ -130,6 +131,7 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
+	SerialLogMax    int64 // bytes
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int
@@ -166,10 +168,12 @@ type Error struct {
 	Err      error // optional cause
 }
 
+// Error names the value with its secrets masked (see Redact): it is
+// printed and logged.
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s=%q: ", e.Var, e.Value)
+	msg := fmt.Sprintf("%s=%q: ", e.Var, RedactValue(e.Var, e.Value))
 	if e.Err != nil {
-		msg += e.Err.Error() + "; "
+		msg += Redact(e.Err.Error()) + "; "
 	}
 	return msg + "accepted: " + e.Accepted
 }

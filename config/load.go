@@ -89,6 +89,7 @@ func EnvMap(environ []string) map[string]string {
 func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	var errs []error
 	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
+	c.Catalog = raw.Catalog
 	switch {
 	case raw.BootFrom == "blank":
 		c.Boot.Blank = true
@@ -210,7 +211,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.DiskSize, err = parseSize("DISK_SIZE", raw.DiskSize)
 	add(err)
 
-	add(loadLocation(c, raw, host))
+	add(loadState(c, raw.GuestName, raw.DataDir, host))
 
 	secs, err := strconv.Atoi(raw.ShutdownTimeout)
 	if err != nil || secs < 0 || secs > 86400 {
@@ -235,7 +236,51 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	}
 	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
 	add(err)
+	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
+	add(err)
 	return errors.Join(errs...)
+}
+
+// loadState sets GUEST_NAME and DATA_DIR, which name the state folder.
+func loadState(c *Config, name, dataDir string, host Host) error {
+	var errs []error
+	c.GuestName = name
+	if c.GuestName == "" {
+		// A host's FQDN names the VM by its first label.
+		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
+		if !guestName.MatchString(c.GuestName) {
+			c.GuestName = "vm"
+		}
+	}
+	if !guestName.MatchString(c.GuestName) {
+		errs = append(errs, &Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
+	}
+	c.DataDir = dataDir
+	if c.DataDir == "" {
+		switch {
+		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
+			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
+		case host.HomeDir != "":
+			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
+		default:
+			errs = append(errs, &Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
+		}
+	} else if !filepath.IsAbs(c.DataDir) {
+		errs = append(errs, &Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	return errors.Join(errs...)
+}
+
+// LoadState reads only GUEST_NAME and DATA_DIR, for `vmrunner health`: a
+// running VM's probe must not fail because a file the rest of the
+// configuration names was edited or removed since it started.
+func LoadState(environ map[string]string, host Host) (*Config, error) {
+	c := &Config{}
+	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], host); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func parseBool(name, v string) (bool, error) {
@@ -468,9 +513,11 @@ func ParsePortFwd(v string) ([]PortFwd, error) {
 func loadPorts(c *Config, raw rawMachine) error {
 	var errs []error
 	var err error
-	c.SSHPort, err = parsePort("SSH_PORT", raw.SSHPort)
-	if err != nil {
-		errs = append(errs, err)
+	// 0 turns the SSH forward off: nothing listens for it.
+	if strings.TrimSpace(raw.SSHPort) != "0" {
+		if c.SSHPort, err = parsePort("SSH_PORT", raw.SSHPort); err != nil {
+			errs = append(errs, &Error{Var: "SSH_PORT", Value: raw.SSHPort, Accepted: "a port from 1 to 65535, or 0 for no SSH forward"})
+		}
 	}
 	c.PortFwds, err = ParsePortFwd(raw.PortFwd)
 	if err != nil {
@@ -560,7 +607,10 @@ func checkPortCollisions(c *Config) error {
 		proto Proto
 		port  int
 	}
-	owner := map[key]string{{TCP, c.SSHPort}: "SSH_PORT"}
+	owner := map[key]string{}
+	if c.SSHPort != 0 {
+		owner[key{TCP, c.SSHPort}] = "SSH_PORT"
+	}
 	if c.VNCPort != 0 {
 		if o, dup := owner[key{TCP, c.VNCPort}]; dup {
 			return &Error{Var: "VNC_PORT", Value: strconv.Itoa(c.VNCPort), Accepted: "a port not already used by " + o}
@@ -589,51 +639,3 @@ func firstNAT(c *Config) *NIC {
 
 // FirstNAT returns the NIC that carries SSH_PORT and PORT_FWD, or nil.
 func (c *Config) FirstNAT() *NIC { return firstNAT(c) }
-
-// Locate finds the VM's state folder from DATA_DIR and GUEST_NAME alone
-// (and the host's defaults for them): clients of a running vmrunner use
-// it, so a change to any other variable cannot make them fail.
-func Locate(environ map[string]string, host Host) (string, error) {
-	raw := rawMachine{GuestName: environ["GUEST_NAME"], DataDir: environ["DATA_DIR"]}
-	c := &Config{}
-	if err := loadLocation(c, raw, host); err != nil {
-		return "", err
-	}
-	return c.StateDir(), nil
-}
-
-// loadLocation reads GUEST_NAME and DATA_DIR, with their defaults.
-func loadLocation(c *Config, raw rawMachine, host Host) error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.GuestName = raw.GuestName
-	if c.GuestName == "" {
-		// A host's FQDN names the VM by its first label.
-		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
-		if !guestName.MatchString(c.GuestName) {
-			c.GuestName = "vm"
-		}
-	}
-	if !guestName.MatchString(c.GuestName) {
-		add(&Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
-	}
-	c.DataDir = raw.DataDir
-	if c.DataDir == "" {
-		switch {
-		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
-			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
-		case host.HomeDir != "":
-			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
-		default:
-			add(&Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
-		}
-	} else if !filepath.IsAbs(c.DataDir) {
-		add(&Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
-	}
-	c.DataDir = filepath.Clean(c.DataDir)
-	return errors.Join(errs...)
-}

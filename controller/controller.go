@@ -38,7 +38,8 @@ type Options struct {
 	Prepared *vm.Prepared
 	Reaper   *supervisor.Reaper
 	Log      *zap.Logger
-	// Console mirrors the guest's serial output (the container's stdout).
+	// Console mirrors the guest's serial output (the container's stdout);
+	// a slow or closed one never stalls the guest.
 	Console io.Writer
 	// KeepAlive keeps the controller up with the VM off when QEMU ends
 	// (KEEP_ALIVE_AFTER_VM_STOP); without it Run returns then.
@@ -107,7 +108,7 @@ func New(o Options) *Controller {
 		reqs:   make(chan func()),
 		qmpEvs: make(chan runEvent, 256),
 		ends:   make(chan struct{}, 2),
-		serial: newSerialHub(o.Console),
+		serial: newSerialHub(),
 		subs:   map[int]chan Event{},
 	}
 	first := vm.FirstSettings(o.Prepared)
@@ -268,7 +269,7 @@ func (c *Controller) powerOn(reason string) error {
 		c.log.Warn(w)
 	}
 	args := qemu.Args(made.Spec)
-	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel), zap.Strings("args", args))
+	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel), zap.Strings("args", config.RedactArgs(args)))
 	c.gen++
 	gen := c.gen
 	proc, err := supervisor.Start(supervisor.Options{
@@ -283,10 +284,12 @@ func (c *Controller) powerOn(reason string) error {
 				c.log.Warn("QMP event dropped", zap.String("event", ev.Event))
 			}
 		},
-		SerialLog: p.Paths.SerialLog,
-		Console:   c.serial,
-		Reaper:    c.o.Reaper,
-		Log:       c.log,
+		SerialLog:    p.Paths.SerialLog,
+		SerialLogMax: p.Config.SerialLogMax,
+		Console:      c.o.Console,
+		Viewers:      c.serial,
+		Reaper:       c.o.Reaper,
+		Log:          c.log,
 	})
 	if err != nil {
 		return c.startFailed("starting QEMU", err, made)
@@ -348,14 +351,22 @@ func (c *Controller) publish() {
 func (c *Controller) onExit() {
 	r := c.cur
 	ws, tail := r.proc.Status()
-	code := supervisor.ExitCode(ws, r.forced)
-	switch code {
-	case supervisor.ExitForced:
+	hostSignal := r.shutdown == "host-signal" || strings.Contains(tail, "terminating on signal")
+	code := supervisor.ExitCode(ws, r.forced, hostSignal)
+	reason := ""
+	switch {
+	case code == supervisor.ExitForced:
 		c.log.Warn("QEMU stopped by force", zap.String("status", supervisor.Describe(ws)))
-	case supervisor.ExitPoweredOff:
+		reason = "stopped by force"
+	case code == supervisor.ExitPoweredOff:
 		c.log.Info("guest powered off", zap.Bool("after_stop_request", r.stopping))
+		reason = "guest powered off"
+	case hostSignal:
+		c.log.Error("QEMU was stopped by a signal vmrunner did not send", zap.String("status", supervisor.Describe(ws)), zap.String("stderr", tail))
+		reason = "QEMU was stopped by a signal vmrunner did not send"
 	default:
 		c.log.Error("QEMU ended unexpectedly", zap.String("status", supervisor.Describe(ws)), zap.String("stderr", tail))
+		reason = "QEMU ended unexpectedly: " + supervisor.Describe(ws)
 	}
 	if r.mon != nil {
 		_ = r.mon.Close()
@@ -366,11 +377,6 @@ func (c *Controller) onExit() {
 	}
 	c.cur = nil
 	c.exitCode = code
-	reason := map[int]string{
-		supervisor.ExitPoweredOff: "guest powered off",
-		supervisor.ExitForced:     "stopped by force",
-		supervisor.ExitFault:      "QEMU ended unexpectedly: " + supervisor.Describe(ws),
-	}[code]
 	c.mu.Lock()
 	c.status.LastExit = reason
 	c.mu.Unlock()

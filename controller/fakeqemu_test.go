@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// The stand-in QEMU is this test binary run again with fakeQEMUEnv set. It
+// The stand-in QEMU is this test binary run again with QEMU's arguments. It
 // speaks enough QMP for the controller: the greeting, capabilities, and the
 // commands the controller sends, with events as QEMU sends them. Its
 // behaviour comes from "-fake WORD" arguments (EXTRA_ARGS):
@@ -25,8 +25,6 @@ import (
 // It appends each command it gets to qmp.log in the working directory's
 // state folder (next to the QMP socket), and echoes its stdin (the serial
 // console's input) to stdout.
-const fakeQEMUEnv = "VMRUNNER_FAKE_QEMU"
-
 func fakeQEMU(args []string) int {
 	var sockets []string
 	modes := map[string]bool{}

@@ -10,22 +10,16 @@ import (
 // it is detached: the guest's console never waits for a viewer.
 const viewerBuffer = 1024
 
-// serialHub fans the guest's serial output out to the mirror (stdout) and
-// to every attached viewer, and passes their keystrokes to the running
-// QEMU. It outlives QEMU runs.
+// serialHub fans the guest's serial output out to every attached viewer
+// and passes their keystrokes to the running QEMU. It outlives QEMU runs.
 type serialHub struct {
-	mirror io.Writer
-
 	mu      sync.Mutex
 	viewers map[*viewer]struct{}
 	stdin   io.Writer // the running QEMU's console input; nil when off
 }
 
-func newSerialHub(mirror io.Writer) *serialHub {
-	if mirror == nil {
-		mirror = io.Discard
-	}
-	return &serialHub{mirror: mirror, viewers: map[*viewer]struct{}{}}
+func newSerialHub() *serialHub {
+	return &serialHub{viewers: map[*viewer]struct{}{}}
 }
 
 // Write is the guest's output.
@@ -40,7 +34,6 @@ func (h *serialHub) Write(p []byte) (int, error) {
 		}
 	}
 	h.mu.Unlock()
-	_, _ = h.mirror.Write(p)
 	return len(p), nil
 }
 

@@ -153,7 +153,7 @@ func (c *consoleClient) run(t *testing.T, command, done string) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for !regexp.MustCompile(`(?m)^`+done+`\r?$`).MatchString(c.String()) {
+	for !regexp.MustCompile(`(?m)^` + done + `\r?$`).MatchString(c.String()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %q from %q; the console shows:\n%s", done, command, c.String())
 		}
@@ -204,7 +204,7 @@ func TestLifecycleKeepAlive(t *testing.T) {
 
 	// Reboot: a new QEMU from the same state folder.
 	mustCtl(t, v, "reboot")
-	waitCount(t, v, `^VMTEST ready`, 2, 4*time.Minute)
+	waitCount(t, v, `^VMTEST ready`, 2, 8*time.Minute)
 	disk := waitCount(t, v, `^VMTEST disk name=vda size=(\d+) mark=(\S*)`, 2, time.Second)
 	if disk[2] != "kept-42" {
 		t.Errorf("after reboot the disk's mark is %q, want kept-42", disk[2])
@@ -235,7 +235,7 @@ func TestLifecycleKeepAlive(t *testing.T) {
 
 	// On again.
 	mustCtl(t, v, "start")
-	waitCount(t, v, `^VMTEST ready`, 3, 4*time.Minute)
+	waitCount(t, v, `^VMTEST ready`, 3, 8*time.Minute)
 	if d := waitCount(t, v, `^VMTEST disk name=vda size=(\d+) mark=(\S*)`, 3, time.Second); d[2] != "kept-42" {
 		t.Errorf("after off/on the disk's mark is %q", d[2])
 	}

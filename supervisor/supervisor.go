@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -34,9 +33,12 @@ type Options struct {
 	QMPSocket  string
 	OnEvent    func(qemu.Event) // QMP events, from one goroutine
 	SerialLog  string           // the guest's console is appended here …
-	Console    io.Writer        // … and mirrored here
-	Reaper     *Reaper
-	Log        *zap.Logger
+	// SerialLogMax rotates SerialLog to SerialLog.1 beyond this size (0: never).
+	SerialLogMax int64
+	Console      io.Writer // … mirrored here (stdout) …
+	Viewers      io.Writer // … and here (attached consoles); nil: none
+	Reaper       *Reaper
+	Log          *zap.Logger
 }
 
 // Process is one running QEMU: its console drained, its QMP connected as
@@ -53,13 +55,12 @@ type Process struct {
 	done       chan struct{}
 	status     unix.WaitStatus
 	stderrTail string
-	cancelDial context.CancelFunc
 }
 
 // Start execs QEMU and returns once it runs.
 func Start(o Options) (*Process, error) {
 	log := o.Log
-	serial, err := os.OpenFile(o.SerialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	serial, err := OpenRotating(o.SerialLog, o.SerialLogMax)
 	if err != nil {
 		return nil, fmt.Errorf("opening serial log: %w", err)
 	}
@@ -68,11 +69,19 @@ func Start(o Options) (*Process, error) {
 		serial.Close()
 		return nil, err
 	}
+	console := NewFanout(func(name, what string, err error) {
+		if what == "failed" {
+			log.Warn("console output to "+name+" failed: dropping it from now on", zap.Error(err))
+			return
+		}
+		log.Warn(name + " cannot keep up with the console: dropping output")
+	}, map[string]io.Writer{"serial.log": serial, "stdout": o.Console, "viewers": o.Viewers})
 	consoleDone := make(chan struct{})
 	go func() {
 		defer close(consoleDone)
 		defer serial.Close()
-		_, _ = io.Copy(io.MultiWriter(serial, o.Console), q.stdout)
+		_, _ = io.Copy(console, q.stdout)
+		console.Close(time.Second)
 	}()
 	stderrTail := make(chan string, 1)
 	go func() { stderrTail <- logLines(log, q.stderr) }()
@@ -90,7 +99,7 @@ func Start(o Options) (*Process, error) {
 		}
 		monCh <- m
 	}()
-	p := &Process{PID: q.pid, Stdin: q.stdin, QMP: monCh, done: make(chan struct{}), cancelDial: cancelDial}
+	p := &Process{PID: q.pid, Stdin: q.stdin, QMP: monCh, done: make(chan struct{})}
 	go func() {
 		ws := <-q.exit
 		cancelDial()
@@ -127,11 +136,16 @@ func (p *Process) Kill() error { return unix.Kill(p.PID, unix.SIGKILL) }
 func Describe(ws unix.WaitStatus) string { return describe(ws) }
 
 // ExitCode is the contract's exit status of a QEMU run that ended with ws;
-// forced: the run was stopped by force (quit or SIGKILL).
-func ExitCode(ws unix.WaitStatus, forced bool) int {
+// forced: the run was stopped by force (quit or SIGKILL). QEMU turns
+// SIGTERM, SIGINT and SIGHUP into a clean exit 0; vmrunner never sends them
+// (it stops QEMU over QMP or with SIGKILL), so such an exit (hostSignal) was
+// someone else killing the VM: a fault, not a power-off.
+func ExitCode(ws unix.WaitStatus, forced, hostSignal bool) int {
 	switch {
 	case forced:
 		return ExitForced
+	case hostSignal:
+		return ExitFault
 	case ws.Exited() && ws.ExitStatus() == 0:
 		return ExitPoweredOff
 	default:
@@ -152,7 +166,11 @@ type process struct {
 func start(o Options) (*process, error) {
 	cmd := exec.Command(o.Binary, o.Args...)
 	cmd.ExtraFiles = o.ExtraFiles
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a terminal's Ctrl-C or a signal to our group
+	// (timeout, a shell's job control) reaches only vmrunner, which then
+	// stops the guest properly.
+	cmd.Env = qemu.ChildEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var p process
 	var childEnds []*os.File
 	pipe := func(childReads bool) (*os.File, *os.File, error) {
@@ -217,14 +235,12 @@ func start(o Options) (*process, error) {
 // the message when QEMU dies.
 func logLines(log *zap.Logger, r io.Reader) string {
 	var tail []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
+	readLines(r, func(line string) {
 		log.Warn("qemu", zap.String("stderr", line))
 		tail = append(tail, line)
 		if len(tail) > 5 {
 			tail = tail[1:]
 		}
-	}
+	})
 	return strings.Join(tail, "\n")
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -127,7 +128,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 	steps := []step{
 		{"stale sockets", func(context.Context) error { return p.staleSockets(out) }},
 		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
-		{"cloud-init seed", func(context.Context) error { return p.seed() }},
+		{"cloud-init seed", func(context.Context) error { return p.seed(out) }},
 		{"network", func(context.Context) error { return p.network(out) }},
 	}
 	if err := runSteps(ctx, &out.c, steps); err != nil {
@@ -164,20 +165,53 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 	return spec, nil
 }
 
+// stateFolder makes the state folder private to this user (0700) and
+// refuses one where a file vmrunner would open is a symlink or another
+// user's, before anything is written there.
 func (p *Plan) stateFolder(out *Prepared) error {
 	dir := p.Paths.State
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if _, err := privateDir(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	out.c.onFailure("state folder", func() error { return os.RemoveAll(dir) })
-	return nil
+	made, err := privateDir(dir)
+	if err != nil {
+		return err
+	}
+	if made {
+		out.c.onFailure("state folder", func() error { return os.RemoveAll(dir) })
+	}
+	return p.checkStateFiles()
 }
 
+// checkStateFiles checks every path vmrunner or QEMU opens in the state
+// folder (see checkPrivate).
+func (p *Plan) checkStateFiles() error {
+	ps := p.Paths
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.Lock, ps.Salt, ps.UUID,
+		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
+	for n := 2; n <= config.MaxDisks; n++ {
+		files = append(files, ps.ExtraDisk(n))
+	}
+	for i := 1; i <= config.MaxNICs; i++ {
+		files = append(files, netcfg.MACFile(ps.State, i))
+	}
+	var errs []error
+	for _, f := range files {
+		errs = append(errs, checkPrivate(f, false))
+	}
+	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control} {
+		errs = append(errs, checkPrivate(s, true))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Plan) statePath(name string) string { return filepath.Join(p.Paths.State, name) }
+
+// lock takes the state folder's lock. Holding it, a PERSIST=0 run's marker
+// means that run was killed before it could remove the folder: what it
+// left is removed now rather than reused.
 func (p *Plan) lock(out *Prepared) error {
-	f, err := os.OpenFile(p.Paths.Lock, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := openPrivate(p.Paths.Lock, os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return err
 	}
@@ -185,7 +219,31 @@ func (p *Plan) lock(out *Prepared) error {
 		f.Close()
 		return fmt.Errorf("another vmrunner is running the VM in %s: %w", p.Paths.State, err)
 	}
+	if _, err := os.Lstat(p.statePath(ephemeralMarker)); err == nil {
+		if err := p.wipeState(); err != nil {
+			f.Close()
+			return err
+		}
+		out.Warnings = append(out.Warnings, fmt.Sprintf("removed what a killed PERSIST=0 run of this VM left in %s; starting afresh", p.Paths.State))
+	}
 	out.c.always("lock", f.Close)
+	return nil
+}
+
+// wipeState empties the state folder but for the lock, which is held.
+func (p *Plan) wipeState() error {
+	entries, err := os.ReadDir(p.Paths.State)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == filepath.Base(p.Paths.Lock) {
+			continue
+		}
+		if err := os.RemoveAll(p.statePath(e.Name())); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -219,10 +277,14 @@ func (p *Plan) macs() error {
 
 // removeAtEnd makes the state folder go with the VM when PERSIST is off.
 // It runs before the lock is let go, so that a next vmrunner of the same
-// VM never sees a folder half removed.
+// VM never sees a folder half removed. A marker says so meanwhile, for the
+// next start after a kill (see lock).
 func (p *Plan) removeAtEnd(out *Prepared) error {
 	if p.Persist {
 		return nil
+	}
+	if err := writePrivate(p.statePath(ephemeralMarker), []byte("PERSIST=0: this folder is removed when its VM ends\n")); err != nil {
+		return err
 	}
 	out.c.always("state folder (PERSIST off)", func() error { return os.RemoveAll(p.Paths.State) })
 	return nil
@@ -280,7 +342,9 @@ func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int6
 	if args == nil {
 		return false, nil
 	}
-	if _, err := run(exec.Command("qemu-img", args...)); err != nil {
+	cmd := exec.Command("qemu-img", args...)
+	cmd.Env = qemu.ChildEnv()
+	if _, err := run(cmd); err != nil {
 		if act.Create {
 			os.Remove(path)
 		}
@@ -292,7 +356,7 @@ func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int6
 // uuid keeps the VM's SMBIOS UUID in the state folder: a guest (and a BMC)
 // sees the same machine across runs.
 func (p *Plan) uuid(out *Prepared) error {
-	b, err := os.ReadFile(p.Paths.UUID)
+	b, err := readPrivate(p.Paths.UUID, 4096)
 	if err == nil && validUUID(strings.TrimSpace(string(b))) {
 		out.UUID = strings.TrimSpace(string(b))
 		return nil
@@ -307,7 +371,7 @@ func (p *Plan) uuid(out *Prepared) error {
 	r[6] = r[6]&0x0f | 0x40 // version 4
 	r[8] = r[8]&0x3f | 0x80 // RFC 4122 variant
 	out.UUID = fmt.Sprintf("%x-%x-%x-%x-%x", r[0:4], r[4:6], r[6:8], r[8:10], r[10:16])
-	if err := os.WriteFile(p.Paths.UUID, []byte(out.UUID+"\n"), 0o644); err != nil {
+	if err := writePrivate(p.Paths.UUID, []byte(out.UUID+"\n")); err != nil {
 		return err
 	}
 	out.c.onFailure("uuid", func() error { return os.Remove(p.Paths.UUID) })
@@ -347,7 +411,7 @@ func copyFile(from, to string) error {
 	}
 	defer in.Close()
 	tmp := to + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	out, err := openPrivate(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY)
 	if err != nil {
 		return err
 	}
@@ -363,7 +427,7 @@ func copyFile(from, to string) error {
 	return os.Rename(tmp, to)
 }
 
-func (p *Plan) seed() error {
+func (p *Plan) seed(out *Run) error {
 	if p.Spec.Seed == "" {
 		return nil
 	}
@@ -372,10 +436,14 @@ func (p *Plan) seed() error {
 	if err != nil {
 		return err
 	}
+	password, err := p.guestPassword(&out.Warnings)
+	if err != nil {
+		return err
+	}
 	s := cloudinit.Seed{
 		Hostname:      c.GuestName,
 		User:          c.GuestUser,
-		Password:      c.GuestPassword,
+		Password:      password,
 		UserData:      c.UserData,
 		NetworkConfig: c.NetworkConfig,
 		Salt:          salt,
@@ -394,13 +462,41 @@ func (p *Plan) seed() error {
 // configuration renders the same seed and cloud-init sees the same
 // instance-id (no first-boot re-run on restart).
 func (p *Plan) salt() (string, error) {
-	b, err := os.ReadFile(p.Paths.Salt)
-	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
+	s, _, err := keptSecret(p.Paths.Salt, cloudinit.NewSalt)
+	return s, err
+}
+
+// guestPassword is GUEST_PASSWORD; without it and without SSH_PUBKEY, a
+// random password kept in the state folder (and told once, when made),
+// so that no VM shares a known default; with a key alone, none: password
+// login is off and the password locked.
+func (p *Plan) guestPassword(warnings *[]string) (string, error) {
+	c := p.Config
+	if c.GuestPassword != "" || c.SSHPubKey != "" {
+		return c.GuestPassword, nil
 	}
-	s, err := cloudinit.NewSalt()
+	path := p.statePath(guestPasswordFile)
+	pw, made, err := keptSecret(path, cloudinit.NewPassword)
+	if made {
+		*warnings = append(*warnings, fmt.Sprintf("neither GUEST_PASSWORD nor SSH_PUBKEY is set: %s's generated password is %s (kept in %s; shown only now)",
+			c.GuestUser, pw, path))
+	}
+	return pw, err
+}
+
+// keptSecret reads a secret kept in a state file, or makes one with newSecret
+// and keeps it; it reports whether it made it.
+func keptSecret(path string, newSecret func() (string, error)) (string, bool, error) {
+	b, err := readPrivate(path, 4096)
+	if s := strings.TrimSpace(string(b)); err == nil && s != "" {
+		return s, false, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	s, err := newSecret()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return s, os.WriteFile(p.Paths.Salt, []byte(s+"\n"), 0o600)
+	return s, true, writePrivate(path, []byte(s+"\n"))
 }
