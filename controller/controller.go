@@ -59,6 +59,7 @@ type Controller struct {
 	reqs   chan func()
 	qmpEvs chan runEvent
 	ends   chan struct{} // Shutdown requests (signals, Ctrl-])
+	over   chan struct{} // closed when Run has returned
 	serial *serialHub
 
 	mu     sync.Mutex // guards status and subs
@@ -108,6 +109,7 @@ func New(o Options) *Controller {
 		reqs:   make(chan func()),
 		qmpEvs: make(chan runEvent, 256),
 		ends:   make(chan struct{}, 2),
+		over:   make(chan struct{}),
 		serial: newSerialHub(),
 		subs:   map[int]chan Event{},
 	}
@@ -171,6 +173,7 @@ func (c *Controller) Started() bool { return c.startedOK }
 // exit status (supervisor.Exit…): without KeepAlive once QEMU has ended,
 // with it once a Shutdown has stopped the VM.
 func (c *Controller) Run(ctx context.Context) int {
+	defer close(c.over)
 	if c.o.PowerOnAtStart {
 		if err := c.powerOn("power on at start"); err != nil {
 			if !c.o.KeepAlive {
@@ -219,6 +222,8 @@ func (c *Controller) do(ctx context.Context, fn func() error) error {
 	case c.reqs <- func() { errc <- fn() }:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-c.over:
+		return fmt.Errorf("%w: vmrunner is ending", ErrState)
 	}
 	return <-errc
 }

@@ -516,3 +516,18 @@ func readUntil(t *testing.T, r io.Reader, want string) string {
 		return "(timeout)"
 	}
 }
+
+func TestRequestsAfterTheEndAreRefused(t *testing.T) {
+	f := newFixture(t, options{modes: []string{"poweroff-soon"}, powerOnAtStart: true})
+	f.wait()
+	done := make(chan error, 1)
+	go func() { done <- f.c.PowerOn(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrState) {
+			t.Errorf("PowerOn after the end: %v, want ErrState", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("PowerOn after the end blocks")
+	}
+}
