@@ -292,13 +292,14 @@ func listDistros(catalog string) int {
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	f := vm.Facts{
-		VhostNet:       netcfg.VhostNetUsable(),
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 	}
+	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
+	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {
 		start := time.Now()
 		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)

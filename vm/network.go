@@ -82,7 +82,6 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 // their fds to out.Files in the order MakePlan numbered them. Each link
 // and file is registered for removal at the end of the run.
 func (p *Plan) network(out *Run) error {
-	taps, vhosts := 0, 0
 	for _, n := range p.NICs {
 		if n.Link == nil {
 			continue
@@ -94,7 +93,6 @@ func (p *Plan) network(out *Run) error {
 		if err != nil {
 			return explain(n, err)
 		}
-		taps++
 		out.c.always("link "+t.Name, t.Remove)
 		out.Files = append(out.Files, t.File)
 		if t.Replaced {
@@ -105,14 +103,8 @@ func (p *Plan) network(out *Run) error {
 			if err != nil {
 				return fmt.Errorf("NIC %d: %w", n.Index, err)
 			}
-			vhosts++
 			out.c.always("vhost-net of NIC "+fmt.Sprint(n.Index), v.Close)
 			out.Files = append(out.Files, v)
-		}
-	}
-	if vhosts < taps {
-		if advice := netcfg.VhostAdvice(netcfg.ProbeVhostNet()); advice != "" {
-			out.Warnings = append(out.Warnings, advice)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,4 +202,19 @@ func tunErr(op string, errno syscall.Errno) error {
 
 func macvtapErr(op string, errno syscall.Errno) error {
 	return &netcfg.DeviceError{Op: op, Path: "/dev/vmrunner-vmv525400123456", Driver: netcfg.DriverMacvtap, Major: 246, Minor: 3, Err: errno}
+}
+
+// TestVhostAdviceIsAPlanWarning: the one vhost-net probe's advice becomes
+// a warning of a plan with a tap NIC that goes without vhost-net, once.
+func TestVhostAdviceIsAPlanWarning(t *testing.T) {
+	f := testFacts()
+	f.VhostAdvice = "docker run --device /dev/vhost-net would make networking faster"
+	p := plan(t, map[string]string{"DATA_DIR": "/data", "NETWORK_MODE": "bridge", "NETWORK2_MODE": "bridge"}, f)
+	if n := strings.Count(strings.Join(p.Warnings, "\n"), f.VhostAdvice); n != 1 {
+		t.Errorf("warnings %q carry the advice %d times, want once", p.Warnings, n)
+	}
+	p = plan(t, map[string]string{"DATA_DIR": "/data"}, f)
+	if slices.Contains(p.Warnings, f.VhostAdvice) {
+		t.Errorf("a nat-only plan warns about vhost-net: %q", p.Warnings)
+	}
 }

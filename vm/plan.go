@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/netcfg"
@@ -15,6 +16,7 @@ type Facts struct {
 	KVMUsable      bool   // KVM ran a test guest (ProbeKVM)
 	KVMWhy         string // why not, when it did not
 	VhostNet       bool   // /dev/vhost-net opens
+	VhostAdvice    string // how to give the container the host's vhost-net; "" when it has it or the host lacks it
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
@@ -179,6 +181,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		}
 		p.NICs = append(p.NICs, np)
 		s.NICs = append(s.NICs, qn)
+		if np.Tap != nil && np.Tap.VhostFD < 0 && f.VhostAdvice != "" && !slices.Contains(p.Warnings, f.VhostAdvice) {
+			p.Warnings = append(p.Warnings, f.VhostAdvice)
+		}
 	}
 	p.Spec = s
 	return p, nil
