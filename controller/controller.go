@@ -93,6 +93,7 @@ type run struct {
 	deadline  <-chan time.Time
 	killTimer <-chan time.Time
 	shutdown  string // the reason of QMP's SHUTDOWN event
+	qmpGone   bool   // QMP never connected and never will (QEMU ended)
 }
 
 type runEvent struct {
@@ -189,9 +190,13 @@ func (c *Controller) Run(ctx context.Context) int {
 			done      <-chan struct{}
 			deadline  <-chan time.Time
 			killTimer <-chan time.Time
+			late      <-chan *qemu.Monitor
 		)
 		if r := c.cur; r != nil {
 			done, deadline, killTimer = r.proc.Done(), r.deadline, r.killTimer
+			if r.mon == nil && !r.qmpGone {
+				late = r.proc.QMP
+			}
 		}
 		select {
 		case fn := <-c.reqs:
@@ -209,9 +214,34 @@ func (c *Controller) Run(ctx context.Context) int {
 			c.log.Warn("QEMU ignored quit: SIGKILL")
 			_ = c.cur.proc.Kill()
 			c.cur.killTimer = nil
+		case m, ok := <-late:
+			c.onLateQMP(m, ok)
 		case <-done:
 			c.onExit()
 		}
+	}
+}
+
+// onLateQMP takes a QMP connection that came after powerOn stopped
+// waiting (a slow QEMU), and sends what a stop meanwhile needed.
+func (c *Controller) onLateQMP(m *qemu.Monitor, ok bool) {
+	r := c.cur
+	if !ok {
+		r.qmpGone = true
+		return
+	}
+	r.mon = m
+	c.log.Info("QMP connected late", zap.Duration("after", time.Since(r.started)))
+	switch {
+	case r.forced:
+		go func() { _ = m.Quit() }()
+		r.killTimer = time.After(forceGrace)
+	case r.stopping:
+		go func() {
+			if err := m.Powerdown(); err != nil {
+				c.log.Warn("system_powerdown failed", zap.Error(err))
+			}
+		}()
 	}
 }
 
@@ -309,14 +339,14 @@ func (c *Controller) powerOn(reason string) error {
 	c.serial.setInput(proc.Stdin)
 	select {
 	case m, ok := <-proc.QMP:
+		r.mon, r.qmpGone = m, !ok
 		if ok {
-			r.mon = m
 			c.log.Debug("QMP connected", zap.String("socket", p.Paths.QMP))
 		}
 	case <-proc.Done():
 		// onExit, from the loop, says how it ended.
 	case <-time.After(qmpConnectTimeout):
-		c.log.Warn("QMP did not connect; stops will be forced", zap.Duration("waited", qmpConnectTimeout))
+		c.log.Warn("QMP is not connected yet", zap.Duration("waited", qmpConnectTimeout))
 	}
 	c.startedOK = true
 	c.setPower(Running, reason)

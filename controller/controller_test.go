@@ -275,6 +275,22 @@ func TestHungQMPIsKilled(t *testing.T) {
 	}
 }
 
+// TestLateQMPStillStopsGracefully: QMP that connects after powerOn
+// stopped waiting still carries the ACPI button of a stop asked meanwhile.
+func TestLateQMPStillStopsGracefully(t *testing.T) {
+	defer func(d time.Duration) { qmpConnectTimeout = d }(qmpConnectTimeout)
+	qmpConnectTimeout = 50 * time.Millisecond
+	f := newFixture(t, options{modes: []string{"slow-greet"}, powerOnAtStart: true})
+	f.waitPower(Running)
+	f.c.Shutdown()
+	if code := f.wait(); code != supervisor.ExitPoweredOff {
+		t.Errorf("exit %d, want 0 (the guest heard the button)", code)
+	}
+	if f.logs.FilterMessage("QMP connected late").Len() != 1 {
+		t.Error("no late QMP connection logged")
+	}
+}
+
 func TestKeepAliveStaysUpAndPowersOnAgain(t *testing.T) {
 	f := newFixture(t, options{modes: []string{"poweroff-soon"}, keepAlive: true, powerOnAtStart: true})
 	f.waitPower(Running)

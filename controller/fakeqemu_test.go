@@ -20,6 +20,7 @@ import (
 //	ignore-quit       quit is acknowledged but QEMU keeps running
 //	crash             exit 1 at once after the greeting
 //	hang              accept QMP connections but never greet
+//	slow-greet        greet only after 500 ms (a QEMU under load)
 //	poweroff-soon     the guest powers off by itself after 100 ms
 //
 // It appends each command it gets to qmp.log in the working directory's
@@ -113,6 +114,9 @@ func (q *fakeQ) event(name, data string) {
 func (q *fakeQ) serve(c net.Conn, main bool) {
 	if q.modes["hang"] {
 		select {}
+	}
+	if q.modes["slow-greet"] {
+		time.Sleep(500 * time.Millisecond)
 	}
 	q.write(c, `{"QMP":{"version":{"qemu":{"micro":0,"minor":2,"major":7},"package":""},"capabilities":[]}}`)
 	if q.modes["crash"] {
