@@ -280,7 +280,7 @@ func TestHungQMPIsKilled(t *testing.T) {
 func TestLateQMPStillStopsGracefully(t *testing.T) {
 	defer func(d time.Duration) { qmpConnectTimeout = d }(qmpConnectTimeout)
 	qmpConnectTimeout = 50 * time.Millisecond
-	f := newFixture(t, options{modes: []string{"slow-greet"}, powerOnAtStart: true})
+	f := newFixture(t, options{modes: []string{"slow-greet"}, powerOnAtStart: true, timeout: time.Minute})
 	f.waitPower(Running)
 	f.c.Shutdown()
 	if code := f.wait(); code != supervisor.ExitPoweredOff {
