@@ -109,19 +109,6 @@ func (m *Monitor) runArgs(cmd string, args map[string]any, reply any) error {
 	return json.Unmarshal(r.Return, reply)
 }
 
-// Status is QMP query-status's answer.
-type Status struct {
-	Running bool   `json:"running"`
-	Status  string `json:"status"`
-}
-
-// QueryStatus asks QEMU for the run state.
-func (m *Monitor) QueryStatus() (Status, error) {
-	var s Status
-	err := m.run("query-status", &s)
-	return s, err
-}
-
 // Powerdown presses the ACPI power button.
 func (m *Monitor) Powerdown() error { return m.run("system_powerdown", nil) }
 
