@@ -97,12 +97,11 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
-		prep := vm.DryRun(plan)
-		spec, err := plan.QEMUSpec(prep, vm.FirstSettings(prep))
+		spec, warnings, err := plan.DryRunSpec()
 		if err != nil {
 			return configError(err)
 		}
-		for _, w := range prep.Warnings {
+		for _, w := range warnings {
 			log.Warn(w)
 		}
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))

@@ -310,7 +310,7 @@ func (c *Controller) powerOn(reason string) error {
 	proc, err := supervisor.Start(supervisor.Options{
 		Binary:     p.Config.QEMUBinary,
 		Args:       args,
-		ExtraFiles: made.Files,
+		ExtraFiles: made.Files(),
 		QMPSocket:  p.Paths.QMP,
 		OnEvent: func(ev qemu.Event) {
 			select {

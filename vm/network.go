@@ -3,11 +3,13 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // HostLink is the host side of a bridge or direct NIC, as planned.
@@ -78,40 +80,63 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 	return nil
 }
 
-// network creates the host side of bridge and direct NICs and appends
-// their fds to out.Files in the order MakePlan numbered them. Each link
-// and file is registered for removal at the end of the run.
+// network creates the host side of bridge and direct NICs; QEMU inherits
+// their fds. Each link and file is registered for removal at the end of
+// the run.
 func (p *Plan) network(out *Run) error {
-	for _, n := range p.NICs {
-		if n.Link == nil {
-			continue
-		}
-		if n.Tap.FD != firstFD+len(out.Files) {
-			return fmt.Errorf("NIC %d: planned fd %d, but it would be fd %d", n.Index, n.Tap.FD, firstFD+len(out.Files))
-		}
+	return p.attachTaps(&out.Spec, &out.inherited, func(n NICPlan) (*os.File, *os.File, error) {
 		t, err := addLink(n)
 		if err != nil {
-			return explain(n, err)
+			return nil, nil, explain(n, err)
 		}
 		out.c.always("link "+t.Name, t.Remove)
-		out.Files = append(out.Files, t.File)
 		if t.Replaced {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("NIC %d: replaced macvtap %s that an earlier, killed run left behind", n.Index, t.Name))
 		}
-		if n.Tap.VhostFD >= 0 {
-			v, err := netcfg.OpenVhostNet()
-			if err != nil {
-				return fmt.Errorf("NIC %d: %w", n.Index, err)
-			}
-			out.c.always("vhost-net of NIC "+fmt.Sprint(n.Index), v.Close)
-			out.Files = append(out.Files, v)
+		if !n.Vhost {
+			return t.File, nil, nil
 		}
+		v, err := netcfg.OpenVhostNet()
+		if err != nil {
+			return nil, nil, fmt.Errorf("NIC %d: %w", n.Index, err)
+		}
+		out.c.always(fmt.Sprintf("vhost-net of NIC %d", n.Index), v.Close)
+		return t.File, v, nil
+	})
+}
+
+// attachTaps opens each bridge and direct NIC's tap (and vhost-net) with
+// open, in NIC order, and points the spec's netdev at the fds the files
+// get. --dry-run numbers them the same way, with no files.
+func (p *Plan) attachTaps(spec *qemu.Spec, in *inherited, open func(NICPlan) (tap, vhost *os.File, err error)) error {
+	for i, n := range p.NICs {
+		if n.Link == nil {
+			continue
+		}
+		tap, vhost, err := open(n)
+		if err != nil {
+			return err
+		}
+		t := qemu.TapNet{FD: in.add(tap), VhostFD: -1}
+		if n.Vhost {
+			t.VhostFD = in.add(vhost)
+		}
+		spec.NICs[i].Backend = t
 	}
 	return nil
 }
 
-// firstFD is the number of out.Files[0] in QEMU (after stdin, out, err).
+// firstFD is the number of QEMU's first inherited file.
 const firstFD = 3
+
+// inherited hands out QEMU's fd numbers as files are added: fd 3 (after
+// stdin, stdout, stderr) for the first, then 4, …
+type inherited struct{ files []*os.File }
+
+func (in *inherited) add(f *os.File) int {
+	in.files = append(in.files, f)
+	return firstFD + len(in.files) - 1
+}
 
 func addLink(n NICPlan) (*netcfg.Tap, error) {
 	l := n.Link

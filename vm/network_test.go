@@ -51,7 +51,11 @@ func TestPlanNumbersTapFDsInNICOrder(t *testing.T) {
 			want = []string{"tap,id=net1,fd=3,vhost=on,vhostfd=4", "user,id=net2", "tap,id=net3,fd=5,vhost=on,vhostfd=6", "tap,id=net4,fd=7,vhost=on,vhostfd=8"}
 		}
 		var got []string
-		args := qemu.Args(p.Spec)
+		spec, _, err := p.DryRunSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := qemu.Args(spec)
 		for i, a := range args {
 			if a == "-netdev" {
 				got = append(got, strings.SplitN(args[i+1], ",ipv", 2)[0])

@@ -61,10 +61,12 @@ func (p Paths) ExtraDisk(n int) string {
 // NICPlan is one NIC with everything decided.
 type NICPlan struct {
 	config.NIC
-	MAC  net.HardwareAddr
-	MTU  int
-	Tap  *qemu.TapNet // set for bridge and direct: the fds QEMU will inherit
-	Link *HostLink    // set for bridge and direct: the tap or macvtap to create
+	MAC net.HardwareAddr
+	MTU int
+	// Vhost: open /dev/vhost-net for the NIC's tap (bridge and direct,
+	// when the host has it).
+	Vhost bool
+	Link  *HostLink // set for bridge and direct: the tap or macvtap to create
 }
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
@@ -151,7 +153,6 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed
 	}
-	nextFD := 3
 	for _, n := range c.NICs {
 		np := NICPlan{NIC: n}
 		if np.MAC, err = netcfg.ChooseMAC(n.MAC, f.KeptMACs[n.Index], c.GuestName, n.Index); err != nil {
@@ -170,18 +171,14 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			}
 			qn.Backend = u
 		case config.NetBridge, config.NetDirect:
-			t := &qemu.TapNet{FD: nextFD, VhostFD: -1}
-			nextFD++
-			if f.VhostNet {
-				t.VhostFD = nextFD
-				nextFD++
-			}
-			np.Tap = t
-			qn.Backend = *t
+			// By name until start-up opens it and numbers its fds
+			// (attachTaps).
+			np.Vhost = f.VhostNet
+			qn.Backend = qemu.TapNet{FD: -1, Ifname: np.Link.Name, VhostFD: -1}
 		}
 		p.NICs = append(p.NICs, np)
 		s.NICs = append(s.NICs, qn)
-		if np.Tap != nil && np.Tap.VhostFD < 0 && f.VhostAdvice != "" && !slices.Contains(p.Warnings, f.VhostAdvice) {
+		if np.Link != nil && !np.Vhost && f.VhostAdvice != "" && !slices.Contains(p.Warnings, f.VhostAdvice) {
 			p.Warnings = append(p.Warnings, f.VhostAdvice)
 		}
 	}

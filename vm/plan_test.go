@@ -100,7 +100,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
 		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
 	}
-	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Tap != nil || p.NICs[0].Link != nil {
+	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Vhost || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
 	}
 }
@@ -146,8 +146,12 @@ func TestMakePlanTapFDs(t *testing.T) {
 		f := testFacts()
 		f.VhostNet = tc.vhost
 		p := plan(t, env, f)
+		spec, _, err := p.DryRunSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := map[string]qemu.TapNet{}
-		for _, n := range p.Spec.NICs {
+		for _, n := range spec.NICs {
 			if tap, ok := n.Backend.(qemu.TapNet); ok {
 				got[n.ID] = tap
 			}
@@ -155,14 +159,15 @@ func TestMakePlanTapFDs(t *testing.T) {
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("vhost %v: taps %+v, want %+v", tc.vhost, got, tc.want)
 		}
-		for _, np := range p.NICs {
+		for i, np := range p.NICs {
 			isTap := np.Mode == config.NetBridge || np.Mode == config.NetDirect
-			if isTap != (np.Tap != nil) || isTap != (np.Link != nil) {
-				t.Errorf("NIC %d (%s): Tap %+v, Link %+v", np.Index, np.Mode, np.Tap, np.Link)
+			if isTap != (np.Link != nil) || np.Vhost != (isTap && tc.vhost) {
+				t.Errorf("NIC %d (%s): Vhost %v, Link %+v", np.Index, np.Mode, np.Vhost, np.Link)
 				continue
 			}
-			if isTap && *np.Tap != tc.want["net"+string(rune('0'+np.Index))] {
-				t.Errorf("NIC %d plan Tap %+v differs from the spec", np.Index, *np.Tap)
+			// Before start-up, the plan names the tap; it has no fd yet.
+			if isTap && p.Spec.NICs[i].Backend != (qemu.TapNet{FD: -1, Ifname: np.Link.Name, VhostFD: -1}) {
+				t.Errorf("NIC %d plan backend %+v", np.Index, p.Spec.NICs[i].Backend)
 			}
 		}
 	}
@@ -352,9 +357,14 @@ func TestMakePlanTouchesNothing(t *testing.T) {
 // baseEnv is the configuration the per-variable table starts from.
 var baseEnv = map[string]string{"DATA_DIR": "/data", "GUEST_NAME": "web", "BOOT_FROM": "blank"}
 
+// argv is the command line --dry-run prints.
 func argv(t testing.TB, env map[string]string, f Facts) []string {
 	t.Helper()
-	return qemu.Args(plan(t, env, f).Spec)
+	spec, _, err := plan(t, env, f).DryRunSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qemu.Args(spec)
 }
 
 func checkGolden(t *testing.T, name string, args []string) {
@@ -534,7 +544,7 @@ func TestArgvPerVariable(t *testing.T) {
 			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writeback,aio=io_uring"}},
 		{"PERSIST=0", map[string]string{"PERSIST": "0"}, nil, nil, nil},
 		{"DATA_DIR a mount point", nil, func(f *Facts) { f.DataDirMounted = true }, nil, nil},
-		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed, nil},
+		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed[1:], nil}, // the CD drive keeps the controller,
 		{"cloud-init content", map[string]string{"GUEST_USER": "ops", "GUEST_PASSWORD": "x", "SSH_PUBKEY": "ssh-ed25519 AAAA k", "CLOUD_INIT_USER_DATA": userData}, nil, nil, nil},
 		{"GUEST_NAME=db", map[string]string{"GUEST_NAME": "db"}, nil,
 			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1}, qmp...),

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -75,12 +76,24 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 	return out, nil
 }
 
+// DryRunSpec is the spec a first start would run, made without touching
+// the host: --dry-run prints it.
+func (p *Plan) DryRunSpec() (qemu.Spec, []string, error) {
+	prep := DryRun(p)
+	spec, err := p.QEMUSpec(prep, FirstSettings(prep))
+	if err != nil {
+		return spec, nil, err
+	}
+	noFiles := func(NICPlan) (*os.File, *os.File, error) { return nil, nil, nil }
+	return spec, prep.Warnings, p.attachTaps(&spec, &inherited{}, noFiles)
+}
+
 // DryRun is what Prepare would return, without writing anything: a local
 // ISO becomes the installer CD, so --dry-run shows the command line a real
 // start runs.
 func DryRun(p *Plan) *Prepared {
 	out := &Prepared{BasePath: p.BasePath, UUID: "00000000-0000-0000-0000-000000000000", Warnings: p.Warnings}
-	if b, err := os.ReadFile(p.Paths.UUID); err == nil && validUUID(strings.TrimSpace(string(b))) {
+	if b, err := readPrivate(p.Paths.UUID, 4096); err == nil && validUUID(strings.TrimSpace(string(b))) {
 		out.UUID = strings.TrimSpace(string(b))
 	}
 	if out.BasePath == "" {
@@ -107,10 +120,13 @@ func FirstSettings(prep *Prepared) Settings { return Settings{Medium: prep.CDROM
 // runs and the files it inherits.
 type Run struct {
 	Spec     qemu.Spec
-	Files    []*os.File // inherited by QEMU as fds 3, 4, …
 	Warnings []string
-	c        cleanups
+	inherited
+	c cleanups
 }
+
+// Files are what QEMU inherits as fds 3, 4, …
+func (r *Run) Files() []*os.File { return r.files }
 
 // Release undoes the run's start-up once its QEMU has ended: network links
 // removed, inherited files and stale sockets gone.
@@ -141,6 +157,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 // and the run's settings. --dry-run and a real start both use it.
 func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 	spec := p.Spec
+	spec.NICs = slices.Clone(p.Spec.NICs) // start-up fills in the taps' fds
 	spec.UUID = prep.UUID
 	spec.CDROM = s.Medium
 	spec.CDDrive = true
