@@ -19,6 +19,10 @@ type Spec struct {
 	Cmdline string
 
 	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
+	// DiskBase is the overlay's base image (DiskBaseFormat: qcow2 or raw),
+	// opened by QEMU with no backing of its own; empty: a blank disk.
+	DiskBase       string
+	DiskBaseFormat string
 	MoreDisks  []Drive // extra disks and host devices, after Disk
 	DiskBus    string  // BusVirtio (also ""), BusSCSI, BusNVMe or BusIDE
 	DiskCache  string  // cache= of every disk; "": QEMU's default
