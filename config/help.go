@@ -94,7 +94,7 @@ func (c *Config) Effective() [][2]string {
 		vnc = "vnc"
 	}
 	out := [][2]string{
-		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro},
+		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},

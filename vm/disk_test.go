@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
 )
 
@@ -183,4 +185,65 @@ func TestQemuImgEnvironment(t *testing.T) {
 	if got.SysProcAttr == nil || got.SysProcAttr.Pdeathsig != syscall.SIGKILL {
 		t.Errorf("SysProcAttr %+v, want Pdeathsig SIGKILL", got.SysProcAttr)
 	}
+}
+
+// TestBaseRefs: a BOOT_FROM that names another
+// file is a configuration error before anything is made or converted.
+func TestBaseRefs(t *testing.T) {
+	needQemuImg(t)
+	dir := t.TempDir()
+	img := func(name string, args ...string) string {
+		p := filepath.Join(dir, name)
+		if out, err := exec.Command("qemu-img", append(append([]string{"create", "-q"}, args...), p, "1M")...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v: %s", err, out)
+		}
+		return p
+	}
+	desc := filepath.Join(dir, "desc.vmdk")
+	if err := os.WriteFile(desc, []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\nRW 2048 FLAT \"/etc/hostname\" 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain := img("plain.qcow2", "-f", "qcow2")
+	tests := []struct {
+		name, path, format string
+		variable, reason   string
+	}{
+		{"backing", img("backing.qcow2", "-f", "qcow2", "-u", "-F", "raw", "-b", "/etc/hostname"), "", "BOOT_FROM", `backing file "/etc/hostname"`},
+		{"data", img("data.qcow2", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "data.raw")), "", "BOOT_FROM", "external data file"},
+		{"vmdk", desc, "", "BOOT_FROM", `extent "/etc/hostname"`},
+		{"pinned", plain, "vmdk", "BOOT_FROM_FORMAT", "the header says qcow2, not vmdk"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := prepareEnv(filepath.Join(t.TempDir(), "data"))
+			env["BOOT_FROM"], env["BOOT_FROM_FORMAT"] = tc.path, tc.format
+			p := preparePlan(t, env, false)
+			runs := 0
+			run := func(context.Context, *exec.Cmd) ([]byte, error) { runs++; return nil, nil }
+			_, err := Prepare(context.Background(), p, Tools{Run: run})
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tc.variable || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("error %v, want a config error on %s saying %q", err, tc.variable, tc.reason)
+			}
+			if runs != 0 {
+				t.Errorf("qemu-img ran %d times", runs)
+			}
+			if _, err := os.Stat(env["DATA_DIR"]); !os.IsNotExist(err) {
+				t.Errorf("DATA_DIR was made: %v", err)
+			}
+		})
+	}
+	t.Run("raw", func(t *testing.T) {
+		env := prepareEnv(filepath.Join(t.TempDir(), "data"))
+		env["BOOT_FROM"], env["BOOT_FROM_FORMAT"] = tests[0].path, "raw"
+		p := preparePlan(t, env, false)
+		prep := mustPrepare(t, p)
+		defer prep.Release()
+		if p.Spec.DiskBase != tests[0].path || p.Spec.DiskBaseFormat != "raw" || len(p.Base.Refs) != 0 {
+			t.Errorf("base %s (%s), %+v", p.Spec.DiskBase, p.Spec.DiskBaseFormat, p.Base)
+		}
+		if o, err := image.Inspect(p.Paths.Disk); err != nil || o.BackingFormat != "raw" {
+			t.Errorf("overlay %+v, %v", o, err)
+		}
+	})
 }
