@@ -18,11 +18,12 @@ type Spec struct {
 	Initrd  string
 	Cmdline string
 
-	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
-	// DiskBase is the overlay's base image (DiskBaseFormat: qcow2 or raw),
-	// opened by QEMU with no backing of its own; empty: a blank disk.
+	// DiskBase is Disk's base image (DiskBaseFormat: qcow2 or raw), which
+	// QEMU opens with no backing of its own; empty: a blank disk.
 	DiskBase       string
 	DiskBaseFormat string
+
+	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
 	MoreDisks  []Drive // extra disks and host devices, after Disk
 	DiskBus    string  // BusVirtio (also ""), BusSCSI, BusNVMe or BusIDE
 	DiskCache  string  // cache= of every disk; "": QEMU's default

@@ -187,8 +187,9 @@ func TestQemuImgEnvironment(t *testing.T) {
 	}
 }
 
-// TestBaseRefs: a BOOT_FROM that names another
-// file is a configuration error before anything is made or converted.
+// TestBaseRefs: a BOOT_FROM that names another file is a configuration
+// error before anything is made or converted; one pinned as raw is used as
+// raw, never parsed.
 func TestBaseRefs(t *testing.T) {
 	needQemuImg(t)
 	dir := t.TempDir()
