@@ -89,7 +89,9 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
-		plan.ApplyLocalBase()
+		if err := plan.ApplyLocalBase(); err != nil {
+			return configError(err)
+		}
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
 	}

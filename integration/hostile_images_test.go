@@ -185,6 +185,18 @@ func TestHostileImagesRefused(t *testing.T) {
 			if n, m := nbdConns.Load(), httpConns.Load(); n+m > 0 {
 				t.Errorf("connections: nbd listener %d, http listener %d; want none", n, m)
 			}
+			if !tc.sha256 {
+				// --dry-run refuses what a start refuses.
+				dry := exec.Command(binary, "--dry-run")
+				dry.Env = []string{"PATH=" + os.Getenv("PATH")}
+				for k, val := range env {
+					dry.Env = append(dry.Env, k+"="+val)
+				}
+				out, err := dry.CombinedOutput()
+				if code := dry.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), tc.reference) {
+					t.Errorf("--dry-run: exit %d (%v), want 2 naming %s:\n%s", code, err, tc.reference, out)
+				}
+			}
 			state := filepath.Join(env["DATA_DIR"], "vms", env["GUEST_NAME"])
 			converted, _ := filepath.Glob(filepath.Join(env["DATA_DIR"], "cache", "converted-*"))
 			if exists(state) || exists(record) || len(converted) > 0 {
