@@ -319,3 +319,16 @@ func FuzzInspect(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkInspect measures what a start pays to inspect its base image.
+func BenchmarkInspect(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "base.qcow2")
+	if err := os.WriteFile(p, qcow2Bytes(3, "", "", "", 0), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Inspect(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
