@@ -240,7 +240,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.OutputContext, Progress: progress, Log: sugar.Infow})
 		done <- result{p, err}
 	}()
 	select {

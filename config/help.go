@@ -88,7 +88,7 @@ func (c *Config) Effective() [][2]string {
 		vnc = "vnc"
 	}
 	out := [][2]string{
-		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
+		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},

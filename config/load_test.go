@@ -418,6 +418,12 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"BOOT_MODE": "bios"}, "BOOT_MODE", "bios", "uefi, legacy or secure"},
 		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "abc"}, "BOOT_FROM_SHA256", "abc", "64 hex digits"},
 		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_SHA256": strings.Repeat("a", 64)}, "BOOT_FROM_SHA256", strings.Repeat("a", 64), "http(s) BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "http://example.com/x.img"}, "BOOT_FROM", "http://example.com/x.img", "https URL, or an http URL together with BOOT_FROM_SHA256"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_FORMAT": "qcow3"}, "BOOT_FROM_FORMAT", "qcow3", "raw, qcow2, vmdk, vhdx, vpc, vdi, iso"},
+		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_FORMAT": "raw"}, "BOOT_FROM_FORMAT", "raw", "only together with BOOT_FROM"},
+		{map[string]string{"DISTRO": "debian-12", "BOOT_FROM_FORMAT": "qcow2"}, "BOOT_FROM_FORMAT", "qcow2", "only together with BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "DOWNLOAD_MAX_SIZE": "lots"}, "DOWNLOAD_MAX_SIZE", "lots", "a size with a unit"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "EXTRACT_MAX_SIZE": "0G"}, "EXTRACT_MAX_SIZE", "0G", "a size with a unit"},
 		{map[string]string{"DISTRO": "ubunt-2404"}, "DISTRO", "ubunt-2404", "--list-distros"},
 		{map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, "BOOT_MODE", "legacy", "alpine boots with"},
 		{map[string]string{"BOOT_FROM": dir}, "BOOT_FROM", dir, "image"},
@@ -907,6 +913,14 @@ func TestLoadFiles(t *testing.T) {
 		sum := strings.Repeat("ab", 32)
 		c := mustLoad(t, map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "sha256:" + strings.ToUpper(sum)})
 		if d := c.Boot.Download; d == nil || d.URL != "https://example.com/x.img" || d.SHA256 != sum || c.Boot.Distro != "" {
+			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
+		}
+	})
+	t.Run("BOOT_FROM http with a digest, format and caps", func(t *testing.T) {
+		sum := strings.Repeat("ab", 32)
+		c := mustLoad(t, map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"BOOT_FROM_FORMAT": "QCOW2", "DOWNLOAD_MAX_SIZE": "1G"})
+		if d := c.Boot.Download; d == nil || d.SHA256 != sum || d.MaxSize != 1<<30 || d.MaxUnpacked != 512<<30 || c.Boot.Format != "qcow2" {
 			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
 		}
 	})

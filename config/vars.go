@@ -7,7 +7,10 @@ package config
 
 type rawMachine struct {
 	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
-	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits)"`
+	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits); required for an http:// (not https) BOOT_FROM"`
+	BootFromFmt   string `env:"BOOT_FROM_FORMAT" help:"BOOT_FROM's format, instead of telling it from the content: raw, qcow2, vmdk, vhdx, vpc, vdi or iso (a header of another format is refused; a raw image is never parsed)"`
+	DownloadMax   string `env:"DOWNLOAD_MAX_SIZE" envDefault:"64G" help:"most bytes an image download may write into DATA_DIR/cache"`
+	ExtractMax    string `env:"EXTRACT_MAX_SIZE" envDefault:"512G" help:"most bytes unpacking a compressed download may write"`
 	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM is unset (vmrunner --list-distros); with KERNEL only when set explicitly"`
 	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
 	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
