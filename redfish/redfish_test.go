@@ -259,9 +259,9 @@ func TestSystemDocument(t *testing.T) {
 		"Status/State": "Enabled", "Boot/BootSourceOverrideEnabled": "Disabled",
 		"Boot/BootSourceOverrideTarget": "None", "Boot/BootSourceOverrideMode": "UEFI",
 		"MemorySummary/TotalSystemMemoryGiB": 2.0, "ProcessorSummary/Count": 2.0,
-		"Links/ManagedBy":       []any{map[string]any{"@odata.id": "/redfish/v1/Managers/BMC"}},
-		"Links/Chassis":         []any{map[string]any{"@odata.id": "/redfish/v1/Chassis/node1"}},
-		"EthernetInterfaces":    map[string]any{"@odata.id": sysPath + "/EthernetInterfaces"},
+		"Links/ManagedBy":                      []any{map[string]any{"@odata.id": "/redfish/v1/Managers/BMC"}},
+		"Links/Chassis":                        []any{map[string]any{"@odata.id": "/redfish/v1/Chassis/node1"}},
+		"EthernetInterfaces":                   map[string]any{"@odata.id": sysPath + "/EthernetInterfaces"},
 		"Actions/#ComputerSystem.Reset/target": sysPath + "/Actions/ComputerSystem.Reset",
 	}
 	for k, want := range checks {

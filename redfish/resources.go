@@ -26,7 +26,7 @@ const (
 // paths are the URIs of this service's one system and its neighbours.
 type paths struct {
 	root, systems, system, reset, resetInfo, nics, cpus string
-	managers, manager, media, cd, insert, eject          string
+	managers, manager, media, cd, insert, eject         string
 	chassisList, chassis, sessionService, sessions      string
 }
 
@@ -83,7 +83,9 @@ func (s *service) route(p string) *resource {
 	case ps.root + "/odata":
 		return &resource{get: s.odataService}
 	case ps.systems:
-		return &resource{get: func() doc { return collection(ps.systems, "ComputerSystemCollection", "Computer System Collection", ps.system) }}
+		return &resource{get: func() doc {
+			return collection(ps.systems, "ComputerSystemCollection", "Computer System Collection", ps.system)
+		}}
 	case ps.system:
 		return &resource{get: s.system, patch: s.patchSystem}
 	case ps.reset:
@@ -93,7 +95,9 @@ func (s *service) route(p string) *resource {
 	case ps.nics:
 		return &resource{get: s.nicCollection}
 	case ps.cpus:
-		return &resource{get: func() doc { return collection(ps.cpus, "ProcessorCollection", "Processors Collection", ps.cpus+"/CPU1") }}
+		return &resource{get: func() doc {
+			return collection(ps.cpus, "ProcessorCollection", "Processors Collection", ps.cpus+"/CPU1")
+		}}
 	case ps.cpus + "/CPU1":
 		return &resource{get: s.processor}
 	case ps.managers:
@@ -299,11 +303,11 @@ func (s *service) system() doc {
 		"Manufacturer": "vmrunner", "Model": "QEMU virtual machine",
 		"UUID": s.vmUUID(st), "PowerState": powerState(st.Power), "Status": statusOK,
 		"Boot": doc{
-			"BootSourceOverrideEnabled":                        enabled,
+			"BootSourceOverrideEnabled":                         enabled,
 			"BootSourceOverrideEnabled@Redfish.AllowableValues": overrideStates,
-			"BootSourceOverrideTarget":                         target,
+			"BootSourceOverrideTarget":                          target,
 			"BootSourceOverrideTarget@Redfish.AllowableValues":  bootTargets,
-			"BootSourceOverrideMode":                           bootMode(st.BootMode),
+			"BootSourceOverrideMode":                            bootMode(st.BootMode),
 			"BootSourceOverrideMode@Redfish.AllowableValues":    bootModes,
 		},
 		"MemorySummary": doc{"TotalSystemMemoryGiB": float64(st.MemoryMiB) / 1024, "Status": statusOK},
