@@ -137,12 +137,15 @@ func TestSushyAsIronic(t *testing.T) {
 			const image = "http://192.0.2.10/ipa/ipa.iso"
 			out := run(t, python, "testdata/ironic.py", "https://"+addr, testUser, testPass, mode, image)
 			var seen struct {
-				RedfishVersion  string   `json:"redfish_version"`
-				OnlySystem      string   `json:"only_system"`
-				Power           []string `json:"power"`
-				SystemUUID      string   `json:"system_uuid"`
-				Firmware        string   `json:"firmware"`
-				Media           struct{ Image string; Inserted bool }
+				RedfishVersion string   `json:"redfish_version"`
+				OnlySystem     string   `json:"only_system"`
+				Power          []string `json:"power"`
+				SystemUUID     string   `json:"system_uuid"`
+				Firmware       string   `json:"firmware"`
+				Media          struct {
+					Image    string
+					Inserted bool
+				}
 				Boot, Boot2     []string
 				MediaAfterEject bool    `json:"media_after_eject"`
 				MemoryGiB       float64 `json:"memory_gib"`
