@@ -49,7 +49,7 @@ func haveCommand(name string) bool {
 
 // serveTLS runs the service over HTTPS on loopback with a self-signed
 // certificate from package certs, as vmrunner does, and returns host:port.
-func serveTLS(t *testing.T, ts *testService) string {
+func serveTLS(t testing.TB, ts *testService) string {
 	t.Helper()
 	cert, _, err := certs.Load(certs.Source{Dir: t.TempDir()})
 	if err != nil {
