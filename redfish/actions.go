@@ -57,7 +57,7 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 // readOnlySystem are the system's properties a client sees but cannot set.
 var readOnlySystem = []string{"@odata.id", "@odata.type", "@odata.etag", "Id", "Name", "SystemType", "Manufacturer",
 	"Model", "UUID", "PowerState", "Status", "MemorySummary", "ProcessorSummary", "Processors",
-	"EthernetInterfaces", "Links", "Actions"}
+	"EthernetInterfaces", "Links", "Actions", "BiosVersion", "SecureBoot"}
 
 // patchSystem takes Boot's override properties, the only writable ones.
 func (s *service) patchSystem(r *http.Request, body map[string]json.RawMessage) *rfError {
@@ -303,5 +303,47 @@ func (s *service) ejectMedia(w http.ResponseWriter, r *http.Request) *rfError {
 		return errAPI("ejecting the medium", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// patchSecureBoot switches between UEFI with and without Secure Boot; the
+// change applies from the next start, as BootSourceOverrideMode does.
+func (s *service) patchSecureBoot(r *http.Request, body map[string]json.RawMessage) *rfError {
+	var want *bool
+	for _, k := range sortedKeys(body) {
+		switch k {
+		case "SecureBootEnable":
+			var v bool
+			if err := json.Unmarshal(body[k], &v); err != nil {
+				return errValueType(k, string(body[k]), "true or false")
+			}
+			want = &v
+		case "@odata.id", "@odata.type", "@odata.etag", "Id", "Name", "SecureBootCurrentBoot", "SecureBootMode":
+			return errNotWritable(k)
+		default:
+			return errPropertyUnknown(k, []string{"SecureBootEnable"})
+		}
+	}
+	if want == nil {
+		return nil
+	}
+	mode := s.api.Status().BootMode
+	next := mode
+	switch {
+	case *want && mode == config.BootLegacy:
+		return &rfError{http.StatusBadRequest, "PropertyValueConflict",
+			"The property SecureBootEnable could not be written because its value would conflict with the value of the BootSourceOverrideMode property (Legacy).",
+			[]string{"SecureBootEnable", "BootSourceOverrideMode"}, "Set BootSourceOverrideMode to UEFI first."}
+	case *want:
+		next = config.BootSecure
+	case mode == config.BootSecure:
+		next = config.BootUEFI
+	}
+	if next == mode {
+		return nil
+	}
+	if err := s.api.SetBootMode(r.Context(), next); err != nil {
+		return errAPI("setting SecureBootEnable", err)
+	}
 	return nil
 }

@@ -23,12 +23,12 @@ const python = "/usr/bin/python3"
 
 // needClient skips (or fails, under VMRUNNER_REQUIRE_INTEGRATION=1, as in
 // CI) when a client is missing; scripts/test-deps.sh installs them.
-func needClient(t *testing.T, what string, ok bool) {
+func needClient(t *testing.T, what string, have func() bool) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real Redfish clients are not run with -short")
 	}
-	if ok {
+	if have() {
 		return
 	}
 	msg := "missing prerequisite: " + what + " (scripts/test-deps.sh installs it)"
@@ -129,7 +129,7 @@ func TestServeTLS(t *testing.T) {
 // TestSushyAsIronic drives the service with sushy as Ironic's redfish
 // driver does, with each of Ironic's auth types.
 func TestSushyAsIronic(t *testing.T) {
-	needClient(t, "python3-sushy", havePythonModule("sushy"))
+	needClient(t, "python3-sushy", func() bool { return havePythonModule("sushy") })
 	for _, mode := range []string{"auto", "session", "basic"} {
 		t.Run(mode, func(t *testing.T) {
 			ts := newTestService(t)
@@ -219,7 +219,7 @@ func jsonString(v any) string {
 // TestSushyBadCredentials: a wrong password gives sushy an access error,
 // not a crash or a hang.
 func TestSushyBadCredentials(t *testing.T) {
-	needClient(t, "python3-sushy", havePythonModule("sushy"))
+	needClient(t, "python3-sushy", func() bool { return havePythonModule("sushy") })
 	ts := newTestService(t)
 	addr := serveTLS(t, ts)
 	script := `import sys, sushy
@@ -235,7 +235,7 @@ except sushy.exceptions.AccessError as e:
 }
 
 func TestRedfishtool(t *testing.T) {
-	needClient(t, "redfishtool", haveCommand("redfishtool"))
+	needClient(t, "redfishtool", func() bool { return haveCommand("redfishtool") })
 	ts := newTestService(t)
 	addr := serveTLS(t, ts)
 	base := []string{"-r", addr, "-u", testUser, "-p", testPass, "-S", "Always"}
@@ -262,7 +262,7 @@ func TestRedfishtool(t *testing.T) {
 }
 
 func TestSushyCLI(t *testing.T) {
-	needClient(t, "sushycli (python3-sushy-cli)", haveCommand("sushycli"))
+	needClient(t, "sushycli (python3-sushy-cli)", func() bool { return haveCommand("sushycli") })
 	ts := newTestService(t)
 	addr := serveTLS(t, ts)
 	base := []string{"--service-endpoint", "https://" + addr, "--username", testUser, "--password", testPass, "--insecure"}

@@ -12,6 +12,7 @@ var schemas = [][2]string{
 	{"ComputerSystemCollection", ""},
 	{"ComputerSystem", "v1_10_0"},
 	{"ActionInfo", "v1_1_0"},
+	{"SecureBoot", "v1_1_0"},
 	{"ProcessorCollection", ""},
 	{"Processor", "v1_7_0"},
 	{"EthernetInterfaceCollection", ""},

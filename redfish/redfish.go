@@ -172,7 +172,12 @@ func (s *service) serve(w http.ResponseWriter, r *http.Request) (user string) {
 			return ""
 		}
 	}
-	if path == s.paths.root+"/$metadata" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	if path == s.paths.root+"/$metadata" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			writeError(w, errMethod(r.Method, r.URL.Path))
+			return user
+		}
 		writeMetadata(w)
 		return user
 	}

@@ -236,7 +236,7 @@ func TestServiceRootAndMetadata(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"/redfish/v1/", sysPath, "/redfish/v1/Managers/BMC", cdPath, "/redfish/v1/Chassis/node1",
-		"/redfish/v1/SessionService", sysPath + "/EthernetInterfaces/1", sysPath + "/Processors/CPU1", sysPath + "/ResetActionInfo"} {
+		"/redfish/v1/SessionService", sysPath + "/EthernetInterfaces/1", sysPath + "/SecureBoot", sysPath + "/Processors/CPU1", sysPath + "/ResetActionInfo"} {
 		_, body := ts.do("GET", p, good, "")
 		walk(decode(t, body))
 	}
@@ -644,6 +644,8 @@ func TestBadRequests(t *testing.T) {
 		{"DELETE the system", "DELETE", sysPath, "", 405, "GeneralError"},
 		{"POST the system", "POST", sysPath, `{}`, 405, "GeneralError"},
 		{"PUT the root", "PUT", "/redfish/v1/Systems", `{}`, 405, "GeneralError"},
+		{"POST $metadata", "POST", "/redfish/v1/$metadata", `{}`, 405, "GeneralError"},
+		{"POST the service root", "POST", "/redfish/v1/", `{}`, 405, "GeneralError"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -736,6 +738,43 @@ func TestConcurrentPowerCycle(t *testing.T) {
 	}
 	if res, _ := ts.do("GET", sysPath, good, ""); res.StatusCode != 200 {
 		t.Errorf("after the storm: %d", res.StatusCode)
+	}
+}
+
+func TestSecureBoot(t *testing.T) {
+	tests := []struct {
+		name   string
+		mode   config.BootMode
+		body   string
+		status int
+		calls  []string
+		after  bool
+	}{
+		{"enable", config.BootUEFI, `{"SecureBootEnable":true}`, 200, []string{"SetBootMode secure"}, true},
+		{"disable", config.BootSecure, `{"SecureBootEnable":false}`, 200, []string{"SetBootMode uefi"}, false},
+		{"already on", config.BootSecure, `{"SecureBootEnable":true}`, 200, nil, true},
+		{"off in legacy", config.BootLegacy, `{"SecureBootEnable":false}`, 200, nil, false},
+		{"on in legacy", config.BootLegacy, `{"SecureBootEnable":true}`, 400, nil, false},
+		{"not a bool", config.BootUEFI, `{"SecureBootEnable":"yes"}`, 400, nil, false},
+		{"read only", config.BootUEFI, `{"SecureBootMode":"SetupMode"}`, 400, nil, false},
+		{"unknown", config.BootUEFI, `{"SecureBootDatabases":{}}`, 400, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestService(t)
+			ts.vm.set(func(s *controller.Status) { s.BootMode = tc.mode })
+			res, b := ts.do("PATCH", sysPath+"/SecureBoot", good, tc.body)
+			if res.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, tc.status, b)
+			}
+			if got := ts.vm.Calls(); !slices.Equal(got, tc.calls) {
+				t.Errorf("calls %q, want %q", got, tc.calls)
+			}
+			_, b = ts.do("GET", sysPath+"/SecureBoot", good, "")
+			if got := decode(t, b)["SecureBootEnable"]; got != tc.after {
+				t.Errorf("SecureBootEnable %v, want %v", got, tc.after)
+			}
+		})
 	}
 }
 

@@ -26,6 +26,7 @@ const (
 // paths are the URIs of this service's one system and its neighbours.
 type paths struct {
 	root, systems, system, reset, resetInfo, nics, cpus string
+	secureBoot                                          string
 	managers, manager, media, cd, insert, eject         string
 	chassisList, chassis, sessionService, sessions      string
 }
@@ -37,7 +38,7 @@ func newPaths(id string) paths {
 	return paths{
 		root: rootPath, systems: rootPath + "/Systems", system: sys,
 		reset: sys + "/Actions/ComputerSystem.Reset", resetInfo: sys + "/ResetActionInfo",
-		nics: sys + "/EthernetInterfaces", cpus: sys + "/Processors",
+		nics: sys + "/EthernetInterfaces", cpus: sys + "/Processors", secureBoot: sys + "/SecureBoot",
 		managers: rootPath + "/Managers", manager: mgr, media: mgr + "/VirtualMedia", cd: cd,
 		insert: cd + "/Actions/VirtualMedia.InsertMedia", eject: cd + "/Actions/VirtualMedia.EjectMedia",
 		chassisList: rootPath + "/Chassis", chassis: rootPath + "/Chassis/" + id,
@@ -90,6 +91,8 @@ func (s *service) route(p string) *resource {
 		return &resource{get: s.system, patch: s.patchSystem}
 	case ps.reset:
 		return &resource{post: s.resetAction}
+	case ps.secureBoot:
+		return &resource{get: s.secureBootDoc, patch: s.patchSecureBoot}
 	case ps.resetInfo:
 		return &resource{get: s.resetActionInfo}
 	case ps.nics:
@@ -293,6 +296,17 @@ func bootMode(m config.BootMode) string {
 	return "UEFI"
 }
 
+// biosVersion names the firmware of the next start.
+func biosVersion(m config.BootMode) string {
+	switch m {
+	case config.BootLegacy:
+		return "SeaBIOS"
+	case config.BootSecure:
+		return "OVMF (Secure Boot)"
+	}
+	return "OVMF"
+}
+
 func (s *service) system() doc {
 	st := s.api.Status()
 	ps := s.paths
@@ -313,6 +327,8 @@ func (s *service) system() doc {
 		"MemorySummary": doc{"TotalSystemMemoryGiB": float64(st.MemoryMiB) / 1024, "Status": statusOK},
 		"ProcessorSummary": doc{"Count": st.CPUs, "LogicalProcessorCount": st.CPUs, "Model": "QEMU vCPU",
 			"Status": statusOK},
+		"BiosVersion":        biosVersion(st.BootMode),
+		"SecureBoot":         link(ps.secureBoot),
 		"Processors":         link(ps.cpus),
 		"EthernetInterfaces": link(ps.nics),
 		"Links": doc{
@@ -415,7 +431,20 @@ func (s *service) chassisDoc() doc {
 	return doc{
 		"@odata.id": ps.chassis, "@odata.type": "#Chassis.v1_10_0.Chassis",
 		"Id": s.opt.SystemID, "Name": fmt.Sprintf("Chassis of %s", st.Name), "ChassisType": "Other",
-		"Manufacturer": "vmrunner", "PowerState": powerState(st.Power), "Status": statusOK,
+		"Manufacturer": "vmrunner", "UUID": s.vmUUID(st), "PowerState": powerState(st.Power), "Status": statusOK,
 		"Links": doc{"ComputerSystems": links(ps.system), "ManagedBy": links(ps.manager)},
+	}
+}
+
+func (s *service) secureBootDoc() doc {
+	on := s.api.Status().BootMode == config.BootSecure
+	current := "Disabled"
+	if on {
+		current = "Enabled"
+	}
+	return doc{
+		"@odata.id": s.paths.secureBoot, "@odata.type": "#SecureBoot.v1_1_0.SecureBoot",
+		"Id": "SecureBoot", "Name": "UEFI Secure Boot", "SecureBootEnable": on,
+		"SecureBootCurrentBoot": current, "SecureBootMode": "DeployedMode",
 	}
 }
