@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,9 @@ type service struct {
 	passHash [32]byte
 	sessions *sessions
 	paths    paths
+	// patchMu makes a PATCH's If-Match check and its change one step, so
+	// two clients holding the same ETag cannot both succeed.
+	patchMu sync.Mutex
 }
 
 // New returns the Redfish service as an http.Handler; Serve puts it on

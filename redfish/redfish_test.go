@@ -785,3 +785,32 @@ func TestBootModeNames(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchETagRace: of many PATCHes sent at once with the same ETag,
+// exactly one succeeds; the others see the change and get 412.
+func TestPatchETagRace(t *testing.T) {
+	ts := newTestService(t)
+	res, _ := ts.do("GET", sysPath, good, "")
+	tag := res.Header.Get("ETag")
+	targets := []string{"Pxe", "Hdd", "Cd"}
+	var wg sync.WaitGroup
+	codes := make(chan int, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := `{"Boot":{"BootSourceOverrideEnabled":"Continuous","BootSourceOverrideTarget":"` + targets[i%3] + `"}}`
+			res, _ := ts.do("PATCH", sysPath, good, body, "If-Match", tag)
+			codes <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	if n[200] != 1 || n[412] != 29 {
+		t.Errorf("statuses %v, want one 200 and 29 412", n)
+	}
+}

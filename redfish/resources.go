@@ -176,6 +176,8 @@ func (s *service) doPatch(w http.ResponseWriter, r *http.Request, res *resource)
 	if err != nil {
 		return err
 	}
+	s.patchMu.Lock()
+	defer s.patchMu.Unlock()
 	if cur := res.get(); !ifMatch(r.Header.Get("If-Match"), etag(cur)) {
 		return errPrecondition()
 	}
