@@ -120,6 +120,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, cert tls.Certifi
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	user   string // set by a login, which needs no credentials beforehand
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -140,6 +141,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w}
 	user := s.serve(rec, r)
+	if user == "" {
+		user = rec.user
+	}
 	if user == "" {
 		user = "-"
 	}

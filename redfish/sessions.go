@@ -190,6 +190,9 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) *rfError {
 	if !ok {
 		return errSessionLimit()
 	}
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.user = user
+	}
 	w.Header().Set("X-Auth-Token", token)
 	w.Header().Set("Location", s.paths.sessions+"/"+se.id)
 	return s.writeDoc(w, http.StatusCreated, func() doc { return s.sessionDoc(se.id) })
