@@ -137,7 +137,7 @@ func (s *service) patchSystem(r *http.Request, body map[string]json.RawMessage) 
 	return nil
 }
 
-// actionContext outlives the client: a power action half done because the
+// actionContext outlives the client: an action half done because the
 // client hung up (PowerCycle off but not on) would surprise more than one
 // that completes unobserved.
 func actionContext(r *http.Request) context.Context {
@@ -260,8 +260,10 @@ func (s *service) insertMedia(w http.ResponseWriter, r *http.Request) *rfError {
 	case user != "" || pass != "":
 		return errParamNotInList(insertAction, "UserName", "(set)", []string{"unset: images are fetched without credentials"})
 	}
-	// The request's own context: a client that gives up stops the fetch.
-	if err := s.api.InsertMedia(r.Context(), image); err != nil {
+	// The fetch outlives the client too: a client whose HTTP timeout is
+	// shorter than an ISO's download would otherwise never get it in,
+	// however often it retried; the retry then finds the image cached.
+	if err := s.api.InsertMedia(actionContext(r), image); err != nil {
 		return errAPI("inserting the image", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
