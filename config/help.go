@@ -113,7 +113,7 @@ func (c *Config) Effective() [][2]string {
 	if r := c.Redfish; r.Enabled {
 		out = append(out, [][2]string{
 			{"REDFISH_PORT", fmt.Sprint(r.Port)}, {"REDFISH_LISTEN", r.Listen},
-			{"REDFISH_USERNAME", r.Username}, {"REDFISH_PASSWORD", mask(r.Password)},
+			{"REDFISH_USERNAME", r.Username}, {"REDFISH_PASSWORD", r.Password},
 			{"REDFISH_SYSTEM_ID", r.SystemID},
 			{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey},
 		}...)

@@ -632,8 +632,10 @@ func loadRedfish(c *Config, raw rawMachine) error {
 		errs = append(errs, &Error{Var: "REDFISH_USERNAME", Value: r.Username, Accepted: "1-64 characters without ':' or control characters"})
 	}
 	switch {
+	case r.Password == "":
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "", Accepted: "a password of your own, at least 8 characters, e.g. REDFISH_PASSWORD=$(openssl rand -base64 18); required with REDFISH_ENABLE=1"})
 	case r.Password == "password":
-		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "password",
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: Masked,
 			Accepted: "a password of your own (the seed project's default 'password' is refused: anyone who can reach the port could power the VM), e.g. REDFISH_PASSWORD=$(openssl rand -base64 18)"})
 	case len(r.Password) < 8 || strings.ContainsAny(r.Password, "\x00\r\n"):
 		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "********", Accepted: "at least 8 characters, no control characters"})

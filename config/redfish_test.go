@@ -63,9 +63,9 @@ func TestLoadRedfishBad(t *testing.T) {
 		name, value, acc string
 	}{
 		{map[string]string{"REDFISH_ENABLE": "maybe"}, "REDFISH_ENABLE", "maybe", "yes/no"},
-		{map[string]string{"REDFISH_ENABLE": "1"}, "REDFISH_PASSWORD", "password", "password of your own"},
-		{on("REDFISH_PASSWORD", "password"), "REDFISH_PASSWORD", "password", "openssl rand"},
-		{on("REDFISH_PASSWORD", ""), "REDFISH_PASSWORD", "password", "password of your own"}, // empty is the default
+		{map[string]string{"REDFISH_ENABLE": "1"}, "REDFISH_PASSWORD", "", "password of your own"},
+		{on("REDFISH_PASSWORD", "password"), "REDFISH_PASSWORD", "********", "default 'password' is refused"},
+		{on("REDFISH_PASSWORD", ""), "REDFISH_PASSWORD", "", "password of your own"},
 		{on("REDFISH_PASSWORD", "short"), "REDFISH_PASSWORD", "********", "at least 8"},
 		{on("REDFISH_PORT", "0"), "REDFISH_PORT", "0", "1 to 65535"},
 		{on("REDFISH_PORT", "https"), "REDFISH_PORT", "https", "1 to 65535"},

@@ -55,7 +55,7 @@ type rawMachine struct {
 	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish HTTPS port"`
 	RedfishListen string `env:"REDFISH_LISTEN" help:"address Redfish listens on, e.g. 127.0.0.1 (default: every address, as docker -p needs)"`
 	RedfishUser   string `env:"REDFISH_USERNAME" envDefault:"admin" help:"Redfish user name"`
-	RedfishPasswd string `env:"REDFISH_PASSWORD" envDefault:"password" help:"Redfish password; required with REDFISH_ENABLE=1, the default 'password' is refused"`
+	RedfishPasswd string `env:"REDFISH_PASSWORD" help:"Redfish password, at least 8 characters; required with REDFISH_ENABLE=1 (the seed project's default 'password' is refused)"`
 	RedfishID     string `env:"REDFISH_SYSTEM_ID" help:"the system's id in /redfish/v1/Systems/ID (default: GUEST_NAME)"`
 	RedfishCert   string `env:"REDFISH_TLS_CERT" help:"PEM certificate (chain) for Redfish HTTPS, with REDFISH_TLS_KEY (default: a self-signed one made once and kept in the state folder)"`
 	RedfishKey    string `env:"REDFISH_TLS_KEY" help:"PEM private key of REDFISH_TLS_CERT"`
