@@ -3,7 +3,6 @@ package vm
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -11,15 +10,16 @@ import (
 	"syscall"
 
 	"github.com/vmrunner/vmrunner/image"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
-// qemuImg runs qemu-img with PATH and LANG=C only: it needs none of
+// qemuImg runs qemu-img with qemu.ChildEnv only: it needs none of
 // vmrunner's environment, which may hold secrets (GUEST_PASSWORD). It dies
 // with vmrunner: Pdeathsig follows the thread that forks, not the process,
 // so this goroutine holds its thread until qemu-img has ended.
 func qemuImg(ctx context.Context, run RunFunc, args ...string) ([]byte, error) {
 	cmd := exec.Command("qemu-img", args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C"}
+	cmd.Env = qemu.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -13,8 +13,9 @@ import (
 
 // Facts are what start-up learns from the host; Plan depends on nothing else.
 type Facts struct {
-	KVMUsable      bool
-	VhostNet       bool // /dev/vhost-net opens
+	KVMUsable      bool   // KVM ran a test guest (ProbeKVM)
+	KVMWhy         string // why not, when it did not
+	VhostNet       bool   // /dev/vhost-net opens
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
@@ -82,7 +83,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
 			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
 	}
-	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable)
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +193,10 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 }
 
 func forwards(c *config.Config) []qemu.Forward {
-	fw := []qemu.Forward{{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22}}
+	var fw []qemu.Forward
+	if c.SSHPort != 0 {
+		fw = append(fw, qemu.Forward{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22})
+	}
 	for _, f := range c.PortFwds {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}
