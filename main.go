@@ -88,6 +88,9 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
+		for _, w := range plan.Warnings {
+			log.Warn(w)
+		}
 		plan.ApplyLocalBase()
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
@@ -115,7 +118,11 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	// A closed stdout (| head) must cost the console, not the VM: caught,
+	// SIGPIPE only turns writes into EPIPE, and children still get the
+	// default disposition (an ignored signal would stay ignored across exec).
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	go func() {
 		for s := range sigs {
 			log.Info("signal received", zap.String("signal", s.String()))
@@ -169,6 +176,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		ExtraFiles:      prep.Files,
 		QMPSocket:       plan.Paths.QMP,
 		SerialLog:       plan.Paths.SerialLog,
+		SerialLogMax:    cfg.SerialLogMax,
 		Console:         os.Stdout,
 		Input:           input,
 		StopRequests:    stop,
@@ -232,7 +240,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.OutputContext, Progress: progress, Log: sugar.Infow})
 		done <- result{p, err}
 	}()
 	select {
@@ -263,13 +271,17 @@ func listDistros(catalog string) int {
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	f := vm.Facts{
-		KVMUsable:      vm.KVMUsable(),
 		VhostNet:       netcfg.VhostNetUsable(),
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
+	}
+	if cfg.Accel != config.AccelTCG {
+		start := time.Now()
+		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
+		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))
 	}
 	mtu, err := netcfg.DefaultRouteMTU()
 	if err != nil {

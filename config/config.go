@@ -98,6 +98,7 @@ type BootSource struct {
 	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
 	Distro   string              // the catalog name behind Download, if any
 	Blank    bool
+	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
 
 // Config is the whole validated configuration.
@@ -129,6 +130,7 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
+	SerialLogMax    int64 // bytes
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int

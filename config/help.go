@@ -88,7 +88,7 @@ func (c *Config) Effective() [][2]string {
 		vnc = "vnc"
 	}
 	out := [][2]string{
-		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
+		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
@@ -100,6 +100,7 @@ func (c *Config) Effective() [][2]string {
 		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
+		{"SERIAL_LOG_MAX", fmt.Sprintf("%dK", c.SerialLogMax>>10)},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
 		{"PORT_FWD_ADDR", c.PortFwdAddr},
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},

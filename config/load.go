@@ -19,6 +19,9 @@ import (
 	"github.com/vmrunner/vmrunner/image"
 )
 
+// bootFormats are BOOT_FROM_FORMAT's values: qemu-img's names, and iso.
+var bootFormats = []string{"raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", "iso"}
+
 // MaxNICs is the highest NIC index (NETWORK8_*).
 const MaxNICs = 8
 
@@ -88,6 +91,7 @@ func EnvMap(environ []string) map[string]string {
 // otherwise, rather than on the default distribution's).
 func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	var errs []error
+	var err error
 	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
 	c.Catalog = raw.Catalog
 	switch {
@@ -107,6 +111,26 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 		c.Boot.Path = raw.BootFrom
 	case raw.Kernel == "" || distroSet:
 		errs = append(errs, loadDistro(c, raw))
+	}
+	if raw.BootFromFmt != "" {
+		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats)
+		errs = append(errs, err)
+		if c.Boot.Path == "" && (c.Boot.Download == nil || c.Boot.Distro != "") {
+			errs = append(errs, &Error{Var: "BOOT_FROM_FORMAT", Value: raw.BootFromFmt, Accepted: "only together with BOOT_FROM set to an image file or URL"})
+		}
+	}
+	if d := c.Boot.Download; d != nil {
+		d.MaxSize, err = parseSize("DOWNLOAD_MAX_SIZE", raw.DownloadMax)
+		errs = append(errs, err)
+		d.MaxUnpacked, err = parseSize("EXTRACT_MAX_SIZE", raw.ExtractMax)
+		errs = append(errs, err)
+		if !image.Verifiable(*d) {
+			e := &Error{Var: "BOOT_FROM", Value: d.URL, Accepted: "an https URL, or an http URL together with BOOT_FROM_SHA256 (plain http can be altered on the way)"}
+			if c.Boot.Distro != "" {
+				e = &Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog entry with an https URL or an https checksum file"}
+			}
+			errs = append(errs, e)
+		}
 	}
 	if raw.BootFromSHA != "" && c.Boot.Download == nil {
 		errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "only together with an http(s) BOOT_FROM"})
@@ -231,6 +255,8 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 		add(&Error{Var: "LOG_FORMAT", Value: raw.LogFormat, Accepted: "console or json"})
 	}
 	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
+	add(err)
+	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
 	add(err)
 	return errors.Join(errs...)
 }

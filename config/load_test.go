@@ -135,6 +135,7 @@ func TestLoadDefaults(t *testing.T) {
 		QEMUBinary:      "qemu-system-x86_64",
 		LogFormat:       "",
 		Verbose:         false,
+		SerialLogMax:    10 << 20,
 		NICs:            []NIC{{Index: 1, Mode: NetNAT, Model: "virtio-net-pci"}},
 		SSHPort:         2222,
 		PortFwdAddr:     "0.0.0.0",
@@ -158,6 +159,14 @@ func TestLoadEmptyMeansDefault(t *testing.T) {
 	got := mustLoad(t, map[string]string{"MEMORY": "", "CPUS": "", "NETWORK_MODE": "", "DISK_SIZE": "", "SSH_PORT": ""})
 	if got.MemoryMiB != 4096 || got.CPUs != 2 || got.DiskSize != 20<<30 || got.SSHPort != 2222 || len(got.NICs) != 1 || got.NICs[0].Mode != NetNAT {
 		t.Errorf("empty values did not give the defaults: %+v", got)
+	}
+}
+
+func TestLoadSerialLogMax(t *testing.T) {
+	for in, want := range map[string]int64{"": 10 << 20, "10M": 10 << 20, "1K": 1 << 10, "2GiB": 2 << 30} {
+		if got := mustLoad(t, map[string]string{"SERIAL_LOG_MAX": in}).SerialLogMax; got != want {
+			t.Errorf("SERIAL_LOG_MAX=%q gave %d, want %d", in, got, want)
+		}
 	}
 }
 
@@ -409,6 +418,12 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"BOOT_MODE": "bios"}, "BOOT_MODE", "bios", "uefi, legacy or secure"},
 		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "abc"}, "BOOT_FROM_SHA256", "abc", "64 hex digits"},
 		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_SHA256": strings.Repeat("a", 64)}, "BOOT_FROM_SHA256", strings.Repeat("a", 64), "http(s) BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "http://example.com/x.img"}, "BOOT_FROM", "http://example.com/x.img", "https URL, or an http URL together with BOOT_FROM_SHA256"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_FORMAT": "qcow3"}, "BOOT_FROM_FORMAT", "qcow3", "raw, qcow2, vmdk, vhdx, vpc, vdi, iso"},
+		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_FORMAT": "raw"}, "BOOT_FROM_FORMAT", "raw", "only together with BOOT_FROM"},
+		{map[string]string{"DISTRO": "debian-12", "BOOT_FROM_FORMAT": "qcow2"}, "BOOT_FROM_FORMAT", "qcow2", "only together with BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "DOWNLOAD_MAX_SIZE": "lots"}, "DOWNLOAD_MAX_SIZE", "lots", "a size with a unit"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "EXTRACT_MAX_SIZE": "0G"}, "EXTRACT_MAX_SIZE", "0G", "a size with a unit"},
 		{map[string]string{"DISTRO": "ubunt-2404"}, "DISTRO", "ubunt-2404", "--list-distros"},
 		{map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, "BOOT_MODE", "legacy", "alpine boots with"},
 		{map[string]string{"BOOT_FROM": dir}, "BOOT_FROM", dir, "image"},
@@ -437,6 +452,8 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"EXTRA_ARGS": `-no-reboot \`}, "EXTRA_ARGS", `-no-reboot \`, "shell-quoted"},
 		{map[string]string{"LOG_FORMAT": "text"}, "LOG_FORMAT", "text", "console or json"},
 		{map[string]string{"LOG_VERBOSE": "debug"}, "LOG_VERBOSE", "debug", "yes/no"},
+		{map[string]string{"SERIAL_LOG_MAX": "10"}, "SERIAL_LOG_MAX", "10", "with a unit"},
+		{map[string]string{"SERIAL_LOG_MAX": "huge"}, "SERIAL_LOG_MAX", "huge", "with a unit"},
 		{map[string]string{"SSH_PORT": "-1"}, "SSH_PORT", "-1", "1 to 65535, or 0"},
 		{map[string]string{"SSH_PORT": "65536"}, "SSH_PORT", "65536", "1 to 65535"},
 		{map[string]string{"SSH_PORT": "ssh"}, "SSH_PORT", "ssh", "1 to 65535"},
@@ -896,6 +913,14 @@ func TestLoadFiles(t *testing.T) {
 		sum := strings.Repeat("ab", 32)
 		c := mustLoad(t, map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "sha256:" + strings.ToUpper(sum)})
 		if d := c.Boot.Download; d == nil || d.URL != "https://example.com/x.img" || d.SHA256 != sum || c.Boot.Distro != "" {
+			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
+		}
+	})
+	t.Run("BOOT_FROM http with a digest, format and caps", func(t *testing.T) {
+		sum := strings.Repeat("ab", 32)
+		c := mustLoad(t, map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"BOOT_FROM_FORMAT": "QCOW2", "DOWNLOAD_MAX_SIZE": "1G"})
+		if d := c.Boot.Download; d == nil || d.SHA256 != sum || d.MaxSize != 1<<30 || d.MaxUnpacked != 512<<30 || c.Boot.Format != "qcow2" {
 			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
 		}
 	})

@@ -15,13 +15,14 @@ import (
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
-	"github.com/vmrunner/vmrunner/qemu"
 )
 
-// RunFunc runs a helper command to completion (the supervisor's reaper owns
-// every child, so commands go through it).
-type RunFunc func(*exec.Cmd) ([]byte, error)
+// RunFunc runs a helper command to completion, killing it if ctx ends
+// first (the supervisor's reaper owns every child, so commands go through
+// it).
+type RunFunc func(context.Context, *exec.Cmd) ([]byte, error)
 
 // Tools are what start-up steps use to act and report.
 type Tools struct {
@@ -69,7 +70,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"removal at the end", p.removeAtEnd},
 		{"stale sockets", p.staleSockets},
 		{"MAC addresses", p.macs},
-		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(t.Run) }},
+		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(ctx, t.Run) }},
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
 		{"network", p.network},
@@ -217,7 +218,7 @@ func (p *Plan) removeAtEnd(*Prepared) (func(), bool, error) {
 
 // disks makes or grows the VM's disk and the extra ones; a failure removes
 // the disks this step made.
-func (p *Plan) disks(run RunFunc) (func(), bool, error) {
+func (p *Plan) disks(ctx context.Context, run RunFunc) (func(), bool, error) {
 	var made []string
 	undo := func() {
 		for _, f := range made {
@@ -225,7 +226,7 @@ func (p *Plan) disks(run RunFunc) (func(), bool, error) {
 		}
 	}
 	ensure := func(sizeVar, path, basePath string, size int64) error {
-		created, err := p.ensureDisk(run, sizeVar, path, basePath, size)
+		created, err := p.ensureDisk(ctx, run, sizeVar, path, basePath, size)
 		if created {
 			made = append(made, path)
 		}
@@ -251,17 +252,13 @@ func (p *Plan) disks(run RunFunc) (func(), bool, error) {
 
 // ensureDisk creates the qcow2 at path (on basePath, if given) or grows it
 // to size, and says whether it created it.
-func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
-	var base *Image
+func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
+	var base *image.Info
 	if basePath != "" {
-		img, err := InspectImage(basePath)
-		if err != nil {
-			return false, err
-		}
-		base = &img
+		base = p.Base // read once, by the base image step
 	}
-	var overlay *Image
-	switch img, err := InspectImage(path); {
+	var overlay *image.Info
+	switch img, err := image.Inspect(path); {
 	case err == nil:
 		overlay = &img
 	case !errors.Is(err, fs.ErrNotExist):
@@ -278,9 +275,7 @@ func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int6
 	if args == nil {
 		return false, nil
 	}
-	cmd := exec.Command("qemu-img", args...)
-	cmd.Env = qemu.ChildEnv()
-	if _, err := run(cmd); err != nil {
+	if _, err := qemuImg(ctx, run, args...); err != nil {
 		if act.Create {
 			os.Remove(path)
 		}
