@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/vmrunner/vmrunner/image"
@@ -149,6 +150,26 @@ type Config struct {
 	NetworkConfig     []byte
 
 	VNCPort int // 0: no VNC
+
+	Redfish Redfish
+}
+
+// Redfish is the BMC endpoint (REDFISH_*).
+type Redfish struct {
+	Enabled  bool
+	Listen   string // host part of the listen address; "" is every address
+	Port     int
+	Username string
+	Password string
+	SystemID string
+	// TLSCert and TLSKey are the user's PEM pair, both or neither; empty
+	// means a self-signed pair kept in the state folder.
+	TLSCert, TLSKey string
+}
+
+// Addr is the address the Redfish listener binds.
+func (r Redfish) Addr() string {
+	return net.JoinHostPort(r.Listen, strconv.Itoa(r.Port))
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

@@ -108,6 +108,15 @@ func (c *Config) Effective() [][2]string {
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+		{"REDFISH_ENABLE", fmt.Sprint(c.Redfish.Enabled)},
+	}
+	if r := c.Redfish; r.Enabled {
+		out = append(out, [][2]string{
+			{"REDFISH_PORT", fmt.Sprint(r.Port)}, {"REDFISH_LISTEN", r.Listen},
+			{"REDFISH_USERNAME", r.Username}, {"REDFISH_PASSWORD", r.Password},
+			{"REDFISH_SYSTEM_ID", r.SystemID},
+			{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey},
+		}...)
 	}
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})

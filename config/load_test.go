@@ -470,8 +470,6 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"GRAPHICS": "sdl"}, "GRAPHICS", "sdl", "none or vnc"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5899"}, "VNC_PORT", "5899", "5900 to 65535"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "70000"}, "VNC_PORT", "70000", "1 to 65535"},
-		{map[string]string{"REDFISH_ENABLE": "1"}, "REDFISH_ENABLE", "1", "not in this build"},
-		{map[string]string{"REDFISH_ENABLE": "true"}, "REDFISH_ENABLE", "true", "not in this build"},
 		{map[string]string{"REDFISH_ENABLE": "maybe"}, "REDFISH_ENABLE", "maybe", "yes/no"},
 		{map[string]string{"NETWORK_MODE": "host"}, "NETWORK_MODE", "host", "nat, bridge, direct or none"},
 		{map[string]string{"NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "bridge-name-too-long"}, "NETWORK_BRIDGE", "bridge-name-too-long", "interface name"},

@@ -51,10 +51,14 @@ type rawMachine struct {
 	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`
 	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
 	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
-	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish endpoint (not implemented yet: refused)"`
-	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish port"`
+	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish BMC (HTTPS) that powers, resets and boots the VM and inserts virtual media, for Ironic, Metal3 or redfishtool"`
+	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish HTTPS port"`
+	RedfishListen string `env:"REDFISH_LISTEN" help:"address Redfish listens on, e.g. 127.0.0.1 (default: every address, as docker -p needs)"`
 	RedfishUser   string `env:"REDFISH_USERNAME" envDefault:"admin" help:"Redfish user name"`
-	RedfishPasswd string `env:"REDFISH_PASSWORD" envDefault:"password" help:"Redfish password"`
+	RedfishPasswd string `env:"REDFISH_PASSWORD" help:"Redfish password, at least 8 characters; required with REDFISH_ENABLE=1 (the seed project's default 'password' is refused)"`
+	RedfishID     string `env:"REDFISH_SYSTEM_ID" help:"the system's id in /redfish/v1/Systems/ID (default: GUEST_NAME)"`
+	RedfishCert   string `env:"REDFISH_TLS_CERT" help:"PEM certificate (chain) for Redfish HTTPS, with REDFISH_TLS_KEY (default: a self-signed one made once and kept in the state folder)"`
+	RedfishKey    string `env:"REDFISH_TLS_KEY" help:"PEM private key of REDFISH_TLS_CERT"`
 }
 
 // rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.
