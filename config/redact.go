@@ -66,8 +66,10 @@ func RedactValue(name, value string) string {
 // every line while hiding nothing worth hiding.
 func (c *Config) Secrets() []string {
 	var out []string
-	if len(c.GuestPassword) >= 4 {
-		out = append(out, c.GuestPassword)
+	for _, s := range []string{c.GuestPassword, c.Redfish.Password} {
+		if len(s) >= 4 {
+			out = append(out, s)
+		}
 	}
 	return out
 }
