@@ -139,8 +139,9 @@ func TestQEMUTerminatedBySomeoneIsFault(t *testing.T) {
 	}
 }
 
-// reachableDataDir is a DATA_DIR that QEMU's unprivileged user can reach:
-// t.TempDir() and its parent are 0700.
+// reachableDataDir is a DATA_DIR that QEMU's unprivileged user can reach
+// (t.TempDir() and its parent are 0700), so that every test runs QEMU as
+// it runs for users: confined.
 func reachableDataDir(t *testing.T) string {
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -184,9 +185,20 @@ func TestQEMUConfined(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	env := GuestEnv(t)
-	env["DATA_DIR"] = reachableDataDir(t)
 	web := FreePort(t)
 	env["PORT_FWD"] = fmt.Sprintf("%d:80", web)
+	// The test guest's folder may lie where QEMU's user cannot reach it
+	// (a checkout under /root): use a copy in the reachable DATA_DIR.
+	for _, v := range []string{"KERNEL", "INITRD"} {
+		b, err := os.ReadFile(env[v])
+		if err != nil {
+			t.Fatal(err)
+		}
+		env[v] = filepath.Join(env["DATA_DIR"], filepath.Base(env[v]))
+		if err := os.WriteFile(env[v], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	v := Start(t, env)
 	v.WaitReady()
 
@@ -273,6 +285,7 @@ func TestConfinementOptOut(t *testing.T) {
 
 	// t.TempDir() is 0700: nobody cannot reach it.
 	env = GuestEnv(t)
+	env["DATA_DIR"] = t.TempDir()
 	env["QEMU_USER"] = "nobody"
 	bad := Start(t, env)
 	if code := bad.Wait(time.Minute); code != 2 {
