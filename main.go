@@ -105,7 +105,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	if !signal.Ignored(unix.SIGHUP) { // under nohup a hangup must not stop the VM
+		signal.Notify(sigs, unix.SIGHUP)
+	}
 	// A closed stdout (| head) must cost the console, not the VM: caught,
 	// SIGPIPE only turns writes into EPIPE, and children still get the
 	// default disposition (an ignored signal would stay ignored across exec).
