@@ -224,7 +224,16 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 	if os.Geteuid() != 0 {
 		return nil, "", nil
 	}
-	if u, err = LookupQEMUUser(setting, "/dev/kvm"); err != nil || u == nil {
+	if u, err = LookupQEMUUser(setting, "/dev/kvm"); err == nil && u != nil && !canSwitchUser() {
+		// docker run --cap-drop ALL: root, but QEMU then has no
+		// capabilities either.
+		why := "vmrunner lacks CAP_CHOWN, CAP_SETUID or CAP_SETGID to hand QEMU to " + u.String()
+		if setting != "" {
+			return nil, "", errors.New(why)
+		}
+		return nil, "QEMU runs as root (without capabilities, as vmrunner): " + why, nil
+	}
+	if err != nil || u == nil {
 		if err == nil {
 			warning = "QEMU_USER=root: QEMU runs as root, unconfined by user"
 		}
@@ -237,4 +246,16 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 		return nil, fmt.Sprintf("QEMU runs as root: its user %s cannot reach %v; make that path reachable, or set QEMU_USER", u, err), nil
 	}
 	return u, "", nil
+}
+
+// canSwitchUser reports whether this process may chown files and start a
+// child as another user.
+func canSwitchUser() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	const need = 1<<unix.CAP_CHOWN | 1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID
+	return data[0].Effective&need == need
 }

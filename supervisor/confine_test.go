@@ -3,7 +3,9 @@ package supervisor
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -155,4 +157,46 @@ func TestQEMUUserGrant(t *testing.T) {
 	check(state, 0, 54322, 0o1770)
 	check(disk, 54321, 54322, 0o600)
 	check(salt, 0, 0, 0o600)
+}
+
+// Without the capabilities to switch users (docker run --cap-drop ALL),
+// the default leaves QEMU as vmrunner's user and says so; an explicit
+// QEMU_USER is refused.
+func TestConfineWithoutCapabilities(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the capability check is reached only as root")
+	}
+	if os.Getenv("CONFINE_CHILD") == "1" {
+		runtime.LockOSThread() // capabilities belong to a thread: Capset and Confine's check on this one
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, unix.CAP_SETUID, 0, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			t.Fatal(err)
+		}
+		data[0].Effective &^= 1 << unix.CAP_SETUID
+		data[0].Permitted &^= 1 << unix.CAP_SETUID
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			t.Fatal(err)
+		}
+		f := QEMUFiles{State: filepath.Join(t.TempDir(), "vm")}
+		u, warning, err := Confine("", f)
+		if u != nil || err != nil || !strings.Contains(warning, "lacks CAP_CHOWN, CAP_SETUID or CAP_SETGID") {
+			t.Errorf("Confine(default) = %v, %q, %v", u, warning, err)
+		}
+		if _, _, err := Confine("12345", f); err == nil {
+			t.Error("Confine(QEMU_USER=12345) without CAP_SETUID succeeded")
+		}
+		return
+	}
+	// Drop the capability in a child process of the test binary, not in
+	// this one, whose other tests need it.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestConfineWithoutCapabilities$", "-test.v")
+	cmd.Env = append(os.Environ(), "CONFINE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Errorf("child: %v\n%s", err, out)
+	}
 }
