@@ -131,7 +131,9 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
-	SerialLogMax    int64 // bytes
+	SerialLogMax    int64  // bytes
+	Sandbox         bool   // QEMU's seccomp sandbox
+	QEMUUser        string // "": the default user, falling back to root; "root": no change
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int

@@ -101,6 +101,7 @@ func (c *Config) Effective() [][2]string {
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
 		{"SERIAL_LOG_MAX", fmt.Sprintf("%dK", c.SerialLogMax>>10)},
+		{"SANDBOX", fmt.Sprint(c.Sandbox)}, {"QEMU_USER", c.QEMUUser},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
 		{"PORT_FWD_ADDR", c.PortFwdAddr},
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},

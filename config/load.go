@@ -199,6 +199,7 @@ var (
 	guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	qemuName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`)
 	userName  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	qemuUser  = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$`)
 )
 
 func loadMachine(c *Config, raw rawMachine, host Host) error {
@@ -259,6 +260,12 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	add(err)
 	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
 	add(err)
+	c.Sandbox, err = parseBool("SANDBOX", raw.Sandbox)
+	add(err)
+	c.QEMUUser = strings.TrimSpace(raw.QEMUUser)
+	if c.QEMUUser != "" && !qemuUser.MatchString(c.QEMUUser) {
+		add(&Error{Var: "QEMU_USER", Value: raw.QEMUUser, Accepted: "a user name, uid or uid:gid, or root"})
+	}
 	return errors.Join(errs...)
 }
 

@@ -23,7 +23,7 @@ func baseArgs(s Spec) []string {
 	if s.Firmware != nil && s.Firmware.Secure {
 		machine += ",smm=on"
 	}
-	return []string{
+	a := []string{
 		"-name", "guest=" + s.Name,
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
@@ -35,6 +35,12 @@ func baseArgs(s Spec) []string {
 		// virtio RNG a TCG guest can stall for seconds.
 		"-device", "virtio-rng-pci",
 	}
+	if s.Sandbox {
+		// A QEMU taken over by its guest can then not exec, change its
+		// user, or use the system calls QEMU itself no longer needs.
+		a = append(a, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
+	}
+	return a
 }
 
 func firmwareArgs(s Spec) []string {
