@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -115,7 +116,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	if !signal.Ignored(unix.SIGHUP) { // under nohup a hangup must not stop the VM
+		signal.Notify(sigs, unix.SIGHUP)
+	}
 	// A closed stdout (| head) must cost the console, not the VM: caught,
 	// SIGPIPE only turns writes into EPIPE, and children still get the
 	// default disposition (an ignored signal would stay ignored across exec).
@@ -166,6 +170,9 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 
 	cfg := plan.Config
+	if !cfg.Sandbox {
+		log.Warn("SANDBOX=0: QEMU runs without its seccomp sandbox; a guest that takes QEMU over may exec programs and use every system call")
+	}
 	ctl := controller.New(controller.Options{
 		Plan:           plan,
 		Prepared:       prep,
@@ -174,6 +181,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		Console:        os.Stdout,
 		KeepAlive:      cfg.KeepAlive,
 		PowerOnAtStart: cfg.PowerOnAtStart,
+		Confine: func(spec qemu.Spec, base string) (*syscall.Credential, string, error) {
+			u, err := confineQEMU(plan, spec, base, log)
+			return u.Credential(), u.String(), err
+		},
 		FetchMedia: func(ctx context.Context, url string) (string, error) {
 			sugar := log.Sugar()
 			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(),
@@ -203,6 +214,30 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		return configError(ctl.StartError())
 	}
 	return code
+}
+
+// confineQEMU picks QEMU's user (QEMU_USER) and hands it the VM's files;
+// it logs loudly what stays unconfined.
+// It runs at each power-on: the run's files (seed, UEFI variables, CD
+// medium) may be new.
+func confineQEMU(plan *vm.Plan, spec qemu.Spec, base string, log *zap.Logger) (*supervisor.QEMUUser, error) {
+	cfg := plan.Config
+	own, read, write := plan.QEMUFiles(spec, base)
+	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write}
+	u, warning, err := supervisor.Confine(cfg.QEMUUser, files)
+	if err != nil {
+		return nil, &config.Error{Var: "QEMU_USER", Value: cfg.QEMUUser,
+			Accepted: "a user that exists and can reach every file QEMU opens, or root", Err: err}
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	if u != nil {
+		if err := u.Grant(files); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
 }
 
 // escapeKey (Ctrl-]) on an interactive console asks for a graceful stop,
@@ -258,7 +293,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.OutputContext, Progress: progress, Log: sugar.Infow})
 		done <- result{p, err}
 	}()
 	select {

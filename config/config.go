@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/vmrunner/vmrunner/image"
@@ -98,6 +99,7 @@ type BootSource struct {
 	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
 	Distro   string              // the catalog name behind Download, if any
 	Blank    bool
+	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
 
 // Config is the whole validated configuration.
@@ -131,7 +133,9 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
-	SerialLogMax    int64 // bytes
+	SerialLogMax    int64  // bytes
+	Sandbox         bool   // QEMU's seccomp sandbox
+	QEMUUser        string // "": the default user, falling back to root; "root": no change
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int
@@ -150,6 +154,26 @@ type Config struct {
 	NetworkConfig     []byte
 
 	VNCPort int // 0: no VNC
+
+	Redfish Redfish
+}
+
+// Redfish is the BMC endpoint (REDFISH_*).
+type Redfish struct {
+	Enabled  bool
+	Listen   string // host part of the listen address; "" is every address
+	Port     int
+	Username string
+	Password string
+	SystemID string
+	// TLSCert and TLSKey are the user's PEM pair, both or neither; empty
+	// means a self-signed pair kept in the state folder.
+	TLSCert, TLSKey string
+}
+
+// Addr is the address the Redfish listener binds.
+func (r Redfish) Addr() string {
+	return net.JoinHostPort(r.Listen, strconv.Itoa(r.Port))
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

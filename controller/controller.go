@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,10 @@ type Options struct {
 	KeepAlive bool
 	// PowerOnAtStart starts QEMU as soon as Run begins (POWER_ON_AT_START).
 	PowerOnAtStart bool
+	// Confine decides who QEMU runs as for a run's spec (the files it
+	// opens by path handed to that user) and says so for the log; nil
+	// keeps QEMU as vmrunner's user.
+	Confine func(spec qemu.Spec, base string) (*syscall.Credential, string, error)
 	// FetchMedia brings an http(s) medium into the image cache and returns
 	// its local path; nil refuses URLs.
 	FetchMedia func(ctx context.Context, url string) (string, error)
@@ -303,14 +308,23 @@ func (c *Controller) powerOn(reason string) error {
 	for _, w := range made.Warnings {
 		c.log.Warn(w)
 	}
+	var cred *syscall.Credential
+	user := "vmrunner's own user"
+	if c.o.Confine != nil {
+		if cred, user, err = c.o.Confine(made.Spec, c.o.Prepared.BasePath); err != nil {
+			return c.startFailed("confining QEMU", err, made)
+		}
+	}
 	args := qemu.Args(made.Spec)
-	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel), zap.Strings("args", config.RedactArgs(args)))
+	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel),
+		zap.String("user", user), zap.Strings("args", config.RedactArgs(args)))
 	c.gen++
 	gen := c.gen
 	proc, err := supervisor.Start(supervisor.Options{
 		Binary:     p.Config.QEMUBinary,
 		Args:       args,
 		ExtraFiles: made.Files(),
+		Credential: cred,
 		QMPSocket:  p.Paths.QMP,
 		OnEvent: func(ev qemu.Event) {
 			select {

@@ -85,7 +85,7 @@ func newFixture(t *testing.T, o options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prep, err := vm.Prepare(context.Background(), plan, vm.Tools{Run: reaper().Output})
+	prep, err := vm.Prepare(context.Background(), plan, vm.Tools{Run: reaper().OutputContext})
 	if err != nil {
 		t.Fatal(err)
 	}

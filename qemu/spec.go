@@ -12,12 +12,18 @@ type Spec struct {
 	CPU       string
 	MemoryMiB int
 	CPUs      int
+	Sandbox   bool // QEMU's seccomp filter (-sandbox)
 
 	Firmware *Firmware // nil: SeaBIOS
 
 	Kernel  string
 	Initrd  string
 	Cmdline string
+
+	// DiskBase is Disk's base image (DiskBaseFormat: qcow2 or raw), which
+	// QEMU opens with no backing of its own; empty: a blank disk.
+	DiskBase       string
+	DiskBaseFormat string
 
 	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
 	MoreDisks  []Drive // extra disks and host devices, after Disk

@@ -73,6 +73,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		CPU:       "host",
 		MemoryMiB: 4096,
 		CPUs:      2,
+		Sandbox:   true,
 		Firmware:  &qemu.Firmware{Code: ovmfCode, Vars: st + "/efivars.fd"},
 		Disk:      st + "/disk.qcow2",
 		DiskBus:   "virtio",
@@ -515,7 +516,10 @@ func TestArgvPerVariable(t *testing.T) {
 			nil, []string{"-kernel " + kernel, "-initrd " + initrd, "-append console=ttyS0 root=/dev/vda1"}},
 		{"KERNEL without a disk", map[string]string{"KERNEL": kernel, "BOOT_FROM": ""}, nil,
 			[]string{diskDrive, diskDevice}, []string{"-kernel " + kernel}},
-		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, nil, nil},
+		// --dry-run shows the base QEMU opens, on its own node.
+		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, []string{diskDrive}, []string{
+			`-blockdev {"driver":"raw","node-name":"disk0-base","read-only":true,"file":{"driver":"file","filename":"` + img + `","aio":"native","cache":{"direct":true}}}`,
+			diskDrive + ",backing=disk0-base"}},
 		{"DISTRO with BOOT_FROM", map[string]string{"DISTRO": "debian-12"}, nil, nil, nil},
 		{"DISK_SIZE=40G", map[string]string{"DISK_SIZE": "40G"}, nil, nil, nil},
 		{"DISK2_SIZE DISK5_SIZE", map[string]string{"DISK2_SIZE": "1G", "DISK5_SIZE": "2G"}, nil, nil, []string{

@@ -23,9 +23,10 @@ import (
 	"github.com/vmrunner/vmrunner/qemu"
 )
 
-// RunFunc runs a helper command to completion (the supervisor's reaper owns
-// every child, so commands go through it).
-type RunFunc func(*exec.Cmd) ([]byte, error)
+// RunFunc runs a helper command to completion, killing it if ctx ends
+// first (the supervisor's reaper owns every child, so commands go through
+// it).
+type RunFunc func(context.Context, *exec.Cmd) ([]byte, error)
 
 // Tools are what start-up steps use to act and report.
 type Tools struct {
@@ -37,9 +38,10 @@ type Tools struct {
 // Prepared is what the once-per-VM start-up made: the state folder, its
 // lock and disks, and the facts the QEMU runs need.
 type Prepared struct {
-	BasePath string // the image the disk overlays (downloaded, converted); "" for blank or no disk
-	CDROM    string // a local ISO BOOT_FROM: the installer medium
-	UUID     string // the VM's SMBIOS UUID, kept in the state folder
+	BasePath string      // the image the disk overlays (downloaded, converted); "" for blank or no disk
+	Base     *image.Info // BasePath's header, read once by the base image step
+	CDROM    string      // a local ISO BOOT_FROM: the installer medium
+	UUID     string      // the VM's SMBIOS UUID, kept in the state folder
 	Warnings []string
 	c        cleanups
 }
@@ -66,7 +68,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"lock", func(context.Context) error { return p.lock(out) }},
 		{"removal at the end", func(context.Context) error { return p.removeAtEnd(out) }},
 		{"MAC addresses", func(context.Context) error { return p.macs() }},
-		{"disks", func(context.Context) error { return p.disks(t.Run, out) }},
+		{"disks", func(ctx context.Context) error { return p.disks(ctx, t.Run, out) }},
 		{"UUID", func(context.Context) error { return p.uuid(out) }},
 	}
 	if err := runSteps(ctx, &out.c, steps); err != nil {
@@ -79,7 +81,10 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 // DryRunSpec is the spec a first start would run, made without touching
 // the host: --dry-run prints it.
 func (p *Plan) DryRunSpec() (qemu.Spec, []string, error) {
-	prep := DryRun(p)
+	prep, err := DryRun(p)
+	if err != nil {
+		return qemu.Spec{}, nil, err
+	}
 	spec, err := p.QEMUSpec(prep, FirstSettings(prep))
 	if err != nil {
 		return spec, nil, err
@@ -89,20 +94,26 @@ func (p *Plan) DryRunSpec() (qemu.Spec, []string, error) {
 }
 
 // DryRun is what Prepare would return, without writing anything: a local
-// ISO becomes the installer CD, so --dry-run shows the command line a real
-// start runs.
-func DryRun(p *Plan) *Prepared {
-	out := &Prepared{BasePath: p.BasePath, UUID: "00000000-0000-0000-0000-000000000000", Warnings: p.Warnings}
+// ISO becomes the installer CD, another image the disk's base (the
+// command line shows both), and an image a start would refuse is refused.
+func DryRun(p *Plan) (*Prepared, error) {
+	out := &Prepared{UUID: "00000000-0000-0000-0000-000000000000", Warnings: p.Warnings}
 	if b, err := readPrivate(p.Paths.UUID, 4096); err == nil && validUUID(strings.TrimSpace(string(b))) {
 		out.UUID = strings.TrimSpace(string(b))
 	}
-	if out.BasePath == "" {
-		return out
+	if p.BasePath == "" {
+		return out, nil
 	}
-	if f, err := image.Detect(out.BasePath); err == nil && f == image.FormatISO {
-		out.CDROM, out.BasePath = out.BasePath, ""
+	info, err := p.inspectBase(p.BasePath)
+	switch {
+	case err != nil:
+		return nil, err
+	case info.Format == image.FormatISO:
+		out.CDROM = p.BasePath
+	default:
+		out.useBase(p.BasePath, info)
 	}
-	return out
+	return out, nil
 }
 
 // Settings are the choices a controller makes for one QEMU run.
@@ -159,6 +170,9 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 	spec := p.Spec
 	spec.NICs = slices.Clone(p.Spec.NICs) // start-up fills in the taps' fds
 	spec.UUID = prep.UUID
+	if prep.Base != nil {
+		spec.DiskBase, spec.DiskBaseFormat = prep.BasePath, string(prep.Base.Format)
+	}
 	spec.CDROM = s.Medium
 	spec.CDDrive = true
 	spec.Boot = s.Boot
@@ -204,7 +218,7 @@ func (p *Plan) stateFolder(out *Prepared) error {
 // folder (see checkPrivate).
 func (p *Plan) checkStateFiles() error {
 	ps := p.Paths
-	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.Lock, ps.Salt, ps.UUID,
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.SerialLog + ".1", ps.Lock, ps.Salt, ps.UUID,
 		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
 	for n := 2; n <= config.MaxDisks; n++ {
 		files = append(files, ps.ExtraDisk(n))
@@ -309,9 +323,9 @@ func (p *Plan) removeAtEnd(out *Prepared) error {
 
 // disks makes or grows the VM's disk and the extra ones; a failure removes
 // the disks this start made.
-func (p *Plan) disks(run RunFunc, out *Prepared) error {
+func (p *Plan) disks(ctx context.Context, run RunFunc, out *Prepared) error {
 	ensure := func(sizeVar, path, basePath string, size int64) error {
-		created, err := p.ensureDisk(run, sizeVar, path, basePath, size, out)
+		created, err := p.ensureDisk(ctx, run, sizeVar, path, basePath, size, out)
 		if created {
 			out.c.onFailure(path, func() error { return os.Remove(path) })
 		}
@@ -332,17 +346,13 @@ func (p *Plan) disks(run RunFunc, out *Prepared) error {
 
 // ensureDisk creates the qcow2 at path (on basePath, if given) or grows it
 // to size, and says whether it created it.
-func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int64, out *Prepared) (bool, error) {
-	var base *Image
+func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, basePath string, size int64, out *Prepared) (bool, error) {
+	var base *image.Info
 	if basePath != "" {
-		img, err := InspectImage(basePath)
-		if err != nil {
-			return false, err
-		}
-		base = &img
+		base = out.Base // read once, by the base image step
 	}
-	var overlay *Image
-	switch img, err := InspectImage(path); {
+	var overlay *image.Info
+	switch img, err := image.Inspect(path); {
 	case err == nil:
 		overlay = &img
 	case !errors.Is(err, fs.ErrNotExist):
@@ -359,9 +369,7 @@ func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int6
 	if args == nil {
 		return false, nil
 	}
-	cmd := exec.Command("qemu-img", args...)
-	cmd.Env = qemu.ChildEnv()
-	if _, err := run(cmd); err != nil {
+	if _, err := qemuImg(ctx, run, args...); err != nil {
 		if act.Create {
 			os.Remove(path)
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/qemu"
 )
 
@@ -44,7 +45,7 @@ func needQemuImg(t *testing.T) {
 	}
 }
 
-func runCmd(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
+func runCmd(_ context.Context, cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
 
 // mustPrepare runs the once-per-VM start-up and one run's, which it
 // releases at once.
@@ -66,7 +67,7 @@ func mustPrepare(t *testing.T, p *Plan) *Prepared {
 
 func virtualSize(t *testing.T, path string) int64 {
 	t.Helper()
-	img, err := InspectImage(path)
+	img, err := image.Inspect(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestPrepareUndoesDisksOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	failSecond := func(cmd *exec.Cmd) ([]byte, error) {
+	failSecond := func(_ context.Context, cmd *exec.Cmd) ([]byte, error) {
 		if calls++; calls == 2 {
 			return nil, errors.New("disk full")
 		}
