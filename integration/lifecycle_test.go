@@ -306,7 +306,22 @@ func isoWith(t *testing.T, label, content string, extra ...string) string {
 	if out, err := exec.Command("genisoimage", append(args, root)...).CombinedOutput(); err != nil {
 		t.Fatalf("genisoimage: %v: %s", err, out)
 	}
+	readableByAll(t, iso)
 	return iso
+}
+
+// readableByAll opens path and the folders above it (up to the temporary
+// folder) to every user: QEMU opens a medium as its own user (QEMU_USER).
+func readableByAll(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(path); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestCDChangeWhileRunning: media insert, change and eject over QMP are
@@ -407,6 +422,8 @@ func TestBootOnceFromCDThenDisk(t *testing.T) {
 		"-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4", root).CombinedOutput(); err != nil {
 		t.Fatalf("genisoimage: %v: %s", err, out)
 	}
+	readableByAll(t, cd)
+	readableByAll(t, disk)
 
 	env := GuestEnv(t)
 	for _, k := range []string{"KERNEL", "INITRD", "KERNEL_CMDLINE"} {
