@@ -21,7 +21,10 @@ cloudguest: deps
 	integration/cloudguest/build.sh $(CLOUDGUEST)
 
 test: guest cloudguest
-	gofmt -l $$(git ls-files '*.go') | tee /dev/stderr | (! read)
+	@# gofmt's list goes to a variable, not through tee /dev/stderr: tee
+	@# truncates stderr when it is a regular file (CI's log).
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
 	go vet ./...
 	VMRUNNER_REQUIRE_INTEGRATION=1 VMRUNNER_TEST_GUEST=$(abspath $(GUEST)) VMRUNNER_CLOUD_GUEST=$(CLOUDGUEST) go test -race -count=1 -timeout 80m ./...
 	cd deploy/kubernetes/validate && go vet ./... && go test -count=1 ./...

@@ -37,6 +37,9 @@ Runs one QEMU VM configured by environment variables (see --help).
 `
 
 func main() {
+	// What vmrunner and its children make (state files, sockets, the
+	// cache) is this user's alone.
+	unix.Umask(0o077)
 	os.Exit(run(os.Args[1:], os.Environ()))
 }
 
@@ -66,19 +69,15 @@ func run(args []string, environ []string) int {
 		return supervisor.ExitConfig
 	}
 
+	if mode == "health" {
+		return health(environ)
+	}
 	cfg, err := config.Load(config.EnvMap(environ), config.ProbeHost())
 	if err != nil {
 		return configError(err)
 	}
-	switch mode {
-	case "--show-config":
+	if mode == "--show-config" {
 		_ = config.WriteShow(os.Stdout, cfg)
-		return 0
-	case "health":
-		if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
-			fmt.Fprintln(os.Stderr, "vmrunner health:", err)
-			return 1
-		}
 		return 0
 	}
 
@@ -92,11 +91,27 @@ func run(args []string, environ []string) int {
 		for _, w := range plan.Warnings {
 			log.Warn(w)
 		}
-		plan.ApplyLocalBase()
+		if err := plan.ApplyLocalBase(); err != nil {
+			return configError(err)
+		}
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
+}
+
+// health exits 0 while the VM of DATA_DIR and GUEST_NAME runs. It reads
+// nothing else of the configuration (see config.LoadState).
+func health(environ []string) int {
+	cfg, err := config.LoadState(config.EnvMap(environ), config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
+		fmt.Fprintln(os.Stderr, "vmrunner health:", err)
+		return 1
+	}
+	return 0
 }
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
@@ -167,7 +182,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 	args := qemu.Args(plan.Spec)
 	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
-		zap.Duration("prepare", time.Since(started)), zap.Stringer("user", qemuUser), zap.Strings("args", args))
+		zap.Duration("prepare", time.Since(started)), zap.Stringer("user", qemuUser), zap.Strings("args", config.RedactArgs(args)))
 	return supervisor.Run(context.Background(), supervisor.Options{
 		Binary:          cfg.QEMUBinary,
 		Args:            args,
@@ -264,7 +279,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.OutputContext, Progress: progress, Log: sugar.Infow})
 		done <- result{p, err}
 	}()
 	select {
@@ -325,6 +340,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	return f
 }
 
+// configError prints a configuration error; config.Error masks the
+// secrets of the values it names.
 func configError(err error) int {
 	fmt.Fprintln(os.Stderr, "vmrunner: configuration error:")
 	for _, line := range strings.Split(err.Error(), "\n") {
@@ -334,7 +351,8 @@ func configError(err error) int {
 }
 
 // newLogger logs JSON in containers and for machines, a console format on
-// a terminal. Sampling is off: a supervisor must never drop a line.
+// a terminal, secrets masked (see redactingEncoder). No sampling: a
+// supervisor must never drop a line.
 func newLogger(cfg *config.Config) *zap.Logger {
 	format := cfg.LogFormat
 	if format == "" {
@@ -343,21 +361,20 @@ func newLogger(cfg *config.Config) *zap.Logger {
 			format = "console"
 		}
 	}
-	zc := zap.NewProductionConfig()
-	zc.Sampling = nil
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
 	if format == "console" {
-		zc.Encoding = "console"
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
 	}
+	level := zap.InfoLevel
 	if cfg.Verbose {
-		zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+		level = zap.DebugLevel
 	}
-	log, err := zc.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
+	stderr := zapcore.Lock(os.Stderr)
+	core := zapcore.NewCore(redactingEncoder{enc, cfg.Secrets()}, stderr, level)
+	return zap.New(core, zap.ErrorOutput(stderr), zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel))
 }
 
 func versionString() string {

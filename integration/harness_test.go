@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -37,6 +38,13 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		// -short is the fast unit pass: every test here boots a VM or a
+		// container. make test (CI) never passes -short.
+		fmt.Println("integration: every test boots a guest; not run under -short")
+		return 0
+	}
 	wd, _ := os.Getwd()
 	repoRoot = filepath.Dir(wd)
 	tmp, err := os.MkdirTemp("", "vmrunner-it-")

@@ -218,6 +218,7 @@ func start(o Options) (*process, error) {
 	// Its own process group: a terminal's Ctrl-C or a signal to our group
 	// (timeout, a shell's job control) reaches only vmrunner, which then
 	// stops the guest properly.
+	cmd.Env = qemu.ChildEnv()
 	// Go switches to Credential before it arms Pdeathsig, which a change
 	// of user would clear.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: o.Credential}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -65,9 +66,10 @@ type Plan struct {
 	Paths    Paths
 	Spec     qemu.Spec
 	NICs     []NICPlan
-	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
-	VarsTmpl string // UEFI vars template to copy, empty for legacy
-	Persist  bool   // keep the state folder when the VM ends
+	BasePath string      // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	Base     *image.Info // BasePath's header, read once by the base image step
+	VarsTmpl string      // UEFI vars template to copy, empty for legacy
+	Persist  bool        // keep the state folder when the VM ends
 	Warnings []string
 }
 
@@ -192,7 +194,10 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 }
 
 func forwards(c *config.Config) []qemu.Forward {
-	fw := []qemu.Forward{{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22}}
+	var fw []qemu.Forward
+	if c.SSHPort != 0 {
+		fw = append(fw, qemu.Forward{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22})
+	}
 	for _, f := range c.PortFwds {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}

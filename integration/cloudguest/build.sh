@@ -44,7 +44,7 @@ image_name=debian-12-cloud.qcow2
 packages=(
 	linux-image-cloud-amd64 systemd-sysv udev dbus
 	cloud-init python3-cffi-backend locales cloud-guest-utils
-	openssh-server sudo
+	openssh-server sudo qemu-guest-agent
 	ifupdown isc-dhcp-client resolvconf iproute2 netbase
 )
 
