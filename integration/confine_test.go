@@ -140,8 +140,8 @@ func TestQEMUTerminatedBySomeoneIsFault(t *testing.T) {
 }
 
 // reachableDataDir is a DATA_DIR that QEMU's unprivileged user can reach
-// (t.TempDir() and its parent are 0700), so that every test runs QEMU as
-// it runs for users: confined.
+// (t.TempDir()'s parent is 0700), so that every test runs QEMU as it runs
+// for users: confined.
 func reachableDataDir(t *testing.T) string {
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -283,9 +283,11 @@ func TestConfinementOptOut(t *testing.T) {
 		t.Errorf("exit status after two signals = %d, want 3", code)
 	}
 
-	// t.TempDir() is 0700: nobody cannot reach it.
+	// A DATA_DIR of mode 0700: nobody cannot reach the state folder.
 	env = GuestEnv(t)
-	env["DATA_DIR"] = t.TempDir()
+	if err := os.Chmod(env["DATA_DIR"], 0o700); err != nil {
+		t.Fatal(err)
+	}
 	env["QEMU_USER"] = "nobody"
 	bad := Start(t, env)
 	if code := bad.Wait(time.Minute); code != 2 {

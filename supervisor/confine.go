@@ -18,8 +18,8 @@ import (
 // credentials (Go switches them before the parent-death signal is armed,
 // so QEMU still dies with vmrunner; QEMU's own -runas would lose it, and
 // its seccomp filter with elevateprivileges=deny kills -runas's setuid),
-// the VM's own files are handed to that user, and everything QEMU opens
-// by path elsewhere must already be reachable by it. Taps and macvtaps
+// the VM's own files are opened to that user's group, and everything QEMU
+// opens by path elsewhere must already be reachable by it. Taps and macvtaps
 // are passed as open descriptors and need nothing.
 
 // DefaultQEMUUser is the dedicated user QEMU runs as when it exists (the
@@ -133,7 +133,9 @@ func (e *Unreachable) Error() string { return e.Path + ": " + e.Reason }
 // QEMU needs, ignoring ACLs: the folders above it must be searchable, the
 // file readable (and writable for Write).
 func (u *QEMUUser) Check(f QEMUFiles) error {
-	if err := u.reach(filepath.Dir(f.State), 0o1); err != nil {
+	// vmrunner's own folders (DATA_DIR/vms and the state folder) are
+	// opened by Grant; everything above them must be searchable already.
+	if err := u.reach(filepath.Dir(filepath.Dir(f.State)), 0o1); err != nil {
 		return err
 	}
 	for _, p := range f.Read {
@@ -197,19 +199,34 @@ func (u *QEMUUser) inGroup(gid uint32) bool {
 	return gid == u.GID
 }
 
-// Grant hands the VM's own files to u: the state folder becomes
-// root:GID with mode 1770, so QEMU can create its sockets there but, the
-// folder being sticky, cannot rename or remove vmrunner's files (lock,
-// serial log, MACs); the files QEMU opens become u's. Call Check first.
+// Grant gives u what QEMU needs of the VM's own files while vmrunner
+// keeps owning them (its state checks refuse another user's files): the
+// folder above the state folder becomes searchable (0711: nothing listed);
+// the state folder root:GID mode 1770, so QEMU can make its sockets there
+// but, the folder being sticky, cannot rename or remove vmrunner's files
+// (lock, serial log, MACs, password); the files QEMU opens get u's group,
+// writable by it (0660: disks, UEFI variables, seed). Call Check first.
 func (u *QEMUUser) Grant(f QEMUFiles) error {
-	if err := os.Lchown(f.State, 0, int(u.GID)); err != nil {
+	vms := filepath.Dir(f.State)
+	var st unix.Stat_t
+	if err := unix.Stat(vms, &st); err != nil {
+		return fmt.Errorf("opening %s to %s: %w", vms, u, err)
+	}
+	if err := unix.Chmod(vms, st.Mode&0o7777|0o711); err != nil {
+		return fmt.Errorf("opening %s to %s: %w", vms, u, err)
+	}
+	if err := os.Lchown(f.State, -1, int(u.GID)); err != nil {
 		return fmt.Errorf("handing the state folder to %s: %w", u, err)
 	}
 	if err := unix.Chmod(f.State, 0o1770); err != nil {
 		return fmt.Errorf("handing the state folder to %s: %w", u, err)
 	}
 	for _, p := range f.Own {
-		if err := os.Lchown(p, int(u.UID), int(u.GID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err := os.Lchown(p, -1, int(u.GID))
+		if err == nil {
+			err = unix.Fchmodat(unix.AT_FDCWD, p, 0o660, 0)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("handing %s to %s: %w", p, u, err)
 		}
 	}

@@ -112,7 +112,8 @@ func TestQEMUUserCheck(t *testing.T) {
 	}{
 		{"reachable", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "kernel")}}, ""},
 		{"kernel in a 0700 folder", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(closed, "kernel")}}, "folder " + closed + " is not searchable"},
-		{"state folder under a 0700 folder", QEMUFiles{State: filepath.Join(closed, "vm")}, "not searchable"},
+		{"state folder under a 0700 folder", QEMUFiles{State: filepath.Join(closed, "vms", "vm")}, "not searchable"},
+		{"vmrunner's own folders are opened by Grant", QEMUFiles{State: filepath.Join(closed, "vm")}, ""},
 		{"private file", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "private")}}, "not readable"},
 		{"device not writable", QEMUFiles{State: filepath.Join(open, "vm"), Write: []string{filepath.Join(open, "kernel")}}, "not readable and writable"},
 		{"missing", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "none")}}, "no such file"},
@@ -133,7 +134,14 @@ func TestQEMUUserGrant(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chown needs root")
 	}
-	state := t.TempDir()
+	vms := t.TempDir()
+	state := filepath.Join(vms, "vm")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(vms, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	disk := filepath.Join(state, "disk.qcow2")
 	salt := filepath.Join(state, "password-salt")
 	for _, f := range []string{disk, salt} {
@@ -154,8 +162,9 @@ func TestQEMUUserGrant(t *testing.T) {
 			t.Errorf("%s: %d:%d %#o, want %d:%d %#o", p, st.Uid, st.Gid, st.Mode&0o7777, uid, gid, mode)
 		}
 	}
+	check(vms, 0, 0, 0o711)
 	check(state, 0, 54322, 0o1770)
-	check(disk, 54321, 54322, 0o600)
+	check(disk, 0, 54322, 0o660) // still vmrunner's: its state checks refuse other users' files
 	check(salt, 0, 0, 0o600)
 }
 

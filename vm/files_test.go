@@ -100,8 +100,9 @@ func TestPrivateDir(t *testing.T) {
 	if made, err := privateDir(dir); err != nil || made {
 		t.Fatalf("privateDir of an existing folder = %v, %v", made, err)
 	}
-	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
-		t.Errorf("mode %v, want it narrowed to 0700", st.Mode().Perm())
+	// Others lose read and write; search stays for QEMU's own user.
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o711 {
+		t.Errorf("mode %v, want it narrowed to 0711", st.Mode().Perm())
 	}
 	link := filepath.Join(root, "link")
 	if err := os.Symlink(dir, link); err != nil {
