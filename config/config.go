@@ -116,9 +116,9 @@ type Config struct {
 	Machine         string
 	Accel           Accel
 	RequireKVM      bool
-	DiskSize        int64 // bytes
+	DiskSize        int64 // bytes; DISK_SIZE=max and half are resolved against DATA_DIR's free space
 	DiskBus         DiskBus
-	DiskCache       string // none, writeback, writethrough or unsafe
+	DiskCache       string // none, writeback, writethrough, directsync or unsafe
 	DiskIO          string // native, threads or io_uring
 	ExtraDisks      []ExtraDisk
 	Devices         []Device
@@ -149,6 +149,8 @@ type Config struct {
 	NetworkConfig     []byte
 
 	VNCPort int // 0: no VNC
+
+	Hardware Hardware // the seed project's machine and console options
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

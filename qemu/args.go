@@ -11,7 +11,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
 	} {
 		a = append(a, part(s)...)
 	}
@@ -23,18 +23,15 @@ func baseArgs(s Spec) []string {
 	if s.Firmware != nil && s.Firmware.Secure {
 		machine += ",smm=on"
 	}
-	return []string{
+	return append([]string{
 		"-name", "guest=" + s.Name,
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
 		"-accel", s.Accel,
-		"-cpu", s.CPU,
+		"-cpu", cpuOption(s),
 		"-m", fmt.Sprint(s.MemoryMiB),
 		"-smp", fmt.Sprint(s.CPUs),
-		// Guests draw on entropy early (SSH host keys, cloud-init); without a
-		// virtio RNG a TCG guest can stall for seconds.
-		"-device", "virtio-rng-pci",
-	}
+	}, rngArgs(s)...)
 }
 
 func firmwareArgs(s Spec) []string {
@@ -80,11 +77,16 @@ func diskArgs(s Spec) []string {
 	if scsiDisks(s) {
 		a = scsiController()
 	}
+	if ioThread(s) {
+		a = append(a, "-object", "iothread,id="+ioThreadID)
+	}
 	for i, d := range drives {
 		dev := diskDevice(s, i, d.ID)
 		drive := driveOption(s, d)
 		if s.Disk != "" && i == 0 {
-			dev += ",bootindex=1"
+			if n, ok := bootIndex(s, BootHD); ok {
+				dev += fmt.Sprintf(",bootindex=%d", n)
+			}
 			if s.DiskBase != "" {
 				a = append(a, "-blockdev", baseNode(s, d.ID+"-base"))
 				drive += ",backing=" + d.ID + "-base"
@@ -120,7 +122,7 @@ func baseNode(s Spec, name string) string {
 	if s.DiskBaseFormat == "qcow2" {
 		n.Backing = json.RawMessage("null")
 	}
-	if s.DiskCache == "none" {
+	if s.DiskCache == "none" || s.DiskCache == "directsync" { // both open with O_DIRECT
 		n.File.Cache = &cache{Direct: true}
 	}
 	b, err := json.Marshal(n)
@@ -151,6 +153,9 @@ func diskDevice(s Spec, i int, id string) string {
 		return "nvme,serial=" + id + ",drive=" + id
 	case BusIDE:
 		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
+	}
+	if ioThread(s) {
+		return "virtio-blk-pci,drive=" + id + ",iothread=" + ioThreadID
 	}
 	return "virtio-blk-pci,drive=" + id
 }
@@ -197,7 +202,7 @@ func cdArgs(s Spec) []string {
 	if s.CDROM != "" {
 		a = append(a,
 			"-drive", "file="+escape(s.CDROM)+",if=none,id=cd0,media=cdrom,readonly=on,format=raw",
-			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,bootindex=0")
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0"+bootIndexOption(s, BootCDROM))
 	}
 	if s.Seed != "" {
 		a = append(a,
@@ -209,10 +214,13 @@ func cdArgs(s Spec) []string {
 
 func nicArgs(s Spec) []string {
 	var a []string
-	for _, n := range s.NICs {
+	for i, n := range s.NICs {
 		dev := n.Model + ",netdev=" + n.ID + ",mac=" + n.MAC
 		if n.MTU != 0 && n.Model == "virtio-net-pci" {
 			dev += fmt.Sprintf(",host_mtu=%d", n.MTU)
+		}
+		if i == 0 {
+			dev += bootIndexOption(s, BootNetwork)
 		}
 		a = append(a, "-netdev", n.Backend.netdev(n.ID), "-device", dev)
 	}

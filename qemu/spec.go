@@ -34,6 +34,27 @@ type Spec struct {
 	QMPSockets []string
 	VNCDisplay int // display number (port-5900); -1: no graphics
 	Extra      []string
+
+	// BootOrder lists BootHD, BootCDROM and BootNetwork (the first NIC) in
+	// the order the firmware tries them; empty: the CD, then the disk.
+	BootOrder []string
+	Hardware  Hardware
+}
+
+// Boot devices of BootOrder.
+const (
+	BootHD      = "hd"
+	BootCDROM   = "cdrom"
+	BootNetwork = "network"
+)
+
+// Hardware is the optional devices; the zero value is the default set.
+type Hardware struct {
+	NoRNG    bool // no virtio-rng
+	USB      bool // qemu-xhci with a USB tablet
+	Balloon  bool // virtio-balloon
+	IOThread bool // virtio-blk disks run in an iothread
+	HyperV   bool // Hyper-V enlightenments on -cpu
 }
 
 // Disk buses (DISK_TYPE).

@@ -41,7 +41,7 @@ func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 	}
 	switch {
 	case info.Format == image.FormatISO:
-		p.Spec.CDROM, p.BasePath = path, ""
+		p.attachISO(path, FileExists(p.Paths.Disk))
 		return nil
 	case image.NeedsConversion(info.Format):
 		dst, err := p.convertedPath(path)
@@ -114,7 +114,7 @@ func (p *Plan) ApplyLocalBase() {
 	switch {
 	case err != nil:
 	case info.Format == image.FormatISO:
-		p.Spec.CDROM, p.BasePath = p.BasePath, ""
+		p.attachISO(p.BasePath, FileExists(p.Paths.Disk))
 	default:
 		p.useBase(p.BasePath, info)
 	}

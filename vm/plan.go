@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
@@ -107,6 +110,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if c.VNCPort != 0 {
 		s.VNCDisplay = c.VNCPort - 5900
 	}
+	if err := planHardware(&s, c); err != nil {
+		return nil, err
+	}
 	if c.BootMode != config.BootLegacy {
 		code, vars, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
 		if err != nil {
@@ -201,4 +207,46 @@ func forwards(c *config.Config) []qemu.Forward {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}
 	return fw
+}
+
+// planHardware carries BOOT_ORDER and the seed project's device switches
+// into the spec.
+func planHardware(s *qemu.Spec, c *config.Config) error {
+	h := c.Hardware
+	s.BootOrder = h.BootOrder
+	if slices.Contains(h.BootOrder, config.BootNetwork) && len(c.NICs) == 0 {
+		return &config.Error{Var: "BOOT_ORDER", Value: strings.Join(h.BootOrder, ","), Accepted: "network only together with a NIC (NETWORK_MODE is none)"}
+	}
+	s.Hardware = qemu.Hardware{NoRNG: !h.RNG, USB: h.USB, Balloon: h.Balloon, IOThread: h.IOThread, HyperV: h.HyperV}
+	return nil
+}
+
+// attachISO makes an .iso BOOT_FROM the installer CD. Once the VM's disk
+// exists from an earlier run (the system is installed, or half so), the
+// disk boots first and the CD stays attached behind it, as installers
+// such as Windows' need their media after the first reboot; FORCE_ISO=1
+// or BOOT_ORDER keeps the CD first.
+func (p *Plan) attachISO(path string, diskExists bool) {
+	p.Spec.CDROM, p.BasePath = path, ""
+	if diskExists && !p.Config.Hardware.ForceISO && len(p.Spec.BootOrder) == 0 {
+		p.Spec.BootOrder = []string{qemu.BootHD, qemu.BootCDROM}
+	}
+}
+
+// SeedFor is the cloud-init seed of c with the password and salt decided
+// at start-up.
+func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
+	s := cloudinit.Seed{
+		Hostname:      c.GuestName,
+		User:          c.GuestUser,
+		Shell:         c.Hardware.Shell,
+		Password:      password,
+		UserData:      c.UserData,
+		NetworkConfig: c.NetworkConfig,
+		Salt:          salt,
+	}
+	if c.SSHPubKey != "" {
+		s.SSHKeys = []string{c.SSHPubKey}
+	}
+	return s
 }

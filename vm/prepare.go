@@ -271,6 +271,7 @@ func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, baseP
 	if act.Warning != "" {
 		p.Warnings = append(p.Warnings, act.Warning)
 	}
+	act.Preallocate = p.Config.Hardware.Allocate
 	args := act.QemuImgArgs(path, basePath)
 	if args == nil {
 		return false, nil
@@ -333,18 +334,7 @@ func (p *Plan) seed(out *Prepared) (func(), bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	s := cloudinit.Seed{
-		Hostname:      c.GuestName,
-		User:          c.GuestUser,
-		Password:      password,
-		UserData:      c.UserData,
-		NetworkConfig: c.NetworkConfig,
-		Salt:          salt,
-	}
-	if c.SSHPubKey != "" {
-		s.SSHKeys = []string{c.SSHPubKey}
-	}
-	files, err := s.Files()
+	files, err := SeedFor(c, password, salt).Files()
 	if err != nil {
 		return nil, false, err
 	}

@@ -1,0 +1,76 @@
+package qemu
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ioThreadID is the one iothread the virtio disks share.
+const ioThreadID = "io0"
+
+// hyperVFlags are the Hyper-V enlightenments Windows guests use to run
+// faster (relaxed timing, virtual APIC, spinlock hints, reference time).
+// They are the ones QEMU takes under both KVM and TCG: vpindex, synic and
+// stimer need KVM's support and make TCG refuse to start.
+var hyperVFlags = []string{"hv_relaxed", "hv_vapic", "hv_spinlocks=0x1fff", "hv_time"}
+
+func cpuOption(s Spec) string {
+	if !s.Hardware.HyperV {
+		return s.CPU
+	}
+	return s.CPU + "," + strings.Join(hyperVFlags, ",")
+}
+
+func rngArgs(s Spec) []string {
+	if s.Hardware.NoRNG {
+		return nil
+	}
+	// Guests draw on entropy early (SSH host keys, cloud-init); without a
+	// virtio RNG a TCG guest can stall for seconds.
+	return []string{"-device", "virtio-rng-pci"}
+}
+
+// hardwareArgs adds the optional devices.
+func hardwareArgs(s Spec) []string {
+	var a []string
+	if s.Hardware.Balloon {
+		a = append(a, "-device", "virtio-balloon-pci")
+	}
+	if s.Hardware.USB && !hasTablet(s) {
+		a = append(a, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet,bus=usb.0")
+	}
+	return a
+}
+
+// hasTablet says whether the display already brings the USB controller
+// and tablet, which USB must not add a second time.
+func hasTablet(Spec) bool { return false }
+
+func ioThread(s Spec) bool {
+	return s.Hardware.IOThread && (s.DiskBus == BusVirtio || s.DiskBus == "")
+}
+
+// bootIndex is the firmware's boot position of a kind of device: its place
+// in BootOrder, or by default the CD (0) before the disk (1) and no
+// network boot. ok is false for a device that must not boot.
+func bootIndex(s Spec, kind string) (int, bool) {
+	if len(s.BootOrder) == 0 {
+		switch kind {
+		case BootCDROM:
+			return 0, true
+		case BootHD:
+			return 1, true
+		}
+		return 0, false
+	}
+	i := slices.Index(s.BootOrder, kind)
+	return i, i >= 0
+}
+
+func bootIndexOption(s Spec, kind string) string {
+	if n, ok := bootIndex(s, kind); ok {
+		return fmt.Sprintf(",bootindex=%d", n)
+	}
+	return ""
+}
