@@ -30,7 +30,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --help | --version]
+const usage = `usage: vmrunner [--no-console] [--dry-run | --show-config | --cleanup | --help | --version]
+       vmrunner --list-distros [--arch ARCH] [--type TYPE] [--search WORD]
        vmrunner health
 
 Runs one QEMU VM configured by environment variables (see --help).
@@ -44,6 +45,10 @@ func main() {
 }
 
 func run(args []string, environ []string) int {
+	args, environ = noConsoleFlag(args, environ)
+	if len(args) > 1 && args[0] == "--list-distros" {
+		return listDistros(config.EnvMap(environ)["CATALOG"], args[1:])
+	}
 	mode := ""
 	switch len(args) {
 	case 0:
@@ -54,6 +59,11 @@ func run(args []string, environ []string) int {
 		return supervisor.ExitConfig
 	}
 	switch mode {
+	case "--cleanup":
+		return cleanup(environ)
+	case "--show-xml":
+		fmt.Fprintln(os.Stderr, "vmrunner: --show-xml printed the seed project's libvirt domain XML; vmrunner runs QEMU without libvirt: --dry-run prints the QEMU command line")
+		return supervisor.ExitConfig
 	case "", "--dry-run", "--show-config", "health":
 	case "--help", "-h", "help":
 		fmt.Print(usage + "\nEnvironment:\n")
@@ -63,7 +73,7 @@ func run(args []string, environ []string) int {
 		fmt.Println(versionString())
 		return 0
 	case "--list-distros":
-		return listDistros(config.EnvMap(environ)["CATALOG"])
+		return listDistros(config.EnvMap(environ)["CATALOG"], nil)
 	default:
 		fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", mode, usage)
 		return supervisor.ExitConfig
@@ -96,6 +106,42 @@ func run(args []string, environ []string) int {
 		return 0
 	}
 	return supervise(plan, log)
+}
+
+// noConsoleFlag takes the seed project's --no-console out of args, as
+// NO_CONSOLE=1, wherever it stands.
+func noConsoleFlag(args, environ []string) ([]string, []string) {
+	var rest []string
+	for _, a := range args {
+		if a == "--no-console" {
+			environ = append(environ, "NO_CONSOLE=1")
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return rest, environ
+}
+
+// cleanup removes the state folder of DATA_DIR and GUEST_NAME's VM: 0 when
+// removed or absent, 1 while the VM runs or on a failure, 2 for a bad
+// configuration.
+func cleanup(environ []string) int {
+	cfg, err := config.LoadState(config.EnvMap(environ), config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	paths := vm.PathsFor(cfg)
+	removed, err := vm.Cleanup(paths)
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "vmrunner --cleanup:", err)
+		return supervisor.ExitFault
+	case removed:
+		fmt.Fprintln(os.Stderr, "vmrunner: removed", paths.State)
+	default:
+		fmt.Fprintln(os.Stderr, "vmrunner: nothing to remove at", paths.State)
+	}
+	return 0
 }
 
 // health exits 0 while the VM of DATA_DIR and GUEST_NAME runs. It reads
@@ -163,10 +209,16 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	default:
 	}
 
-	input, restore := consoleInput(stop, log)
+	cfg := plan.Config
+	var input io.Reader
+	restore := func() {}
+	var console io.Writer = io.Discard
+	if !cfg.Hardware.NoConsole {
+		input, restore = consoleInput(stop, log)
+		console = os.Stdout
+	}
 	defer restore()
 
-	cfg := plan.Config
 	args := qemu.Args(plan.Spec)
 	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
 		zap.Duration("prepare", time.Since(started)), zap.Strings("args", config.RedactArgs(args)))
@@ -177,7 +229,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		QMPSocket:       plan.Paths.QMP,
 		SerialLog:       plan.Paths.SerialLog,
 		SerialLogMax:    cfg.SerialLogMax,
-		Console:         os.Stdout,
+		Console:         console,
 		Input:           input,
 		StopRequests:    stop,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -255,15 +307,40 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 }
 
-func listDistros(catalog string) int {
+// listDistros prints the catalog, filtered by the seed project's --arch,
+// --type and --search flags.
+func listDistros(catalog string, flags []string) int {
+	var f image.Filter
+	for i := 0; i < len(flags); i += 2 {
+		if i+1 >= len(flags) {
+			fmt.Fprintf(os.Stderr, "vmrunner: %s needs a value\n%s", flags[i], usage)
+			return supervisor.ExitConfig
+		}
+		switch v := flags[i+1]; flags[i] {
+		case "--arch":
+			f.Arch = v
+		case "--type":
+			f.Type = v
+		case "--search":
+			f.Search = v
+		default:
+			fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", flags[i], usage)
+			return supervisor.ExitConfig
+		}
+	}
 	cat, err := image.LoadCatalog(catalog)
 	if err != nil {
 		return configError(&config.Error{Var: "CATALOG", Value: catalog, Accepted: "a readable catalog YAML file", Err: err})
 	}
+	distros, err := cat.Select(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmrunner:", err)
+		return supervisor.ExitConfig
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISTRO\tFIRMWARE\tUSER\tDESCRIPTION")
-	for _, d := range cat.List() {
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", d.Name, d.Firmware, d.User, d.Description)
+	fmt.Fprintln(tw, "DISTRO\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
+	for _, d := range distros {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", d.Name, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
 	}
 	_ = tw.Flush()
 	return 0
