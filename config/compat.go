@@ -179,6 +179,8 @@ func checkRefused(environ map[string]string) error {
 // only the seed project accepts; "" when there is none.
 func refusedValue(name, v string) string {
 	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
+	case "NETWORK_MODE=container":
+		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
 	case "DISK_TYPE=usb":
 		return "virtio, scsi, nvme or ide: USB disks are not supported (use DISK_TYPE=scsi or virtio)"
 	}
@@ -265,4 +267,31 @@ func (h Hardware) effective() [][2]string {
 		{"ALLOCATE", b(h.Allocate)}, {"USB", b(h.USB)}, {"BALLOON", b(h.Balloon)},
 		{"RNG", b(h.RNG)}, {"IO_THREAD", b(h.IOThread)}, {"HYPERV", b(h.HyperV)},
 	}
+}
+
+// hostWithName is host with $HOSTNAME, when set, as its hostname: the seed
+// project names the VM after $HOSTNAME, which Docker sets.
+func hostWithName(host Host, hostname string) Host {
+	if hostname != "" {
+		host.Hostname = hostname
+	}
+	return host
+}
+
+// cpuModel maps libvirt's CPU mode names, which the seed project took, to
+// QEMU's.
+func cpuModel(v string) string {
+	if strings.EqualFold(v, "host-passthrough") || strings.EqualFold(v, "host-model") {
+		return "host"
+	}
+	return v
+}
+
+// downloadEffective is --show-config's view of the download settings.
+func (c *Config) downloadEffective() [][2]string {
+	d := c.Boot.Download
+	if d == nil {
+		return nil
+	}
+	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", d.MaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", d.MaxUnpacked>>20)}}
 }

@@ -112,6 +112,7 @@ func (c *Config) Effective() [][2]string {
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
 	}
+	out = append(out, c.downloadEffective()...)
 	out = append(out, c.Hardware.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})

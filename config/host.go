@@ -16,10 +16,7 @@ import (
 // memory and CPU limits (v2, then v1), falling back to the whole machine.
 func ProbeHost() Host {
 	h := Host{StateHome: os.Getenv("XDG_STATE_HOME"), CPUs: runtime.NumCPU()}
-	// $HOSTNAME first, as the seed project reads it; Docker sets it.
-	if h.Hostname = os.Getenv("HOSTNAME"); h.Hostname == "" {
-		h.Hostname, _ = os.Hostname()
-	}
+	h.Hostname, _ = os.Hostname()
 	h.FreeBytes = freeBytes
 	h.HomeDir, _ = os.UserHomeDir()
 	h.MemoryMiB = memTotalMiB(readFile("/proc/meminfo"))

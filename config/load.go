@@ -221,7 +221,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.CPUs, err = parseCPUs(raw.CPUs, host.CPUs)
 	add(err)
 
-	c.CPUModel = raw.CPUModel
+	c.CPUModel = cpuModel(raw.CPUModel)
 	if !qemuName.MatchString(raw.CPUModel) {
 		add(&Error{Var: "CPU_MODEL", Value: raw.CPUModel, Accepted: "a QEMU -cpu model such as host, max or Skylake-Server"})
 	}
@@ -240,7 +240,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	if c.RequireKVM && c.Accel == AccelTCG {
 		add(&Error{Var: "ACCEL", Value: raw.Accel, Accepted: "auto or kvm when REQUIRE_KVM=1"})
 	}
-	add(loadState(c, raw.GuestName, raw.DataDir, raw.Distro, host))
+	add(loadState(c, raw.GuestName, raw.DataDir, raw.Distro, hostWithName(host, raw.Hostname)))
 	c.DiskSize, err = parseDiskSize(raw.DiskSize, c.DataDir, host.FreeBytes)
 	add(err)
 
@@ -304,7 +304,7 @@ func LoadState(environ map[string]string, host Host) (*Config, error) {
 	if distro == "" {
 		distro = defaultDistro
 	}
-	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], distro, host); err != nil {
+	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], distro, hostWithName(host, environ["HOSTNAME"])); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -458,7 +458,11 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	case NetNAT, NetBridge, NetDirect, NetNone:
 		n.Mode = m
 	default:
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: "nat, bridge, direct or none"})
+		accepted := "nat, bridge, direct or none"
+		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
+			accepted = advice
+		}
+		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
 	}
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {

@@ -30,6 +30,7 @@ type rawMachine struct {
 	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none or directsync, which it needs), threads (the default otherwise) or io_uring"`
 	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`
 	Persist         string `env:"PERSIST" help:"1: keep the state folder (disks, UEFI variables) when the VM ends; 0: remove it (default: 1 when DATA_DIR is a mount point, such as a volume, else 0)"`
+	Hostname        string `env:"HOSTNAME" help:"the VM's name when GUEST_NAME is unset (Docker sets it to the container's hostname; default: the machine's hostname)"`
 	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: $HOSTNAME or the hostname, else the DISTRO name, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
