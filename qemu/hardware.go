@@ -44,7 +44,9 @@ func hardwareArgs(s Spec) []string {
 }
 
 // hasTablet says whether the display already brings the USB controller
-// and tablet, which USB must not add a second time.
+// and tablet, which USB must not add a second time (QEMU refuses a second
+// device id "usb"). The VNC display here has none; the graphical console
+// of issue 12 adds one with every display.
 func hasTablet(Spec) bool { return false }
 
 func ioThread(s Spec) bool {

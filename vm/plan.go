@@ -113,6 +113,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if err := planHardware(&s, c); err != nil {
 		return nil, err
 	}
+	if w := shellWarning(c); w != "" {
+		p.Warnings = append(p.Warnings, w)
+	}
 	if c.BootMode != config.BootLegacy {
 		code, vars, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
 		if err != nil {
@@ -219,6 +222,15 @@ func planHardware(s *qemu.Spec, c *config.Config) error {
 	}
 	s.Hardware = qemu.Hardware{NoRNG: !h.RNG, USB: h.USB, Balloon: h.Balloon, IOThread: h.IOThread, HyperV: h.HyperV}
 	return nil
+}
+
+// shellWarning reminds that SHELL, which a login shell on the host also
+// sets, becomes the guest user's shell and must exist in the image.
+func shellWarning(c *config.Config) string {
+	if c.Hardware.Shell == "" || !c.CloudInit {
+		return ""
+	}
+	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset SHELL for /bin/bash)", c.Hardware.Shell, c.GuestUser)
 }
 
 // attachISO makes an .iso BOOT_FROM the installer CD. Once the VM's disk
