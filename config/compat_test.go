@@ -123,3 +123,26 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
+
+func FuzzParseBootOrder(f *testing.F) {
+	for _, s := range []string{"", "hd", "cdrom,hd", "network, hd ,cdrom", "HD,CD", "hd,hd", "floppy", ",", "pxe,disk,iso"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		order, err := ParseBootOrder(v)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Var != "BOOT_ORDER" {
+				t.Fatalf("ParseBootOrder(%q): %v is not a BOOT_ORDER error", v, err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, d := range order {
+			if seen[d] || (d != BootHD && d != BootCDROM && d != BootNetwork) {
+				t.Fatalf("ParseBootOrder(%q) = %q", v, order)
+			}
+			seen[d] = true
+		}
+	})
+}
