@@ -22,11 +22,6 @@ import (
 // testdata/seed-variables.txt are skipped, and left out of the docker run
 // lines, until the branch lands: then delete the entry here.
 var otherBranch = map[string]int{
-	"REDFISH_ENABLE":           11,
-	"REDFISH_PORT":             11,
-	"REDFISH_USERNAME":         11,
-	"REDFISH_PASSWORD":         11,
-	"REDFISH_SYSTEM_ID":        11,
 	"GRAPHICS=novnc":           12,
 	"NOVNC_PORT":               12,
 	"VNC_KEYMAP":               12,
@@ -198,15 +193,16 @@ func TestSeedVariables(t *testing.T) {
 			}
 			env := maps.Clone(base)
 			maps.Copy(env, r.with)
-			ref, err := dryRun(env, f.dir)
-			if err != nil {
-				t.Fatalf("the reference configuration %v fails: %v", env, err)
-			}
 			env[r.name] = r.value
 			got, err := dryRun(env, f.dir)
 			if r.expect == "refused" {
 				checkRefused(t, r, err)
 				return
+			}
+			delete(env, r.name)
+			ref, refErr := dryRun(env, f.dir)
+			if refErr != nil {
+				t.Fatalf("the reference configuration %v fails: %v", env, refErr)
 			}
 			if err != nil {
 				t.Fatalf("%s=%s refused: %v", r.name, r.value, err)
@@ -257,23 +253,26 @@ func checkRefused(t *testing.T, r seedRow, err error) {
 // reference and its networking guide), as the environment they set; a
 // local file stands in for a URL where the command line should show it.
 var dockerRunLines = []struct {
-	name string
-	env  string
-	want []string
+	name    string
+	env     string
+	want    []string // in the command line; or, with refused, in the exit-2 message
+	refused bool
 }{
-	{"distro, memory, CPUs", "DISTRO=debian-12 MEMORY=8192 CPUS=4", []string{"-m 8192", "-smp 4", "virtio-blk-pci,drive=disk0"}},
-	{"installer ISO by URL with noVNC", "BOOT_FROM=https://example.com/install.iso GRAPHICS=novnc", []string{"-m 4096", "drive=disk0"}},
-	{"installer ISO, local stand-in, with noVNC", "BOOT_FROM=$ISO GRAPHICS=novnc", []string{"drive=cd0,bootindex=0", "drive=disk0,bootindex=1"}},
-	{"persistent volume", "", []string{"/data/vms/testhost/disk.qcow2", "hostfwd=tcp:0.0.0.0:2222-:22"}},
-	{"9p share", "FILESYSTEM_SOURCE=/share FILESYSTEM_DRIVER=9p", []string{"-netdev user"}},
-	{"secure boot", "BOOT_MODE=secure", []string{"-machine q35,smm=on", "property=secure,value=on"}},
-	{"max, half, second disk", "MEMORY=max CPUS=half DISK2_SIZE=50G", []string{"-m 15872", "-smp 4", "drive=disk2"}},
+	{"distro, memory, CPUs", "DISTRO=debian-12 MEMORY=8192 CPUS=4", []string{"-m 8192", "-smp 4", "virtio-blk-pci,drive=disk0"}, false},
+	{"installer ISO by URL with noVNC", "BOOT_FROM=https://example.com/install.iso GRAPHICS=novnc", []string{"-m 4096", "drive=disk0"}, false},
+	{"installer ISO, local stand-in, with noVNC", "BOOT_FROM=$ISO GRAPHICS=novnc", []string{"drive=cd0,bootindex=0", "drive=disk0,bootindex=1"}, false},
+	{"persistent volume", "", []string{"/data/vms/testhost/disk.qcow2", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
+	{"9p share", "FILESYSTEM_SOURCE=/share FILESYSTEM_DRIVER=9p", []string{"-netdev user"}, false},
+	{"secure boot", "BOOT_MODE=secure", []string{"-machine q35,smm=on", "property=secure,value=on"}, false},
+	{"max, half, second disk", "MEMORY=max CPUS=half DISK2_SIZE=50G", []string{"-m 15872", "-smp 4", "drive=disk2"}, false},
 	{"Windows installer", "BOOT_FROM=$ISO BOOT_MODE=uefi HYPERV=1 DISK_SIZE=64G MEMORY=8192 GRAPHICS=novnc",
-		[]string{"hv_relaxed", "-m 8192", "drive=cd0,bootindex=0", "if=pflash"}},
-	{"Redfish", "REDFISH_ENABLE=1", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}},
-	{"networking: quick start", "", []string{"-netdev user,id=net1", "hostfwd=tcp:0.0.0.0:2222-:22"}},
-	{"networking: bridge", "NETWORK_MODE=bridge NETWORK_BRIDGE=br0", []string{"-netdev tap,id=net1,fd=3"}},
-	{"networking: direct", "NETWORK_MODE=direct NETWORK_DIRECT_DEV=eth1", []string{"-netdev tap,id=net1,fd=3"}},
+		[]string{"hv_relaxed", "-m 8192", "drive=cd0,bootindex=0", "if=pflash"}, false},
+	// vmrunner has no default BMC password: the line is refused, saying so.
+	{"Redfish", "REDFISH_ENABLE=1", []string{"REDFISH_PASSWORD", "required with REDFISH_ENABLE=1"}, true},
+	{"Redfish with a password", "REDFISH_ENABLE=1 REDFISH_PASSWORD=compat-secret", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}, false},
+	{"networking: quick start", "", []string{"-netdev user,id=net1", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
+	{"networking: bridge", "NETWORK_MODE=bridge NETWORK_BRIDGE=br0", []string{"-netdev tap,id=net1,fd=3"}, false},
+	{"networking: direct", "NETWORK_MODE=direct NETWORK_DIRECT_DEV=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},
 }
 
 // TestSeedDockerRunLines runs the seed project's documented docker run
@@ -294,6 +293,18 @@ func TestSeedDockerRunLines(t *testing.T) {
 				env[k] = v
 			}
 			got, err := dryRun(env, f.dir)
+			if line.refused {
+				var ce *config.Error
+				if !errors.As(err, &ce) {
+					t.Fatalf("%s: %v; want a configuration error (exit 2)", line.env, err)
+				}
+				for _, w := range line.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("%s: refused with %q, which does not say %q", line.env, err, w)
+					}
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("%s: %v", line.env, err)
 			}

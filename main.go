@@ -101,7 +101,9 @@ func run(args []string, environ []string) int {
 		for _, w := range plan.Warnings {
 			log.Warn(w)
 		}
-		plan.ApplyLocalBase()
+		if err := plan.ApplyLocalBase(); err != nil {
+			return configError(err)
+		}
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
 	}
@@ -164,7 +166,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	if !signal.Ignored(unix.SIGHUP) { // under nohup a hangup must not stop the VM
+		signal.Notify(sigs, unix.SIGHUP)
+	}
 	// A closed stdout (| head) must cost the console, not the VM: caught,
 	// SIGPIPE only turns writes into EPIPE, and children still get the
 	// default disposition (an ignored signal would stay ignored across exec).
@@ -219,13 +224,22 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 	defer restore()
 
+	qemuUser, err := confineQEMU(plan, log)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return configError(err)
+	} else if err != nil {
+		log.Error("confining QEMU", zap.Error(err))
+		return supervisor.ExitFault
+	}
 	args := qemu.Args(plan.Spec)
 	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
-		zap.Duration("prepare", time.Since(started)), zap.Strings("args", config.RedactArgs(args)))
+		zap.Duration("prepare", time.Since(started)), zap.Stringer("user", qemuUser), zap.Strings("args", config.RedactArgs(args)))
 	return supervisor.Run(context.Background(), supervisor.Options{
 		Binary:          cfg.QEMUBinary,
 		Args:            args,
 		ExtraFiles:      prep.Files,
+		Credential:      qemuUser.Credential(),
 		QMPSocket:       plan.Paths.QMP,
 		SerialLog:       plan.Paths.SerialLog,
 		SerialLogMax:    cfg.SerialLogMax,
@@ -236,6 +250,31 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		Reaper:          reaper,
 		Log:             log,
 	})
+}
+
+// confineQEMU picks QEMU's user (QEMU_USER) and hands it the VM's files;
+// it logs loudly what stays unconfined.
+func confineQEMU(plan *vm.Plan, log *zap.Logger) (*supervisor.QEMUUser, error) {
+	cfg := plan.Config
+	if !cfg.Sandbox {
+		log.Warn("SANDBOX=0: QEMU runs without its seccomp sandbox; a guest that takes QEMU over may exec programs and use every system call")
+	}
+	own, read, write := plan.QEMUFiles()
+	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write}
+	u, warning, err := supervisor.Confine(cfg.QEMUUser, files)
+	if err != nil {
+		return nil, &config.Error{Var: "QEMU_USER", Value: cfg.QEMUUser,
+			Accepted: "a user that exists and can reach every file QEMU opens, or root", Err: err}
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	if u != nil {
+		if err := u.Grant(files); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
 }
 
 // escapeKey (Ctrl-]) on an interactive console asks for a graceful stop,

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/vmrunner/vmrunner/image"
@@ -130,7 +131,9 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
-	SerialLogMax    int64 // bytes
+	SerialLogMax    int64  // bytes
+	Sandbox         bool   // QEMU's seccomp sandbox
+	QEMUUser        string // "": the default user, falling back to root; "root": no change
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int
@@ -151,6 +154,25 @@ type Config struct {
 	VNCPort int // 0: no VNC
 
 	Hardware Hardware // the seed project's machine and console options
+	Redfish  Redfish
+}
+
+// Redfish is the BMC endpoint (REDFISH_*).
+type Redfish struct {
+	Enabled  bool
+	Listen   string // host part of the listen address; "" is every address
+	Port     int
+	Username string
+	Password string
+	SystemID string
+	// TLSCert and TLSKey are the user's PEM pair, both or neither; empty
+	// means a self-signed pair kept in the state folder.
+	TLSCert, TLSKey string
+}
+
+// Addr is the address the Redfish listener binds.
+func (r Redfish) Addr() string {
+	return net.JoinHostPort(r.Listen, strconv.Itoa(r.Port))
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

@@ -104,6 +104,7 @@ func (c *Config) Effective() [][2]string {
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
 		{"SERIAL_LOG_MAX", fmt.Sprintf("%dK", c.SerialLogMax>>10)},
+		{"SANDBOX", fmt.Sprint(c.Sandbox)}, {"QEMU_USER", c.QEMUUser},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
 		{"PORT_FWD_ADDR", c.PortFwdAddr},
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},
@@ -111,6 +112,15 @@ func (c *Config) Effective() [][2]string {
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+		{"REDFISH_ENABLE", fmt.Sprint(c.Redfish.Enabled)},
+	}
+	if r := c.Redfish; r.Enabled {
+		out = append(out, [][2]string{
+			{"REDFISH_PORT", fmt.Sprint(r.Port)}, {"REDFISH_LISTEN", r.Listen},
+			{"REDFISH_USERNAME", r.Username}, {"REDFISH_PASSWORD", r.Password},
+			{"REDFISH_SYSTEM_ID", r.SystemID},
+			{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey},
+		}...)
 	}
 	out = append(out, c.downloadEffective()...)
 	out = append(out, c.Hardware.effective()...)

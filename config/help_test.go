@@ -94,7 +94,7 @@ var contractVars = map[string]string{
 	"CLOUD_INIT": "1", "GUEST_USER": "user", "GUEST_PASSWORD": "(unset)", "SSH_PUBKEY": "(unset)",
 	"CLOUD_INIT_USER_DATA": "(unset)",
 	"GRAPHICS":             "none", "VNC_PORT": "5900", "REDFISH_ENABLE": "0",
-	"REDFISH_PORT": "8443", "REDFISH_USERNAME": "admin", "REDFISH_PASSWORD": "password",
+	"REDFISH_PORT": "8443", "REDFISH_USERNAME": "admin", "REDFISH_PASSWORD": "(unset)",
 }
 
 func TestWriteHelpMatchesContract(t *testing.T) {

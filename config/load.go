@@ -72,6 +72,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadPorts(c, raw))
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
+	check(loadRedfish(c, raw))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -206,6 +207,7 @@ var (
 	guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	qemuName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`)
 	userName  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	qemuUser  = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$`)
 )
 
 func loadMachine(c *Config, raw rawMachine, host Host) error {
@@ -265,6 +267,12 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	add(err)
 	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
 	add(err)
+	c.Sandbox, err = parseBool("SANDBOX", raw.Sandbox)
+	add(err)
+	c.QEMUUser = strings.TrimSpace(raw.QEMUUser)
+	if c.QEMUUser != "" && !qemuUser.MatchString(c.QEMUUser) {
+		add(&Error{Var: "QEMU_USER", Value: raw.QEMUUser, Accepted: "a user name, uid or uid:gid, or root"})
+	}
 	return errors.Join(errs...)
 }
 
@@ -616,12 +624,58 @@ func loadConsole(c *Config, raw rawMachine) error {
 	default:
 		errs = append(errs, &Error{Var: "GRAPHICS", Value: raw.Graphics, Accepted: "none or vnc"})
 	}
+	return errors.Join(errs...)
+}
+
+// redfishID is what may stand in a URL path segment as the system's id.
+var redfishID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// loadRedfish reads REDFISH_*; after loadMachine, which settles GUEST_NAME.
+// Nothing may listen without auth, so the seed project's default password
+// is refused rather than served.
+func loadRedfish(c *Config, raw rawMachine) error {
 	on, err := parseBool("REDFISH_ENABLE", raw.RedfishEnable)
-	if err != nil {
-		errs = append(errs, err)
-	} else if on {
-		errs = append(errs, &Error{Var: "REDFISH_ENABLE", Value: raw.RedfishEnable, Accepted: "0 (the Redfish endpoint is not in this build yet)"})
+	if err != nil || !on {
+		return err
 	}
+	var errs []error
+	r := Redfish{Enabled: true, Listen: raw.RedfishListen, Username: raw.RedfishUser,
+		Password: raw.RedfishPasswd, SystemID: raw.RedfishID, TLSCert: raw.RedfishCert, TLSKey: raw.RedfishKey}
+	if r.Port, err = parsePort("REDFISH_PORT", raw.RedfishPort); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Listen != "" && net.ParseIP(r.Listen) == nil {
+		errs = append(errs, &Error{Var: "REDFISH_LISTEN", Value: r.Listen, Accepted: "an IP address such as 127.0.0.1 or ::1, or unset for every address"})
+	}
+	if r.Username == "" || strings.ContainsAny(r.Username, ":\x00\r\n") || len(r.Username) > 64 {
+		errs = append(errs, &Error{Var: "REDFISH_USERNAME", Value: r.Username, Accepted: "1-64 characters without ':' or control characters"})
+	}
+	switch {
+	case r.Password == "":
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "", Accepted: "a password of your own, at least 8 characters, e.g. REDFISH_PASSWORD=$(openssl rand -base64 18); required with REDFISH_ENABLE=1"})
+	case r.Password == "password":
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: Masked,
+			Accepted: "a password of your own (the seed project's default 'password' is refused: anyone who can reach the port could power the VM), e.g. REDFISH_PASSWORD=$(openssl rand -base64 18)"})
+	case len(r.Password) < 8 || strings.ContainsAny(r.Password, "\x00\r\n"):
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "********", Accepted: "at least 8 characters, no control characters"})
+	}
+	if r.SystemID == "" {
+		r.SystemID = c.GuestName
+	}
+	if !redfishID.MatchString(r.SystemID) {
+		errs = append(errs, &Error{Var: "REDFISH_SYSTEM_ID", Value: r.SystemID, Accepted: "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"})
+	}
+	if (r.TLSCert == "") != (r.TLSKey == "") {
+		errs = append(errs, &Error{Var: "REDFISH_TLS_CERT", Value: r.TLSCert, Accepted: "set together with REDFISH_TLS_KEY (" + r.TLSKey + "), or both unset for a self-signed certificate"})
+	}
+	for _, f := range [][2]string{{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey}} {
+		if f[1] != "" {
+			if err := checkFile(f[0], f[1], "a readable PEM file"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	c.Redfish = r
 	return errors.Join(errs...)
 }
 
@@ -648,6 +702,12 @@ func checkPortCollisions(c *Config) error {
 			return &Error{Var: "VNC_PORT", Value: strconv.Itoa(c.VNCPort), Accepted: "a port not already used by " + o}
 		}
 		owner[key{TCP, c.VNCPort}] = "VNC_PORT"
+	}
+	if c.Redfish.Enabled {
+		if o, dup := owner[key{TCP, c.Redfish.Port}]; dup {
+			return &Error{Var: "REDFISH_PORT", Value: strconv.Itoa(c.Redfish.Port), Accepted: "a port not already used by " + o}
+		}
+		owner[key{TCP, c.Redfish.Port}] = "REDFISH_PORT"
 	}
 	for _, f := range c.PortFwds {
 		k := key{f.Proto, f.HostPort}

@@ -38,6 +38,8 @@ type rawMachine struct {
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
 	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run (a name on PATH or a path)"`
 	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
+	Sandbox         string `env:"SANDBOX" envDefault:"1" help:"0: run QEMU without its seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny), for debugging only"`
+	QEMUUser        string `env:"QEMU_USER" help:"user QEMU runs as when vmrunner runs as root: a name or uid[:gid], or root to keep QEMU root (default: vmrunner-qemu if it exists, else nobody; root with a warning when that user cannot reach a file QEMU needs)"`
 	SerialLogMax    string `env:"SERIAL_LOG_MAX" envDefault:"10M" help:"size at which serial.log is rotated to serial.log.1 (one old file kept), e.g. 10M"`
 
 	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC; 0: no SSH forward"`
@@ -52,10 +54,14 @@ type rawMachine struct {
 	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`
 	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
 	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
-	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish endpoint (not implemented yet: refused)"`
-	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish port"`
+	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish BMC (HTTPS) that powers, resets and boots the VM and inserts virtual media, for Ironic, Metal3 or redfishtool"`
+	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish HTTPS port"`
+	RedfishListen string `env:"REDFISH_LISTEN" help:"address Redfish listens on, e.g. 127.0.0.1 (default: every address, as docker -p needs)"`
 	RedfishUser   string `env:"REDFISH_USERNAME" envDefault:"admin" help:"Redfish user name"`
-	RedfishPasswd string `env:"REDFISH_PASSWORD" envDefault:"password" help:"Redfish password"`
+	RedfishPasswd string `env:"REDFISH_PASSWORD" help:"Redfish password, at least 8 characters; required with REDFISH_ENABLE=1 (the seed project's default 'password' is refused)"`
+	RedfishID     string `env:"REDFISH_SYSTEM_ID" help:"the system's id in /redfish/v1/Systems/ID (default: GUEST_NAME)"`
+	RedfishCert   string `env:"REDFISH_TLS_CERT" help:"PEM certificate (chain) for Redfish HTTPS, with REDFISH_TLS_KEY (default: a self-signed one made once and kept in the state folder)"`
+	RedfishKey    string `env:"REDFISH_TLS_KEY" help:"PEM private key of REDFISH_TLS_CERT"`
 }
 
 // rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.

@@ -23,7 +23,7 @@ func baseArgs(s Spec) []string {
 	if s.Firmware != nil && s.Firmware.Secure {
 		machine += ",smm=on"
 	}
-	return append([]string{
+	a := []string{
 		"-name", "guest=" + s.Name,
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
@@ -31,7 +31,14 @@ func baseArgs(s Spec) []string {
 		"-cpu", cpuOption(s),
 		"-m", fmt.Sprint(s.MemoryMiB),
 		"-smp", fmt.Sprint(s.CPUs),
-	}, rngArgs(s)...)
+	}
+	a = append(a, rngArgs(s)...)
+	if s.Sandbox {
+		// A QEMU taken over by its guest can then not exec, change its
+		// user, or use the system calls QEMU itself no longer needs.
+		a = append(a, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
+	}
+	return a
 }
 
 func firmwareArgs(s Spec) []string {

@@ -21,6 +21,7 @@ func base() Spec {
 		CPU:        "host",
 		MemoryMiB:  2048,
 		CPUs:       2,
+		Sandbox:    true,
 		QMPSockets: []string{"/data/vms/vm/qmp.sock", "/data/vms/vm/qmp-probe.sock"},
 		VNCDisplay: -1,
 	}
@@ -34,6 +35,11 @@ var scenarios = []struct {
 	name string
 	spec func() Spec
 }{
+	{"sandbox_off", func() Spec {
+		s := base()
+		s.Sandbox = false
+		return s
+	}},
 	{"minimal_legacy_kernel", func() Spec {
 		s := base()
 		s.Accel, s.CPU = "tcg", "max"

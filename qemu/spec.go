@@ -11,6 +11,7 @@ type Spec struct {
 	CPU       string
 	MemoryMiB int
 	CPUs      int
+	Sandbox   bool // QEMU's seccomp filter (-sandbox)
 
 	Firmware *Firmware // nil: SeaBIOS
 

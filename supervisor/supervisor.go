@@ -34,7 +34,8 @@ const forceGrace = 3 * time.Second
 type Options struct {
 	Binary          string
 	Args            []string
-	ExtraFiles      []*os.File // become fds 3, 4, … in QEMU
+	ExtraFiles      []*os.File          // become fds 3, 4, … in QEMU
+	Credential      *syscall.Credential // QEMU's user; nil: vmrunner's
 	QMPSocket       string
 	SerialLog       string    // the guest's console is appended here …
 	SerialLogMax    int64     // … rotated to SerialLog.1 beyond this size (0: never) …
@@ -218,7 +219,9 @@ func start(o Options) (*process, error) {
 	// (timeout, a shell's job control) reaches only vmrunner, which then
 	// stops the guest properly.
 	cmd.Env = qemu.ChildEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// Go switches to Credential before it arms Pdeathsig, which a change
+	// of user would clear.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: o.Credential}
 	var p process
 	var childEnds []*os.File
 	pipe := func(childReads bool) (*os.File, *os.File, error) {

@@ -105,19 +105,21 @@ func (p *Plan) inspectBase(path string) (image.Info, error) {
 
 // ApplyLocalBase does for --dry-run what baseImage does without writing:
 // a local ISO becomes the installer CD, another image the disk's base (the
-// command line shows both).
-func (p *Plan) ApplyLocalBase() {
+// command line shows both), and an image a start would refuse is refused.
+func (p *Plan) ApplyLocalBase() error {
 	if p.BasePath == "" {
-		return
+		return nil
 	}
 	info, err := p.inspectBase(p.BasePath)
 	switch {
 	case err != nil:
+		return err
 	case info.Format == image.FormatISO:
 		p.attachISO(p.BasePath, FileExists(p.Paths.Disk))
 	default:
 		p.useBase(p.BasePath, info)
 	}
+	return nil
 }
 
 // downloadError makes a download's failure a configuration error when the

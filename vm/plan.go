@@ -100,6 +100,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		CPU:        ResolveCPU(c.CPUModel, accel),
 		MemoryMiB:  c.MemoryMiB,
 		CPUs:       c.CPUs,
+		Sandbox:    c.Sandbox,
 		Kernel:     c.Kernel,
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,

@@ -73,6 +73,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		CPU:       "host",
 		MemoryMiB: 4096,
 		CPUs:      2,
+		Sandbox:   true,
 		Firmware:  &qemu.Firmware{Code: ovmfCode, Vars: st + "/efivars.fd"},
 		Disk:      st + "/disk.qcow2",
 		DiskBus:   "virtio",

@@ -120,7 +120,7 @@ func (p *Plan) stateFolder(*Prepared) (func(), bool, error) {
 // folder (see checkPrivate).
 func (p *Plan) checkStateFiles() error {
 	ps := p.Paths
-	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.Lock, ps.Salt,
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.SerialLog + ".1", ps.Lock, ps.Salt,
 		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
 	for n := 2; n <= config.MaxDisks; n++ {
 		files = append(files, ps.ExtraDisk(n))
