@@ -125,7 +125,9 @@ func readSeedRows(t *testing.T, f compatFiles) []seedRow {
 // compatHost and compatFacts are a fixed machine: 16 GiB, 8 CPUs, 100 GiB
 // free, KVM, the bridge br0 and the NICs eth0 and eth1.
 func compatHost(dir string) config.Host {
-	return config.Host{Hostname: "testhost", HomeDir: dir, MemoryMiB: 16384, CPUs: 8,
+	// PID1: the seed project's users run it as a container's entrypoint,
+	// where its SHELL is theirs.
+	return config.Host{Hostname: "testhost", HomeDir: dir, MemoryMiB: 16384, CPUs: 8, PID1: true,
 		FreeBytes: func(string) (int64, error) { return 100 << 30, nil }}
 }
 

@@ -17,7 +17,8 @@ import (
 // their docker run lines and .env files (docs/migrating.md).
 type rawHardware struct {
 	NoConsole       string `env:"NO_CONSOLE" envDefault:"0" help:"1: do not attach the serial console to stdin/stdout (it still goes to serial.log); as --no-console"`
-	Shell           string `env:"SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
+	GuestShell      string `env:"GUEST_SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
+	Shell           string `env:"SHELL" help:"the seed project's name for GUEST_SHELL, read only when vmrunner is PID 1 (a container's entrypoint): a login shell sets SHELL for every program it starts"`
 	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the first NIC)"`
 	ForceISO        string `env:"FORCE_ISO" envDefault:"0" help:"1: boot an .iso BOOT_FROM again although the VM's disk already exists (default: the installed disk boots, the ISO stays attached behind it)"`
 	BlankDisk       string `env:"BLANK_DISK" envDefault:"0" help:"1: a blank disk of DISK_SIZE instead of the catalog image (as BOOT_FROM=blank)"`
@@ -54,7 +55,7 @@ const (
 
 var shellPath = regexp.MustCompile(`^/[A-Za-z0-9_./+-]+$`)
 
-func loadHardware(c *Config, environ map[string]string) error {
+func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 	var raw rawHardware
 	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
 		return fmt.Errorf("reading environment: %w", err)
@@ -84,11 +85,15 @@ func loadHardware(c *Config, environ map[string]string) error {
 			c.Boot = BootSource{Blank: true}
 		}
 	}
-	if raw.Shell != "" {
-		if !shellPath.MatchString(raw.Shell) || filepath.Clean(raw.Shell) != raw.Shell {
-			errs = append(errs, &Error{Var: "SHELL", Value: raw.Shell, Accepted: "an absolute path such as /bin/bash or /bin/sh"})
+	shellVar, shell := "GUEST_SHELL", raw.GuestShell
+	if shell == "" && pid1 {
+		shellVar, shell = "SHELL", raw.Shell
+	}
+	if shell != "" {
+		if !shellPath.MatchString(shell) || filepath.Clean(shell) != shell {
+			errs = append(errs, &Error{Var: shellVar, Value: shell, Accepted: "an absolute path such as /bin/bash or /bin/sh"})
 		}
-		h.Shell = raw.Shell
+		h.Shell = shell
 	}
 	var err error
 	if h.BootOrder, err = ParseBootOrder(raw.BootOrder); err != nil {

@@ -7,8 +7,40 @@ import (
 	"testing"
 )
 
+// SHELL is the seed project's name, honoured only in a container: a login
+// shell's SHELL (a laptop user's /usr/bin/zsh) must not become the guest
+// user's shell, which the image may lack.
+func TestShellOnlyAsPID1(t *testing.T) {
+	env := map[string]string{"SHELL": "/usr/bin/zsh"}
+	c, err := Load(env, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hardware.Shell != "" {
+		t.Errorf("SHELL from a login shell became the guest's: %q", c.Hardware.Shell)
+	}
+	container := testHost
+	container.PID1 = true
+	if c, err = Load(env, container); err != nil {
+		t.Fatal(err)
+	}
+	if c.Hardware.Shell != "/usr/bin/zsh" {
+		t.Errorf("SHELL as PID 1 = %q, want /usr/bin/zsh", c.Hardware.Shell)
+	}
+	env["GUEST_SHELL"] = "/bin/sh"
+	if c, err = Load(env, container); err != nil {
+		t.Fatal(err)
+	}
+	if c.Hardware.Shell != "/bin/sh" {
+		t.Errorf("GUEST_SHELL beside SHELL = %q, want /bin/sh", c.Hardware.Shell)
+	}
+	if _, err := Load(map[string]string{"SHELL": "zsh"}, container); !isConfigError(err, "SHELL") {
+		t.Errorf("a relative SHELL as PID 1: %v, want a SHELL error", err)
+	}
+}
+
 func TestLoadHardware(t *testing.T) {
-	c, err := Load(map[string]string{"NO_CONSOLE": "1", "SHELL": "/bin/sh", "BOOT_ORDER": "CDROM, hd,network", "FORCE_ISO": "yes",
+	c, err := Load(map[string]string{"NO_CONSOLE": "1", "GUEST_SHELL": "/bin/sh", "BOOT_ORDER": "CDROM, hd,network", "FORCE_ISO": "yes",
 		"DOWNLOAD_RETRIES": "2", "ALLOCATE": "1", "USB": "1", "BALLOON": "true", "RNG": "0", "IO_THREAD": "1", "HYPERV": "1"}, testHost)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +115,7 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"BOOT_FROM": "/images/disk.tar.xz"}, "BOOT_FROM", "unpack it first"},
 		{map[string]string{"BOOT_ORDER": "floppy"}, "BOOT_ORDER", "hd, cdrom and network"},
 		{map[string]string{"BOOT_ORDER": "hd,hd"}, "BOOT_ORDER", "each at most once"},
-		{map[string]string{"SHELL": "bash"}, "SHELL", "absolute path"},
+		{map[string]string{"GUEST_SHELL": "bash"}, "GUEST_SHELL", "absolute path"},
 		{map[string]string{"DOWNLOAD_RETRIES": "-1"}, "DOWNLOAD_RETRIES", "0 to 100"},
 		{map[string]string{"BLANK_DISK": "1", "BOOT_FROM": "https://example.com/x.qcow2"}, "BLANK_DISK", "BOOT_FROM=blank"},
 	}

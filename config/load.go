@@ -37,6 +37,9 @@ type Host struct {
 	FreeBytes func(path string) (int64, error)
 	MemoryMiB int // what this process may use (cgroup limit or RAM)
 	CPUs      int // CPUs this process may use
+	// PID1: vmrunner is a container's entrypoint, where SHELL can only
+	// come from the user (-e SHELL=…), not from a login shell.
+	PID1 bool
 }
 
 func nicPrefix(i int) string {
@@ -65,7 +68,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 
 	check(loadMachine(c, raw, host))
 	check(loadBoot(c, raw, environ["DISTRO"] != ""))
-	check(loadHardware(c, environ))
+	check(loadHardware(c, environ, host.PID1))
 	check(checkRefused(environ))
 	check(loadDisks(c, raw, environ))
 	check(loadNICs(c, environ))

@@ -71,7 +71,7 @@ func TestBootOrderNetworkNeedsANIC(t *testing.T) {
 }
 
 func TestShellWarning(t *testing.T) {
-	p := plan(t, map[string]string{"SHELL": "/usr/bin/zsh"}, testFacts())
+	p := plan(t, map[string]string{"GUEST_SHELL": "/usr/bin/zsh"}, testFacts())
 	if !slices.ContainsFunc(p.Warnings, func(w string) bool { return strings.Contains(w, "SHELL=/usr/bin/zsh") }) {
 		t.Errorf("no warning about SHELL: %q", p.Warnings)
 	}

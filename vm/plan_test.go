@@ -612,7 +612,7 @@ func TestArgvPerVariable(t *testing.T) {
 		{"DISK_CACHE=directsync, O_DIRECT refused", map[string]string{"DISK_CACHE": "directsync"}, func(f *Facts) { f.NoDirectIO = true }, []string{diskDrive},
 			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writethrough,aio=threads"}},
 		{"BLANK_DISK=1", map[string]string{"BLANK_DISK": "1", "BOOT_FROM": ""}, nil, nil, nil},
-		{"SHELL NO_CONSOLE FORCE_ISO ALLOCATE DOWNLOAD_RETRIES", map[string]string{"SHELL": "/bin/sh", "NO_CONSOLE": "1", "FORCE_ISO": "1", "ALLOCATE": "1", "DOWNLOAD_RETRIES": "9"}, nil, nil, nil},
+		{"GUEST_SHELL NO_CONSOLE FORCE_ISO ALLOCATE DOWNLOAD_RETRIES", map[string]string{"GUEST_SHELL": "/bin/sh", "NO_CONSOLE": "1", "FORCE_ISO": "1", "ALLOCATE": "1", "DOWNLOAD_RETRIES": "9"}, nil, nil, nil},
 		{"EXTRA_ARGS", map[string]string{"EXTRA_ARGS": `-device virtio-balloon-pci -no-reboot -fw_cfg 'name=opt/x,string=a b'`}, nil, nil,
 			[]string{"-device virtio-balloon-pci", "-no-reboot", "-fw_cfg name=opt/x,string=a b"}},
 	}
