@@ -120,8 +120,8 @@ type VM struct {
 // GuestEnv is the environment that boots the busybox test guest quickly.
 func GuestEnv(t *testing.T) map[string]string {
 	return map[string]string{
-		"KERNEL":         filepath.Join(guestDir, "vmlinuz"),
-		"INITRD":         filepath.Join(guestDir, "initrd.gz"),
+		"KERNEL": filepath.Join(guestDir, "vmlinuz"),
+		"INITRD": filepath.Join(guestDir, "initrd.gz"),
 		// no_timer_check: under TCG on a loaded host the kernel's IO-APIC
 		// timer check can fail and panic the guest before it prints a line.
 		"KERNEL_CMDLINE": "console=ttyS0 quiet no_timer_check",
