@@ -187,7 +187,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		},
 		FetchMedia: func(ctx context.Context, url string) (string, error) {
 			sugar := log.Sugar()
-			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(),
+			// AllowHTTP: the medium's user is authenticated (Redfish, control
+			// socket) and it is only attached as a read-only raw CD.
+			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(), AllowHTTP: true,
+				MaxSize: cfg.MediaMaxSize, MaxUnpacked: cfg.MediaMaxUnpacked,
 				Progress: image.LogProgress(sugar.Infow, 10*time.Second, 10), Log: sugar.Infow})
 		},
 	})
@@ -198,6 +201,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 	go srv.Serve()
 	defer srv.Close()
+	stopRedfish, err := serveRedfish(plan, ctl, log)
+	if err != nil {
+		log.Error("redfish", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	defer stopRedfish()
 	go func() {
 		for range stop {
 			ctl.Shutdown()

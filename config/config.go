@@ -127,7 +127,10 @@ type Config struct {
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration
-	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP
+	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP; unset: on with Redfish
+	// MediaMaxSize and MediaMaxUnpacked cap a virtual medium's download
+	// (DOWNLOAD_MAX_SIZE, EXTRACT_MAX_SIZE), as they cap BOOT_FROM's.
+	MediaMaxSize, MediaMaxUnpacked int64
 	PowerOnAtStart  bool // POWER_ON_AT_START
 	ExtraArgs       []string
 	QEMUBinary      string
