@@ -1,5 +1,5 @@
 // Command vmrunner runs one QEMU virtual machine and supervises it: the
-// contract is shared/spec/interface.md, summarised in the README.
+// contract is docs/reference.md.
 package main
 
 import (

@@ -8,31 +8,56 @@ import (
 	"text/tabwriter"
 )
 
-// WriteHelp lists every variable with its default and meaning, read from the
-// same struct tags that Load parses with.
+// section is one table of variables: --help and docs/reference.md list
+// the same sections, read from the struct tags that Load parses with.
+type section struct {
+	title  string // "" for the main table
+	raw    reflect.Type
+	prefix string
+}
+
+var sections = []section{
+	{"", reflect.TypeOf(rawMachine{}), ""},
+	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", reflect.TypeOf(rawNIC{}), "NETWORK_"},
+	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), reflect.TypeOf(rawDisk{}), ""},
+}
+
+// WriteHelp lists every variable with its default and meaning.
 func WriteHelp(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, f := range fields(reflect.TypeOf(rawMachine{}), "") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	for i, sec := range sections {
+		if sec.title != "" {
+			fmt.Fprintf(w, "\n%s\n", sec.title)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if i == 0 {
+			fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+		}
+		for _, f := range fields(sec.raw, sec.prefix) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	return nil
+}
+
+// WriteReference writes the same tables in Markdown, for docs/reference.md.
+func WriteReference(w io.Writer) error {
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+	for _, sec := range sections {
+		if sec.title != "" {
+			fmt.Fprintf(w, "\n%s\n\n", sec.title)
+		}
+		fmt.Fprintln(w, "| variable | default | meaning |")
+		fmt.Fprintln(w, "| --- | --- | --- |")
+		for _, f := range fields(sec.raw, sec.prefix) {
+			if _, err := fmt.Fprintf(w, "| `%s` | %s | %s |\n", f.name, cell(f.def), cell(f.help)); err != nil {
+				return err
+			}
+		}
 	}
-	fmt.Fprint(w, "\nNIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:\n")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, f := range fields(reflect.TypeOf(rawNIC{}), "NETWORK_") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nMore disks, n from 2 to %d:\n", MaxDisks)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, f := range fields(reflect.TypeOf(rawDisk{}), "") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
-	}
-	return tw.Flush()
+	return nil
 }
 
 type field struct {

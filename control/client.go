@@ -34,11 +34,14 @@ func (cl *Client) Call(req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	if _, err := cl.c.Write(append(b, '\n')); err != nil {
-		return Response{}, err
-	}
+	_, werr := cl.c.Write(append(b, '\n'))
+	// A refused peer's answer comes before any request, and the server
+	// closes then: read it even when the write failed.
 	line, err := cl.br.ReadBytes('\n')
 	if err != nil {
+		if werr != nil {
+			return Response{}, werr
+		}
 		return Response{}, fmt.Errorf("reading the answer: %w", err)
 	}
 	var resp Response

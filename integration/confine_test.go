@@ -293,7 +293,7 @@ func TestConfinementOptOut(t *testing.T) {
 	if code := bad.Wait(time.Minute); code != 2 {
 		t.Fatalf("exit status with an unreachable state folder = %d, want 2", code)
 	}
-	if !strings.Contains(bad.Stderr(), "QEMU_USER=\"nobody\"") || !strings.Contains(bad.Stderr(), "is not searchable by nobody") {
+	if !strings.Contains(bad.Stderr(), "QEMU_USER=\"nobody\"") || !strings.Contains(bad.Stderr(), "not searchable by nobody") {
 		t.Errorf("the error does not name QEMU_USER and the folder:\n%s", bad.Stderr())
 	}
 	if strings.Contains(bad.Stderr(), "QEMU started") {

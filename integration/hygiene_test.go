@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -251,10 +252,17 @@ func TestHygieneSecretsAndFiles(t *testing.T) {
 		t.Errorf("the log does not show QEMU's arguments with the secret masked:\n%s", v.Stderr())
 	}
 
-	// The state folder and its files are this user's alone.
+	// The state folder and its files are this user's alone, but for what
+	// a confined QEMU (its own user) must open: those are opened to QEMU's
+	// group only.
 	state := v.StateDir()
-	checkMode(t, state, 0o700)
-	for _, f := range []string{"serial.log", "lock", "mac-1", "seed.iso", "password-salt"} {
+	qemuGID := -1
+	if gids := strings.Fields(procStatus(t, qemuPID)["Gid"]); len(gids) > 0 && gids[0] != "0" {
+		qemuGID, _ = strconv.Atoi(gids[0])
+	}
+	checkPrivate(t, state, 0o700, qemuGID)
+	checkPrivate(t, filepath.Join(state, "seed.iso"), 0o600, qemuGID)
+	for _, f := range []string{"serial.log", "lock", "mac-1", "password-salt"} {
 		checkMode(t, filepath.Join(state, f), 0o600)
 	}
 
@@ -298,6 +306,26 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 	}
 	if st.Mode().Perm() != want {
 		t.Errorf("%s has mode %v, want %v", path, st.Mode().Perm(), want)
+	}
+}
+
+// checkPrivate: path has mode own (the owner's bits only), or, when QEMU
+// runs confined under group qemuGID (-1: as root), the same bits opened to
+// that group and no other.
+func checkPrivate(t *testing.T, path string, own os.FileMode, qemuGID int) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	perm := st.Mode().Perm()
+	if perm == own {
+		return
+	}
+	grouped := own | own>>3
+	if gid := int(st.Sys().(*syscall.Stat_t).Gid); qemuGID < 0 || perm != grouped || gid != qemuGID {
+		t.Errorf("%s has mode %v group %d, want %v (or %v for QEMU's group %d)", path, perm, gid, own, grouped, qemuGID)
 	}
 }
 
