@@ -26,8 +26,9 @@ RUN go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION
 
 # --- runtime: QEMU, qemu-img, UEFI firmware, and vmrunner -------------------
 FROM ${RUNTIME_IMAGE}
-# qemu-system-x86 brings SeaBIOS and the iPXE option ROMs (virtio-net needs
-# them); ovmf is UEFI and Secure Boot; qemu-utils is qemu-img.
+# qemu-system-x86 brings SeaBIOS; ipxe-qemu the NICs' option ROMs (virtio-net
+# needs them, and a Redfish Pxe boot runs them), named since QEMU only
+# recommends it; ovmf is UEFI and Secure Boot; qemu-utils is qemu-img.
 # Translations and manuals are left out, as in Debian's slim images (QEMU's
 # dependencies would bring over 50 MB of translations).
 RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/man/*' \
@@ -35,7 +36,7 @@ RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/ma
         'path-include=/usr/share/doc/*/copyright' >/etc/dpkg/dpkg.cfg.d/vmrunner-slim && \
     apt-get update && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        qemu-system-x86 qemu-utils ovmf && \
+        qemu-system-x86 ipxe-qemu qemu-utils ovmf && \
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 COPY --from=build /out/vmrunner /usr/local/bin/vmrunner

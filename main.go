@@ -236,12 +236,22 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		PowerOnAtStart: cfg.PowerOnAtStart,
 		Confine: func(spec qemu.Spec, base string) (*syscall.Credential, string, error) {
 			u, err := confineQEMU(plan, spec, base, log)
+			qemuUser.Store(u)
 			return u.Credential(), u.String(), err
 		},
 		FetchMedia: func(ctx context.Context, url string) (string, error) {
 			sugar := log.Sugar()
-			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(),
+			// AllowHTTP: the medium's user is authenticated (Redfish, control
+			// socket) and it is only attached as a read-only raw CD. Three
+			// attempts: a BMC client waits for the answer (about 3 s to
+			// give up on an unreachable URL, not half a minute).
+			p, err := image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(), AllowHTTP: true, Attempts: 3,
+				MaxSize: cfg.MediaMaxSize, MaxUnpacked: cfg.MediaMaxUnpacked,
 				Progress: image.LogProgress(sugar.Infow, 10*time.Second, 10), Log: sugar.Infow})
+			if err != nil {
+				return "", err
+			}
+			return p, openMedium(cfg.CacheDir(), p)
 		},
 	})
 	srv, err := control.Listen(plan.Paths.Control, ctl, log)
@@ -251,6 +261,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 	go srv.Serve()
 	defer srv.Close()
+	stopRedfish, err := serveRedfish(plan, ctl, log)
+	if err != nil {
+		log.Error("redfish", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	defer stopRedfish()
 	go func() {
 		for range stop {
 			ctl.Shutdown()

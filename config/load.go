@@ -131,11 +131,12 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 			errs = append(errs, &Error{Var: "BOOT_FROM_FORMAT", Value: raw.BootFromFmt, Accepted: "only together with BOOT_FROM set to an image file or URL"})
 		}
 	}
+	c.MediaMaxSize, err = parseSize("DOWNLOAD_MAX_SIZE", raw.DownloadMax)
+	errs = append(errs, err)
+	c.MediaMaxUnpacked, err = parseSize("EXTRACT_MAX_SIZE", raw.ExtractMax)
+	errs = append(errs, err)
 	if d := c.Boot.Download; d != nil {
-		d.MaxSize, err = parseSize("DOWNLOAD_MAX_SIZE", raw.DownloadMax)
-		errs = append(errs, err)
-		d.MaxUnpacked, err = parseSize("EXTRACT_MAX_SIZE", raw.ExtractMax)
-		errs = append(errs, err)
+		d.MaxSize, d.MaxUnpacked = c.MediaMaxSize, c.MediaMaxUnpacked
 		if !image.Verifiable(*d) {
 			e := &Error{Var: "BOOT_FROM", Value: d.URL, Accepted: "an https URL, or an http URL together with BOOT_FROM_SHA256 (plain http can be altered on the way)"}
 			if c.Boot.Distro != "" {
@@ -254,8 +255,10 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 		add(&Error{Var: "SHUTDOWN_TIMEOUT", Value: raw.ShutdownTimeout, Accepted: "whole seconds from 0 to 86400"})
 	}
 	c.ShutdownTimeout = time.Duration(secs) * time.Second
-	c.KeepAlive, err = parseBool("KEEP_ALIVE_AFTER_VM_STOP", raw.KeepAlive)
-	add(err)
+	if strings.TrimSpace(raw.KeepAlive) != "" { // unset: decided by loadRedfish
+		c.KeepAlive, err = parseBool("KEEP_ALIVE_AFTER_VM_STOP", raw.KeepAlive)
+		add(err)
+	}
 	c.PowerOnAtStart, err = parseBool("POWER_ON_AT_START", raw.PowerOnAtStart)
 	add(err)
 
@@ -644,6 +647,10 @@ func loadRedfish(c *Config, raw rawMachine) error {
 	on, err := parseBool("REDFISH_ENABLE", raw.RedfishEnable)
 	if err != nil || !on {
 		return err
+	}
+	// The BMC must outlive the server it manages; an explicit 0 stays 0.
+	if strings.TrimSpace(raw.KeepAlive) == "" {
+		c.KeepAlive = true
 	}
 	var errs []error
 	r := Redfish{Enabled: true, Listen: raw.RedfishListen, Username: raw.RedfishUser,

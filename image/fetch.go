@@ -23,6 +23,11 @@ type FetchRequest struct {
 	// MaxSize and MaxUnpacked cap the bytes the download and its unpacking
 	// may write (DOWNLOAD_MAX_SIZE, EXTRACT_MAX_SIZE); 0: no cap.
 	MaxSize, MaxUnpacked int64
+	// AllowHTTP takes plain http without a digest. Only for a source an
+	// authenticated user chose for a use that follows nothing inside it: a
+	// virtual medium inserted through Redfish (Ironic serves media over
+	// plain http), attached as a read-only raw CD. Never for BOOT_FROM.
+	AllowHTTP bool
 
 	// Progress is told the bytes downloaded and the total (-1 if unknown),
 	// at most ten times a second and once at the end; see Bar and
@@ -100,7 +105,7 @@ func newFetcher(req FetchRequest) (*fetcher, error) {
 	if err := checkURL(req.URL); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
 	}
-	if !Verifiable(req) {
+	if !Verifiable(req) && !(req.AllowHTTP && strings.HasPrefix(req.URL, "http://")) {
 		return nil, fmt.Errorf("%w: %s is plain http without a digest: use https, or give its sha256 (BOOT_FROM_SHA256)", ErrBadURL, req.URL)
 	}
 	if req.ChecksumURL != "" {

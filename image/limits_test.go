@@ -52,6 +52,28 @@ func TestFetchRefusesPlainHTTPWithoutDigest(t *testing.T) {
 	}
 }
 
+// A medium a Redfish user inserts may come over plain http (Ironic's
+// conductor serves it so), still under the size caps.
+func TestFetchAllowHTTP(t *testing.T) {
+	data := randomBytes(t, 64<<10)
+	plain, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write(data) })
+	req := quick(plain.URL+"/m.iso", t.TempDir())
+	req.AllowHTTP = true
+	p, err := Fetch(context.Background(), req)
+	if err != nil {
+		t.Fatalf("http with AllowHTTP: %v", err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
+		t.Errorf("fetched %d bytes, want the server's %d", len(got), len(data))
+	}
+	req = quick(plain.URL+"/big.iso", t.TempDir())
+	req.AllowHTTP, req.MaxSize = true, 16<<10
+	var le *LimitError
+	if _, err := Fetch(context.Background(), req); !errors.As(err, &le) {
+		t.Errorf("http over DOWNLOAD_MAX_SIZE: %v, want a LimitError", err)
+	}
+}
+
 func TestFetchRedirects(t *testing.T) {
 	plain, plainHits := countingServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("x")) })
 	tests := []struct {

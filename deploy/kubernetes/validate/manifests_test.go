@@ -33,6 +33,7 @@ const manifestDir = ".."
 const (
 	defaultShutdownTimeout = 30
 	defaultSSHPort         = 2222
+	defaultRedfishPort     = 8443
 	// forcedStopSeconds is what vmrunner needs after SHUTDOWN_TIMEOUT to
 	// stop QEMU by force (QMP quit, then SIGKILL after 3 s).
 	forcedStopSeconds = 3
@@ -273,14 +274,21 @@ func TestServicesReachSSH(t *testing.T) {
 	s := m.statefulSets[0]
 	c := vmContainer(t, s)
 	ssh := envInt(t, c, "SSH_PORT", defaultSSHPort)
-	var port *corev1.ContainerPort
+	redfish := envInt(t, c, "REDFISH_PORT", defaultRedfishPort)
+	var port, rfPort *corev1.ContainerPort
 	for i := range c.Ports {
-		if c.Ports[i].ContainerPort == int32(ssh) {
+		switch c.Ports[i].ContainerPort {
+		case int32(ssh):
 			port = &c.Ports[i]
+		case int32(redfish):
+			rfPort = &c.Ports[i]
 		}
 	}
 	if port == nil {
 		t.Fatalf("no containerPort for SSH_PORT %d", ssh)
+	}
+	if rfPort == nil {
+		t.Fatalf("no containerPort for REDFISH_PORT %d", redfish)
 	}
 	governing := false
 	for _, svc := range m.services {
@@ -296,10 +304,12 @@ func TestServicesReachSSH(t *testing.T) {
 			}
 		}
 		for _, p := range svc.Spec.Ports {
-			ok := p.TargetPort.Type == intstr.String && p.TargetPort.StrVal == port.Name ||
-				p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == port.ContainerPort
-			if !ok {
-				t.Errorf("service %s port %s targets %s, not the SSH port", svc.Name, p.Name, p.TargetPort.String())
+			targets := func(cp *corev1.ContainerPort) bool {
+				return p.TargetPort.Type == intstr.String && p.TargetPort.StrVal == cp.Name ||
+					p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == cp.ContainerPort
+			}
+			if !targets(port) && !targets(rfPort) {
+				t.Errorf("service %s port %s targets %s, neither the SSH nor the Redfish port", svc.Name, p.Name, p.TargetPort.String())
 			}
 		}
 	}
