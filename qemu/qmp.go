@@ -118,3 +118,21 @@ func (m *Monitor) Powerdown() error { return m.run("system_powerdown", nil) }
 
 // Quit ends QEMU at once (the guest gets no say).
 func (m *Monitor) Quit() error { return m.run("quit", nil) }
+
+// SetVNCPassword changes the password of VNC display id (VNCDisplayTCP)
+// at once, for new connections. It is set_password rather than
+// change-vnc-password, which acts on whichever display came first; QEMU
+// refuses a display without password auth, so the web console's socket
+// can never gain one by mistake. The password is not in the error.
+func (m *Monitor) SetVNCPassword(display, password string) error {
+	req, err := json.Marshal(map[string]any{"execute": "set_password", "arguments": map[string]string{
+		"protocol": "vnc", "display": display, "password": password,
+	}})
+	if err != nil {
+		return err
+	}
+	if _, err := m.mon.Run(req); err != nil {
+		return fmt.Errorf("QMP set_password for VNC display %s: %w", display, err)
+	}
+	return nil
+}
