@@ -145,7 +145,8 @@ type Config struct {
 	NetworkConfigPath string
 	NetworkConfig     []byte
 
-	VNCPort int // 0: no VNC
+	VNCPort int // 0: no TCP VNC listener
+	Console Console
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

@@ -89,10 +89,6 @@ func (c *Config) Effective() [][2]string {
 	if c.Persist != nil {
 		persist = fmt.Sprint(*c.Persist)
 	}
-	vnc := "none"
-	if c.VNCPort != 0 {
-		vnc = "vnc"
-	}
 	out := [][2]string{
 		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
@@ -112,8 +108,9 @@ func (c *Config) Effective() [][2]string {
 		{"GUEST_PASSWORD", mask(c.GuestPassword)}, {"SSH_PUBKEY", c.SSHPubKey},
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
-		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+		{"GRAPHICS", string(c.Console.Graphics)}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
 	}
+	out = append(out, c.Console.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
 	}

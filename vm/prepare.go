@@ -31,6 +31,11 @@ type Tools struct {
 type Prepared struct {
 	Files    []*os.File // inherited by QEMU as fds 3, 4, …
 	Warnings []string
+	// VNCPassword is the VNC password QEMU was given (VNC_PASSWORD, else the
+	// kept or generated one); VNCPasswordNew says it was generated just now
+	// and is to be logged, this once.
+	VNCPassword    string
+	VNCPasswordNew bool
 	undo     []func()
 }
 
@@ -69,6 +74,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(t.Run) }},
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
+		{"VNC password", p.vncPassword},
 		{"network", p.network},
 	}
 	for _, s := range steps {
@@ -117,7 +123,7 @@ func (p *Plan) lock(*Prepared) (func(), bool, error) {
 // staleSockets removes sockets a killed run left, so that QMP clients never
 // reach a dead QEMU's path.
 func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
-	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe} {
+	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.VNCSocket} {
 		if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, false, err
 		}
@@ -125,6 +131,7 @@ func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
 	return func() {
 		os.Remove(p.Paths.QMP)
 		os.Remove(p.Paths.QMPProbe)
+		os.Remove(p.Paths.VNCSocket)
 	}, true, nil
 }
 

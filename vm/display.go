@@ -1,0 +1,83 @@
+package vm
+
+import (
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/vmrunner/vmrunner/config"
+)
+
+// vncPassword writes the password QEMU's secret object reads and makes the
+// folder of the web console's socket, which only vmrunner may enter: that
+// listener has no VNC auth of its own.
+func (p *Plan) vncPassword(out *Prepared) (func(), bool, error) {
+	if p.Spec.Display == nil {
+		return nil, false, nil
+	}
+	if err := os.Mkdir(p.Paths.VNCDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, false, err
+	}
+	// A folder kept from an older run may have other modes.
+	if err := os.Chmod(p.Paths.VNCDir, 0o700); err != nil {
+		return nil, false, err
+	}
+	pw := p.Config.Console.VNCPassword
+	if pw == "" {
+		b, err := os.ReadFile(p.Paths.VNCPassword)
+		switch {
+		case err == nil && len(b) > 0 && len(b) <= config.MaxVNCPassword:
+			pw = string(b)
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			pw, out.VNCPasswordNew = NewVNCPassword(), true
+		default:
+			return nil, false, err
+		}
+	}
+	out.VNCPassword = pw
+	return nil, false, writeSecret(p.Paths.VNCPassword, []byte(pw))
+}
+
+// NewVNCPassword makes an 8-character password (VNC auth's whole length)
+// from letters and digits without look-alikes: about 46 bits.
+func NewVNCPassword() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, config.MaxVNCPassword)
+	for i := range b {
+		b[i] = alphabet[randIndex(len(alphabet))]
+	}
+	return string(b)
+}
+
+// randIndex is uniform in [0, n) by rejection sampling.
+func randIndex(n int) int {
+	var c [1]byte
+	for {
+		if _, err := rand.Read(c[:]); err != nil {
+			panic(err) // crypto/rand does not fail on Linux
+		}
+		if int(c[0]) < 256-256%n {
+			return int(c[0]) % n
+		}
+	}
+}
+
+// writeSecret replaces path with data, 0600 from the start, never
+// following a symlink planted at path.
+func writeSecret(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
