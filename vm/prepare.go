@@ -36,7 +36,7 @@ type Prepared struct {
 	// and is to be logged, this once.
 	VNCPassword    string
 	VNCPasswordNew bool
-	undo     []func()
+	undo           []func()
 }
 
 // Release undoes start-up in reverse order: network links, then the lock.
