@@ -49,6 +49,7 @@ const (
 	MaxViewers   = 16
 	wsPath       = "/websockify" // noVNC's default path
 	maxClientMsg = 64 << 10      // RFB client messages are tiny; cut-text is the largest
+	maxWait      = 10 * time.Minute // a viewer waits this long for the VM to run
 )
 
 // viewerURL is where / leads: noVNC connects at once, scales the screen to
@@ -182,19 +183,18 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	vnc, err := s.cfg.VM.DialDisplay(ctx)
-	if err != nil {
-		code := http.StatusBadGateway
-		if errors.Is(err, controller.ErrState) {
-			code = http.StatusServiceUnavailable
-		}
-		http.Error(w, fmt.Sprintf("%d the VM's screen is not available: %v", code, err), code)
+	if err != nil && !errors.Is(err, controller.ErrState) {
+		http.Error(w, "502 the VM's screen is not available", http.StatusBadGateway)
+		s.cfg.Log.Warn("dialing the display", zap.String("service", "webconsole"), zap.Error(err))
 		return
 	}
-	defer vnc.Close()
 	// Accept checks that the Origin is this host: a page elsewhere must not
 	// reach the screen with the credentials the browser has cached.
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"binary"}})
 	if err != nil {
+		if vnc != nil {
+			vnc.Close()
+		}
 		return // Accept has answered
 	}
 	c.SetReadLimit(maxClientMsg)
@@ -202,6 +202,15 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	ws := websocket.NetConn(ctx, c, websocket.MessageBinary)
 	defer ws.Close()
+	if vnc == nil {
+		// The VM is off. noVNC retries only after a clean close, and a
+		// close before the RFB greeting is a failure to it, so the viewer
+		// waits here, "connecting", until the VM runs again.
+		if vnc, err = s.waitDisplay(ctx); err != nil {
+			return
+		}
+	}
+	defer vnc.Close()
 
 	start := time.Now()
 	var in int64
@@ -217,6 +226,26 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	<-done
 	s.cfg.Log.Info("viewer disconnected", zap.String("service", "webconsole"), zap.String("remote", r.RemoteAddr),
 		zap.Int64("bytes_to_viewer", out), zap.Int64("bytes_from_viewer", in), zap.Duration("duration", time.Since(start)))
+}
+
+// waitDisplay dials the display once a second until the VM runs again,
+// at most maxWait.
+func (s *Server) waitDisplay(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		c, err := s.cfg.VM.DialDisplay(ctx)
+		if !errors.Is(err, controller.ErrState) {
+			return c, err
+		}
+	}
 }
 
 // noDirs serves files only: noVNC's folder is not listed.
