@@ -47,8 +47,8 @@ type Config struct {
 // Limits of the service; a console has a handful of viewers.
 const (
 	MaxViewers   = 16
-	wsPath       = "/websockify" // noVNC's default path
-	maxClientMsg = 64 << 10      // RFB client messages are tiny; cut-text is the largest
+	wsPath       = "/websockify"    // noVNC's default path
+	maxClientMsg = 64 << 10         // RFB client messages are tiny; cut-text is the largest
 	maxWait      = 10 * time.Minute // a viewer waits this long for the VM to run
 )
 
