@@ -24,6 +24,13 @@ needs=(
   dockerd docker.io
   script bsdutils
   nsenter util-linux
+  /usr/share/novnc/vnc.html novnc
+  vncsnapshot vncsnapshot
+  vncpasswd tigervnc-tools
+  tesseract tesseract-ocr
+  /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
+  chromium chromium
+  chromedriver chromium-driver
 )
 
 missing=()
