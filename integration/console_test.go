@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/des"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"math/bits"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -107,9 +110,18 @@ func TestConsole(t *testing.T) {
 				t.Errorf("%s: OCR reads %q, want %q", name, text, screenLine)
 			}
 		}
-		for _, pw := range []string{"wrong-pw", "", vncPassword[:7], "v3ry-s3c-and-more"[1:]} {
+		for _, pw := range []string{"wrong-pw", vncPassword[:7], "3ry-s3c"} {
 			if _, out, err := vncsnapshot(t, dir, pw, port); err == nil || !strings.Contains(out, "authentication failed") {
 				t.Errorf("password %q: err %v, output %s; want refused", pw, err, out)
+			}
+		}
+	})
+
+	t.Run("RFB handshake", func(t *testing.T) {
+		// vncsnapshot cannot even send an empty password; speak RFB here.
+		for pw, ok := range map[string]bool{vncPassword: true, "": false, "wrong": false, vncPassword + "x": true} {
+			if got := rfbAuth(t, "127.0.0.1:"+port, pw); got != ok {
+				t.Errorf("VNC auth with %q: accepted %v, want %v", pw, got, ok)
 			}
 		}
 	})
@@ -141,15 +153,26 @@ func browserTest(t *testing.T, v *VM) {
 	b := startBrowser(t)
 
 	// Without login: the page and the WebSocket are refused.
-	b.navigate(base + "/")
-	if src := b.script("return document.body.innerText"); !strings.Contains(fmt.Sprint(src), "401") {
-		t.Errorf("without login the page shows %q, want the 401", src)
+	b.navigate(base + "/vnc.html")
+	if got := b.script("return document.getElementById('noVNC_container') === null"); got != true {
+		t.Errorf("without login the browser shows noVNC")
 	}
-	wsResult := b.asyncScript(`const done = arguments[arguments.length-1];
-		const ws = new WebSocket(arguments[0], ["binary"]);
-		ws.onopen = () => done("open"); ws.onerror = () => done("refused");`, "wss://"+srv.Addr().String()+"/websockify")
-	if wsResult != "refused" {
-		t.Errorf("WebSocket without login: %v", wsResult)
+	t.Logf("without login the browser is at %v", b.script("return location.href"))
+	for _, cred := range [][2]string{{"", ""}, {user, "wrong"}, {"admin", pass}} {
+		if code, auth := getStatus(t, base+"/", cred[0], cred[1]); code != http.StatusUnauthorized || !strings.HasPrefix(auth, "Basic ") {
+			t.Errorf("/ as %q/%q: %d, WWW-Authenticate %q; want 401 with a Basic challenge", cred[0], cred[1], code, auth)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		h := http.Header{}
+		if cred != [2]string{} {
+			h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred[0]+":"+cred[1])))
+		}
+		_, resp, err := websocket.Dial(ctx, "wss://"+srv.Addr().String()+"/websockify", &websocket.DialOptions{
+			HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}}, HTTPHeader: h})
+		cancel()
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("WebSocket as %q/%q: %v %v, want 401", cred[0], cred[1], err, resp)
+		}
 	}
 
 	// With login in the URL: / leads to noVNC, which connects.
@@ -171,8 +194,7 @@ func browserTest(t *testing.T, v *VM) {
 	waitFor(t, time.Minute, "noVNC to notice the VM is gone", func() bool {
 		return !strings.Contains(b.classes(), "noVNC_connected")
 	})
-	resp := getWithAuth(t, base+"/", user, pass)
-	if resp != http.StatusServiceUnavailable {
+	if resp, _ := getStatus(t, base+"/", user, pass); resp != http.StatusServiceUnavailable {
 		t.Errorf("/ with the VM off: %d, want 503", resp)
 	}
 	v2 := Start(t, v.Env)
@@ -269,6 +291,49 @@ func rfbSecurityTypes(t *testing.T, addr string) []byte {
 		t.Fatal(err)
 	}
 	return types
+}
+
+// rfbAuth does RFB 3.8's VNC authentication with pw and says whether the
+// server accepted it. The DES key is the password's first 8 bytes, each
+// with its bits reversed (the protocol's historic quirk).
+func rfbAuth(t *testing.T, addr, pw string) bool {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("RFB 003.008\n"))
+	n, _ := r.ReadByte()
+	io.CopyN(io.Discard, r, int64(n))
+	c.Write([]byte{2})
+	challenge := make([]byte, 16)
+	if _, err := io.ReadFull(r, challenge); err != nil {
+		t.Fatal(err)
+	}
+	var key [8]byte
+	copy(key[:], pw)
+	for i, b := range key {
+		key[i] = bits.Reverse8(b)
+	}
+	block, err := des.NewCipher(key[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := make([]byte, 16)
+	block.Encrypt(resp[:8], challenge[:8])
+	block.Encrypt(resp[8:], challenge[8:])
+	c.Write(resp)
+	var result [4]byte
+	if _, err := io.ReadFull(r, result[:]); err != nil {
+		t.Fatal(err)
+	}
+	return result == [4]byte{}
 }
 
 // vncsnapshot captures one frame with password pw (vncpasswd -f makes the
@@ -431,19 +496,23 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 	}
 }
 
-func getWithAuth(t *testing.T, url, user, pass string) int {
+// getStatus is the status and WWW-Authenticate of url; user "" sends no
+// credentials.
+func getStatus(t *testing.T, url, user, pass string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second,
 		Transport:     &http.Transport{TLSClientConfig: insecureTLS()},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequest("GET", url, nil)
-	req.SetBasicAuth(user, pass)
+	if user != "" || pass != "" {
+		req.SetBasicAuth(user, pass)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
 }
 
 // browser is headless Chromium driven through chromedriver's W3C
