@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -711,3 +712,217 @@ func jsonLogger(w io.Writer) *zap.Logger {
 }
 
 func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} }
+
+// BenchmarkConsoleBridge measures the web console's WebSocket bridge with
+// full-screen redraws in raw encoding (the most bytes a redraw can take),
+// against the same redraws straight from QEMU's socket, and the process's
+// RSS with one and with five viewers attached.
+//
+//	cd integration && go test -run '^$' -bench ConsoleBridge -benchtime 50x .
+func BenchmarkConsoleBridge(b *testing.B) {
+	needGuestB(b)
+	sock := startForBench(b)
+	disp := socketDisplay(sock)
+	cert, _, err := certs.Load(certs.Source{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := webconsole.Listen(webconsole.Config{Addr: "127.0.0.1:0", Username: "u", Password: "p",
+		Dir: "/usr/share/novnc", TLS: certs.ServerConfig(cert), VM: disp, Log: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Close()
+	viewer := func() net.Conn {
+		h := http.Header{}
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("u:p")))
+		ws, _, err := websocket.Dial(context.Background(), "wss://"+srv.Addr().String()+"/websockify", &websocket.DialOptions{
+			HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}}, HTTPHeader: h})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws.SetReadLimit(-1)
+		return websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	}
+	for _, bc := range []struct {
+		name string
+		dial func() net.Conn
+	}{
+		{"direct", func() net.Conn {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return c
+		}},
+		{"bridge", viewer},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := bc.dial()
+			defer c.Close()
+			r := newRFB(b, c)
+			b.SetBytes(int64(r.redraw()))
+			b.ResetTimer()
+			for range b.N {
+				r.redraw()
+			}
+		})
+	}
+	b.Run("rss", func(b *testing.B) {
+		for range b.N {
+		}
+		base := rssKiB(b)
+		var conns []net.Conn
+		for i := 1; i <= 5; i++ {
+			c := viewer()
+			conns = append(conns, c)
+			newRFB(b, c).redraw()
+			if i == 1 || i == 5 {
+				b.ReportMetric(float64(rssKiB(b)-base)/1024, fmt.Sprintf("MiB-more-with-%d-viewers", i))
+			}
+		}
+		b.ReportMetric(float64(base)/1024, "MiB-before")
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
+func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+func be32(b []byte) uint32 { return uint32(be16(b))<<16 | uint32(be16(b[2:])) }
+
+// socketDisplay is a VM that runs and shows the display at sock.
+type socketDisplay string
+
+func (socketDisplay) Status() controller.Status { return controller.Status{Power: controller.Running} }
+
+func (s socketDisplay) DialDisplay(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", string(s))
+}
+
+// startForBench runs vmrunner with the test guest and a display (the
+// harness's Start takes a *testing.T) and returns the display socket.
+func startForBench(b *testing.B) string {
+	data := b.TempDir()
+	cmd := exec.Command(binary)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"KERNEL=" + filepath.Join(guestDir, "vmlinuz"), "INITRD=" + filepath.Join(guestDir, "initrd.gz"),
+		"KERNEL_CMDLINE=console=tty0 console=ttyS0 quiet vmtest.screen=1", "ACCEL=tcg", "BOOT_MODE=legacy",
+		"MEMORY=512", "CPUS=1", "DATA_DIR=" + data, "GUEST_NAME=bench", "NETWORK_MODE=none", "CLOUD_INIT=0",
+		"GRAPHICS=vnc", "VNC_LISTEN=127.0.0.1", "VNC_PORT=" + fmt.Sprint(5900+50+os.Getpid()%1000), "LOG_FORMAT=json"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VMTEST ready") {
+			go io.Copy(io.Discard, out)
+			return filepath.Join(data, "vms", "bench", "vnc", "web.sock")
+		}
+	}
+	b.Fatal("the guest ended before it was ready")
+	return ""
+}
+
+func needGuestB(b *testing.B) {
+	if _, err := os.Stat(filepath.Join(guestDir, "initrd.gz")); err != nil || !haveQEMU() {
+		b.Skip("needs QEMU and the test guest")
+	}
+}
+
+func rssKiB(b *testing.B) int {
+	runtime.GC()
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscan(v, &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+// rfb is a minimal RFB 3.8 client without auth (the display socket) that
+// asks for whole-screen raw redraws.
+type rfb struct {
+	b    *testing.B
+	c    net.Conn
+	r    *bufio.Reader
+	w, h int
+	bpp  int
+}
+
+func newRFB(b *testing.B, c net.Conn) *rfb {
+	rd := bufio.NewReaderSize(c, 1<<16)
+	full := func(n int) []byte {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			b.Fatal(err)
+		}
+		return buf
+	}
+	full(12)
+	c.Write([]byte("RFB 003.008\n"))
+	n := full(1)[0]
+	full(int(n))
+	c.Write([]byte{1}) // None: the socket's folder is the lock
+	full(4)
+	c.Write([]byte{1}) // shared
+	init := full(24)
+	full(int(be32(init[20:])))
+	r := &rfb{b: b, c: c, r: rd, w: int(be16(init[0:])), h: int(be16(init[2:])), bpp: int(init[4]) / 8}
+	c.Write([]byte{2, 0, 0, 1, 0, 0, 0, 0}) // SetEncodings: raw only
+	return r
+}
+
+// redraw asks for the whole screen and reads it; it returns the bytes read.
+func (r *rfb) redraw() int {
+	req := []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	req[6], req[7], req[8], req[9] = byte(r.w>>8), byte(r.w), byte(r.h>>8), byte(r.h)
+	if _, err := r.c.Write(req); err != nil {
+		r.b.Fatal(err)
+	}
+	total, area := 0, 0
+	for area < r.w*r.h {
+		hdr := make([]byte, 4)
+		if _, err := io.ReadFull(r.r, hdr); err != nil {
+			r.b.Fatal(err)
+		}
+		if hdr[0] != 0 {
+			r.b.Fatalf("server message %d, want a framebuffer update", hdr[0])
+		}
+		total += 4
+		for range be16(hdr[2:]) {
+			rect := make([]byte, 12)
+			if _, err := io.ReadFull(r.r, rect); err != nil {
+				r.b.Fatal(err)
+			}
+			w, h := int(be16(rect[4:])), int(be16(rect[6:]))
+			if enc := int32(be32(rect[8:])); enc != 0 {
+				r.b.Fatalf("encoding %d, want raw", enc)
+			}
+			n, err := io.CopyN(io.Discard, r.r, int64(w*h*r.bpp))
+			if err != nil {
+				r.b.Fatal(err)
+			}
+			total += 12 + int(n)
+			area += w * h
+		}
+	}
+	return total
+}
