@@ -67,6 +67,8 @@ type Server struct {
 	viewers chan struct{}
 	ctx     context.Context // ends the bridges on Close
 	cancel  context.CancelFunc
+	mu      sync.Mutex // guards closed and wg.Add against Close's wg.Wait
+	closed  bool
 	wg      sync.WaitGroup
 }
 
@@ -113,6 +115,9 @@ func (s *Server) Serve() error {
 
 // Close stops the listener and ends every viewer's connection.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.srv.Close()
 	s.cancel()
 	s.wg.Wait()
@@ -188,17 +193,22 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Log.Warn("dialing the display", zap.String("service", "webconsole"), zap.Error(err))
 		return
 	}
+	defer func() {
+		if vnc != nil {
+			vnc.Close()
+		}
+	}()
 	// Accept checks that the Origin is this host: a page elsewhere must not
 	// reach the screen with the credentials the browser has cached.
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"binary"}})
 	if err != nil {
-		if vnc != nil {
-			vnc.Close()
-		}
 		return // Accept has answered
 	}
 	c.SetReadLimit(maxClientMsg)
-	s.wg.Add(1)
+	if !s.track() {
+		c.Close(websocket.StatusGoingAway, "the web console is closing")
+		return
+	}
 	defer s.wg.Done()
 	ws := websocket.NetConn(ctx, c, websocket.MessageBinary)
 	defer ws.Close()
@@ -210,7 +220,6 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	defer vnc.Close()
 
 	start := time.Now()
 	var in int64
@@ -226,6 +235,17 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	<-done
 	s.cfg.Log.Info("viewer disconnected", zap.String("service", "webconsole"), zap.String("remote", r.RemoteAddr),
 		zap.Int64("bytes_to_viewer", out), zap.Int64("bytes_from_viewer", in), zap.Duration("duration", time.Since(start)))
+}
+
+// track counts a bridge for Close to wait for, unless Close has begun.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // waitDisplay dials the display once a second until the VM runs again,
