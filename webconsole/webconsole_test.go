@@ -2,12 +2,15 @@ package webconsole
 
 import (
 	"context"
+	"encoding/base64"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,4 +350,32 @@ func BenchmarkBridge(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzBasicAuth: no Authorization header but the exact user and password
+// is let through.
+func FuzzBasicAuth(f *testing.F) {
+	good := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	for _, seed := range []string{good, "", "Basic ", "Basic Og==", "basic " + good[6:], good + "=", "Bearer x",
+		"Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass+"\x00")),
+		"Basic " + base64.StdEncoding.EncodeToString([]byte(user+"::"+pass))} {
+		f.Add(seed)
+	}
+	s := &Server{user: sha256.Sum256([]byte(user))}
+	s.SetPassword(pass)
+	h := s.authed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", header)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		u, p, ok := r.BasicAuth()
+		admitted := w.Code == http.StatusTeapot
+		if admitted != (ok && u == user && p == pass) {
+			t.Errorf("Authorization %q: admitted %v", header, admitted)
+		}
+		if !admitted && (w.Code != http.StatusUnauthorized || w.Header().Get("WWW-Authenticate") == "") {
+			t.Errorf("refusal is %d without a challenge", w.Code)
+		}
+	})
 }
