@@ -2,9 +2,9 @@ package webconsole
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
