@@ -82,14 +82,26 @@ func loadGraphics(c *Config, raw rawMachine) error {
 	if con.Keymap != "" && !slices.Contains(Keymaps, con.Keymap) {
 		add(&Error{Var: "VNC_KEYMAP", Value: con.Keymap, Accepted: "one of QEMU's layouts: " + strings.Join(Keymaps, " ")})
 	}
-	if p := con.VNCPassword; len(p) > MaxVNCPassword {
-		add(&Error{Var: "VNC_PASSWORD", Value: "(" + strconv.Itoa(len(p)) + " characters)",
-			Accepted: "at most 8 characters: VNC authentication uses only the first 8, so a longer password would be cut short without notice (leave it unset for a generated one)"})
-	} else if !printableASCII(p) {
-		add(&Error{Var: "VNC_PASSWORD", Value: "(hidden)", Accepted: "printable ASCII characters only"})
+	if con.VNCPassword != "" {
+		add(CheckVNCPassword(con.VNCPassword))
 	}
 	c.Console = con
 	return errors.Join(errs...)
+}
+
+// CheckVNCPassword says why pw cannot be a VNC password, without showing
+// it; also for a password changed while the VM runs.
+func CheckVNCPassword(pw string) error {
+	switch {
+	case pw == "":
+		return &Error{Var: "VNC_PASSWORD", Value: "(empty)", Accepted: "1 to 8 characters"}
+	case len(pw) > MaxVNCPassword:
+		return &Error{Var: "VNC_PASSWORD", Value: "(" + strconv.Itoa(len(pw)) + " characters)",
+			Accepted: "at most 8 characters: VNC authentication uses only the first 8, so a longer password would be cut short without notice (leave it unset for a generated one)"}
+	case !printableASCII(pw):
+		return &Error{Var: "VNC_PASSWORD", Value: "(hidden)", Accepted: "printable ASCII characters only"}
+	}
+	return nil
 }
 
 func loadNoVNC(raw rawMachine) (NoVNC, []error) {

@@ -90,3 +90,15 @@ func TestEffectiveHidesConsolePasswords(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckVNCPassword(t *testing.T) {
+	for pw, ok := range map[string]bool{"a": true, "12345678": true, "p@ss w0r": true, "": false, "123456789": false, "tab\there": false, "ü": false} {
+		err := CheckVNCPassword(pw)
+		if (err == nil) != ok {
+			t.Errorf("CheckVNCPassword(%q) = %v, want ok %v", pw, err, ok)
+		}
+		if err != nil && pw != "" && strings.Contains(err.Error(), pw) {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+}

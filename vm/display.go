@@ -40,6 +40,10 @@ func (p *Plan) vncPassword(out *Prepared) (func(), bool, error) {
 	return nil, false, writeSecret(p.Paths.VNCPassword, []byte(pw))
 }
 
+// SaveVNCPassword keeps pw as the VNC password of the next starts (a
+// password changed while the VM runs).
+func (p Paths) SaveVNCPassword(pw string) error { return writeSecret(p.VNCPassword, []byte(pw)) }
+
 // NewVNCPassword makes an 8-character password (VNC auth's whole length)
 // from letters and digits without look-alikes: about 46 bits.
 func NewVNCPassword() string {

@@ -39,6 +39,18 @@ func TestPrepareVNCPassword(t *testing.T) {
 		t.Errorf("VNC_PASSWORD: prepared %q (new %v), file %q", prep.VNCPassword, prep.VNCPasswordNew, b)
 	}
 	checkMode(t, p.Paths.VNCPassword, 0o600)
+
+	// Changed while running (the controller), kept for the next start.
+	delete(env, "VNC_PASSWORD")
+	if err := p.Paths.SaveVNCPassword("live-pw"); err != nil {
+		t.Fatal(err)
+	}
+	checkMode(t, p.Paths.VNCPassword, 0o600)
+	prep = mustPrepare(t, preparePlan(t, env, false))
+	prep.Release()
+	if prep.VNCPassword != "live-pw" {
+		t.Errorf("after SaveVNCPassword the next start uses %q", prep.VNCPassword)
+	}
 }
 
 func TestPrepareNoDisplayNoPassword(t *testing.T) {
