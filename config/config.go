@@ -153,7 +153,8 @@ type Config struct {
 	NetworkConfigPath string
 	NetworkConfig     []byte
 
-	VNCPort int // 0: no VNC
+	VNCPort int // 0: no TCP VNC listener
+	Console Console
 
 	Redfish Redfish
 }

@@ -23,8 +23,14 @@ func base() Spec {
 		CPUs:       2,
 		Sandbox:    true,
 		QMPSockets: []string{"/data/vms/vm/qmp.sock", "/data/vms/vm/qmp-probe.sock"},
-		VNCDisplay: -1,
 	}
+}
+
+// display is a console with both listeners, as GRAPHICS=novnc with
+// VNC_PORT gives it.
+func display() *Display {
+	return &Display{Device: "VGA", VNCHost: "0.0.0.0", VNCDisplay: 1,
+		PasswordFile: "/data/vms/vm/vnc-password", Socket: "/data/vms/vm/console/vnc.sock"}
 }
 
 func natNIC(id, mac string, u UserNet) NIC {
@@ -133,18 +139,32 @@ var scenarios = []struct {
 	}},
 	{"vnc", func() Spec {
 		s := base()
-		s.VNCDisplay = 1
+		s.Display = display()
+		s.Display.Socket = ""
 		return s
 	}},
-	{"vnc_display_0", func() Spec {
+	{"vnc_display_0_ipv6_keymap", func() Spec {
 		s := base()
-		s.VNCDisplay = 0
+		s.Display = display()
+		s.Display.VNCHost, s.Display.VNCDisplay, s.Display.Keymap = "::", 0, "de"
+		return s
+	}},
+	{"novnc_socket_only", func() Spec {
+		s := base()
+		s.Display = display()
+		s.Display.VNCDisplay = -1
+		return s
+	}},
+	{"vnc_and_socket_comma_paths", func() Spec {
+		s := base()
+		s.Display = display()
+		s.Display.PasswordFile, s.Display.Socket = "/data,x/vnc-password", "/data,x/console/vnc.sock"
 		return s
 	}},
 	{"extra_args_last", func() Spec {
 		s := base()
 		s.Disk = "/data/vms/vm/disk.qcow2"
-		s.VNCDisplay = 0
+		s.Display = display()
 		s.Extra = []string{"-device", "virtio-balloon-pci", "-no-reboot"}
 		return s
 	}},
@@ -358,9 +378,7 @@ func TestArgsProperties(t *testing.T) {
 			if got := len(option(args, "-qmp")); got != len(s.QMPSockets) {
 				t.Errorf("%d -qmp for %d sockets", got, len(s.QMPSockets))
 			}
-			if (s.VNCDisplay >= 0) != (len(option(args, "-vnc")) == 1) {
-				t.Errorf("VNC display %d but -vnc %q", s.VNCDisplay, option(args, "-vnc"))
-			}
+			checkDisplay(t, s.Display, args)
 			if !slices.Equal(option(args, "-display"), []string{"none"}) {
 				t.Errorf("-display %q, want none", option(args, "-display"))
 			}
@@ -424,5 +442,32 @@ func TestQMPPathCommaEscaped(t *testing.T) {
 	s.QMPSockets = []string{"/data,1/vms/vm/qmp.sock"}
 	if !slices.Contains(Args(s), "unix:/data,,1/vms/vm/qmp.sock,server=on,wait=off") {
 		t.Errorf("QMP path comma not doubled: %q", Args(s))
+	}
+}
+
+// checkDisplay holds for every scenario: a TCP VNC listener always has
+// its password from the secret object, and no password stands in the args.
+func checkDisplay(t *testing.T, d *Display, args []string) {
+	t.Helper()
+	vnc := option(args, "-vnc")
+	want := 0
+	if d != nil && d.VNCDisplay >= 0 {
+		want++
+	}
+	if d != nil && d.Socket != "" {
+		want++
+	}
+	if len(vnc) != want {
+		t.Errorf("-vnc %q for %+v", vnc, d)
+	}
+	for _, v := range vnc {
+		if !strings.HasPrefix(v, "unix:") && !strings.HasSuffix(v, ",password-secret=vncpass") {
+			t.Errorf("TCP VNC listener without the password secret: %q", v)
+		}
+	}
+	if d == nil && slices.Contains(args, "-device") && slices.ContainsFunc(option(args, "-device"), func(o string) bool {
+		return strings.HasPrefix(o, "usb-tablet")
+	}) {
+		t.Errorf("a USB tablet without graphics: %q", args)
 	}
 }

@@ -27,6 +27,13 @@ needs=(
   /usr/lib/python3/dist-packages/sushy/__init__.py python3-sushy
   sushycli python3-sushy-cli
   redfishtool redfishtool
+  /usr/share/novnc/vnc.html novnc
+  vncsnapshot vncsnapshot
+  vncpasswd tigervnc-tools
+  tesseract tesseract-ocr
+  /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
+  chromium chromium
+  chromedriver chromium-driver
 )
 
 missing=()

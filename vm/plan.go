@@ -29,6 +29,9 @@ type Facts struct {
 // Paths are the files of the state folder.
 type Paths struct {
 	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt, UUID, Control string
+	// VNCPassword holds the VNC password QEMU reads (0600); VNCDir (0700)
+	// guards VNCSocket, the web console's listener, which has no VNC auth.
+	VNCPassword, VNCDir, VNCSocket string
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -46,6 +49,10 @@ func PathsFor(c *config.Config) Paths {
 		Salt:      filepath.Join(s, "password-salt"),
 		UUID:      filepath.Join(s, "uuid"),
 		Control:   ControlSocket(s),
+
+		VNCPassword: filepath.Join(s, "vnc-password"),
+		VNCDir:      filepath.Join(s, "vnc"),
+		VNCSocket:   filepath.Join(s, "vnc", "web.sock"), // not longer than QMPProbe
 	}
 }
 
@@ -117,11 +124,8 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
-		VNCDisplay: -1,
+		Display:    planDisplay(c.Console, c.VNCPort, p.Paths),
 		Extra:      c.ExtraArgs,
-	}
-	if c.VNCPort != 0 {
-		s.VNCDisplay = c.VNCPort - 5900
 	}
 	p.Firmwares = map[config.BootMode]Firmware{}
 	for _, mode := range []config.BootMode{config.BootUEFI, config.BootSecure} {
@@ -223,4 +227,19 @@ func forwards(c *config.Config) []qemu.Forward {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}
 	return fw
+}
+
+// planDisplay gives a VM with graphics std VGA (SeaBIOS' VGA BIOS and
+// OVMF's QemuVideoDxe both drive it, as do installers of every OS), the
+// TCP listener for GRAPHICS=vnc and the socket the web console bridges to.
+// The socket is there with either, so a viewer can be added to a running VM.
+func planDisplay(con config.Console, vncPort int, paths Paths) *qemu.Display {
+	if con.Graphics == config.GraphicsNone || con.Graphics == "" {
+		return nil
+	}
+	d := &qemu.Display{Device: "VGA", Keymap: con.Keymap, VNCDisplay: -1, Socket: paths.VNCSocket}
+	if vncPort != 0 {
+		d.VNCHost, d.VNCDisplay, d.PasswordFile = con.VNCListen, vncPort-5900, paths.VNCPassword
+	}
+	return d
 }
