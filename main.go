@@ -40,6 +40,7 @@ const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --h
        vmrunner boot-mode uefi|legacy|secure
        vmrunner media insert URL-OR-PATH | vmrunner media eject
        vmrunner console
+       vmrunner vnc-password          (the new password on standard input)
 
 Without arguments, runs one QEMU VM configured by environment variables
 (see --help). The other verbs talk to that running vmrunner through
@@ -203,6 +204,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 			ctl.Shutdown()
 		}
 	}()
+	defer startDisplay(plan, prep, ctl, log)()
 	restore := consoleInput(ctl, log)
 	defer restore()
 	code := ctl.Run(context.Background())
