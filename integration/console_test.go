@@ -426,6 +426,13 @@ func vncsnapshot(t *testing.T, dir, pw, port string) (image.Image, string, error
 // the supervisor uses only briefly).
 func screendump(t *testing.T, v *VM, path string) image.Image {
 	t.Helper()
+	// QEMU may run as its own user (QEMU_USER): it writes the dump.
+	dir := filepath.Dir(path)
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o733); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var c net.Conn
 	var err error
 	waitFor(t, 30*time.Second, "the QMP probe socket", func() bool {
