@@ -774,8 +774,21 @@ func (c *Controller) DialDisplay(ctx context.Context) (net.Conn, error) {
 	if p := c.power(); p != Running && p != Paused {
 		return nil, fmt.Errorf("%w: the VM is %s", ErrState, p)
 	}
+	// QEMU listens with a backlog of 1: viewers connecting at once find
+	// the queue full (EAGAIN on a unix socket) until its main loop has
+	// accepted the one before.
 	var dialer net.Dialer
-	return dialer.DialContext(ctx, "unix", d.Socket)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		c, err := dialer.DialContext(ctx, "unix", d.Socket)
+		if !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // SetDisplayPassword changes the password of the TCP VNC listener at once
