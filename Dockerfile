@@ -24,6 +24,15 @@ ARG VERSION=dev
 RUN go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/vmrunner . && \
     /out/vmrunner --version
 
+# --- noVNC: Debian's web client files, without what the package depends on --
+# The novnc package depends on nodejs, Python, numpy and websockify (its own
+# proxy); the web console needs only the 1.2 MB of HTML and JavaScript in
+# /usr/share/novnc, so they are copied out of this stage.
+FROM ${RUNTIME_IMAGE} AS novnc
+RUN apt-get update && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends novnc && \
+    rm -rf /var/lib/apt/lists/*
+
 # --- runtime: QEMU, qemu-img, UEFI firmware, and vmrunner -------------------
 FROM ${RUNTIME_IMAGE}
 # qemu-system-x86 brings SeaBIOS; ipxe-qemu the NICs' option ROMs (virtio-net
@@ -39,6 +48,8 @@ RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/ma
         qemu-system-x86 ipxe-qemu qemu-utils ovmf && \
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
+COPY --from=novnc /usr/share/novnc /usr/share/novnc
+COPY --from=novnc /usr/share/doc/novnc/copyright /usr/share/doc/novnc/copyright
 COPY --from=build /out/vmrunner /usr/local/bin/vmrunner
 # vmrunner stays root (taps, the VM's files) but runs QEMU as this user of
 # its own (QEMU_USER), rather than as the nobody other programs share.
@@ -51,8 +62,9 @@ RUN useradd --system --user-group --no-create-home --home-dir /nonexistent \
 ENV DATA_DIR=/data
 VOLUME ["/data"]
 
-# SSH (forwarded to the guest's 22), VNC, Redfish.
-EXPOSE 2222 5900 8443
+# SSH (forwarded to the guest's 22), VNC (GRAPHICS=vnc), the web console
+# (GRAPHICS=novnc), Redfish. Each listens only when its setting asks.
+EXPOSE 2222 5900 6080 8443
 
 # vmrunner turns SIGTERM into an ACPI power-button press and waits up to
 # SHUTDOWN_TIMEOUT (30 s): give `docker stop` more, e.g. `docker stop -t 40`

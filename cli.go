@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +35,7 @@ var simpleVerbs = map[string]control.Request{
 func isClientVerb(v string) bool {
 	_, simple := simpleVerbs[v]
 	switch v {
-	case "health", "status", "boot", "boot-mode", "media", "console":
+	case "health", "status", "boot", "boot-mode", "media", "console", "vnc-password":
 		return true
 	}
 	return simple
@@ -71,6 +72,17 @@ func client(args []string, env map[string]string) int {
 		if len(words) != 0 {
 			return usageErr()
 		}
+	case verb == "vnc-password":
+		// From stdin only: an argument would show in ps and shell history.
+		if len(words) != 0 {
+			return usageErr()
+		}
+		pw, err := readPassword(os.Stdin)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmrunner vnc-password: %v\n", err)
+			return supervisor.ExitConfig
+		}
+		req = control.Request{Op: control.OpSetDisplayPassword, Password: pw}
 	case verb == "boot":
 		if len(words) != 1 {
 			return usageErr()
@@ -138,6 +150,26 @@ func client(args []string, env map[string]string) int {
 		printStatus(os.Stdout, resp.Status)
 	}
 	return 0
+}
+
+// readPassword reads the first line of r (a terminal gets a prompt and
+// no echo), without its line end.
+func readPassword(f *os.File) (string, error) {
+	if fd := int(f.Fd()); term.IsTerminal(fd) {
+		fmt.Fprint(os.Stderr, "new VNC password (at most 8 characters): ")
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		return string(b), err
+	}
+	line, err := bufio.NewReader(io.LimitReader(f, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password on standard input (echo -n NEW | vmrunner vnc-password)")
+	}
+	return line, nil
 }
 
 func printStatus(w io.Writer, s *controller.Status) {

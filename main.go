@@ -42,6 +42,7 @@ const usage = `usage: vmrunner [--no-console] [--dry-run | --show-config | --cle
        vmrunner boot-mode uefi|legacy|secure
        vmrunner media insert URL-OR-PATH | vmrunner media eject
        vmrunner console
+       vmrunner vnc-password          (the new password on standard input)
 
 Without arguments, runs one QEMU VM configured by environment variables
 (see --help). The other verbs talk to that running vmrunner through
@@ -272,6 +273,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 			ctl.Shutdown()
 		}
 	}()
+	defer startDisplay(plan, prep, ctl, log)()
 	if !cfg.Hardware.NoConsole {
 		restore := consoleInput(ctl, log)
 		defer restore()

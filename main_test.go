@@ -321,3 +321,25 @@ func TestBinaryClientVerbsWithoutVM(t *testing.T) {
 	}
 	assertNotCreated(t, data)
 }
+
+func TestReadPassword(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"s3cret\n", "s3cret", ""},
+		{"s3cret\r\nrest\n", "s3cret", ""},
+		{"no-newline", "no-newline", ""},
+		{"", "", "no password"},
+		{"\n", "", "no password"},
+	} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = w.WriteString(tc.in)
+		w.Close()
+		got, err := readPassword(r)
+		r.Close()
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("readPassword(%q) = %q, %v; want %q, %q", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}

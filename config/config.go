@@ -156,7 +156,8 @@ type Config struct {
 	NetworkConfigPath string
 	NetworkConfig     []byte
 
-	VNCPort int // 0: no VNC
+	VNCPort int // 0: no TCP VNC listener
+	Console Console
 
 	Hardware Hardware // the seed project's machine and console options
 	Redfish  Redfish

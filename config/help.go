@@ -117,10 +117,6 @@ func (c *Config) Effective() [][2]string {
 	if c.Persist != nil {
 		persist = fmt.Sprint(*c.Persist)
 	}
-	vnc := "none"
-	if c.VNCPort != 0 {
-		vnc = "vnc"
-	}
 	out := [][2]string{
 		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
@@ -143,7 +139,7 @@ func (c *Config) Effective() [][2]string {
 		{"GUEST_PASSWORD", c.GuestPassword}, {"SSH_PUBKEY", c.SSHPubKey},
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
-		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+		{"GRAPHICS", string(c.Console.Graphics)}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
 		{"REDFISH_ENABLE", fmt.Sprint(c.Redfish.Enabled)},
 	}
 	if r := c.Redfish; r.Enabled {
@@ -156,6 +152,7 @@ func (c *Config) Effective() [][2]string {
 	}
 	out = append(out, c.downloadEffective()...)
 	out = append(out, c.Hardware.effective()...)
+	out = append(out, c.Console.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
 	}

@@ -619,22 +619,7 @@ func loadCloudInit(c *Config, raw rawMachine) error {
 }
 
 func loadConsole(c *Config, raw rawMachine) error {
-	var errs []error
-	switch strings.ToLower(raw.Graphics) {
-	case "none":
-	case "vnc":
-		p, err := parsePort("VNC_PORT", raw.VNCPort)
-		if err == nil && p < 5900 {
-			err = &Error{Var: "VNC_PORT", Value: raw.VNCPort, Accepted: "a port from 5900 to 65535"}
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-		c.VNCPort = p
-	default:
-		errs = append(errs, &Error{Var: "GRAPHICS", Value: raw.Graphics, Accepted: "none or vnc"})
-	}
-	return errors.Join(errs...)
+	return loadGraphics(c, raw)
 }
 
 // redfishID is what may stand in a URL path segment as the system's id.
@@ -711,11 +696,17 @@ func checkPortCollisions(c *Config) error {
 	if c.SSHPort != 0 {
 		owner[key{TCP, c.SSHPort}] = "SSH_PORT"
 	}
-	if c.VNCPort != 0 {
-		if o, dup := owner[key{TCP, c.VNCPort}]; dup {
-			return &Error{Var: "VNC_PORT", Value: strconv.Itoa(c.VNCPort), Accepted: "a port not already used by " + o}
+	for _, l := range []struct {
+		name string
+		port int
+	}{{"VNC_PORT", c.VNCPort}, {"NOVNC_PORT", c.Console.NoVNC.Port}} {
+		if l.port == 0 {
+			continue
 		}
-		owner[key{TCP, c.VNCPort}] = "VNC_PORT"
+		if o, dup := owner[key{TCP, l.port}]; dup {
+			return &Error{Var: l.name, Value: strconv.Itoa(l.port), Accepted: "a port not already used by " + o}
+		}
+		owner[key{TCP, l.port}] = l.name
 	}
 	if c.Redfish.Enabled {
 		if o, dup := owner[key{TCP, c.Redfish.Port}]; dup {

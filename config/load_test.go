@@ -147,6 +147,7 @@ func TestLoadDefaults(t *testing.T) {
 		GuestUser:        "user",
 		VNCPort:          0,
 		Hardware:         Hardware{DownloadRetries: 5, RNG: true},
+		Console:          Console{Graphics: GraphicsNone},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -481,7 +482,7 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"SSH_PUBKEY": "AAAAC3Nz"}, "SSH_PUBKEY", "AAAAC3Nz", "TYPE BASE64"},
 		{map[string]string{"SSH_PUBKEY": "ssh-ed25519 AAAA a\nssh-rsa BBBB b"}, "SSH_PUBKEY", "ssh-ed25519 AAAA a\nssh-rsa BBBB b", "one OpenSSH public key line"},
 		{map[string]string{"CLOUD_INIT_USER_DATA": filepath.Join(dir, "missing.yaml")}, "CLOUD_INIT_USER_DATA", filepath.Join(dir, "missing.yaml"), "readable"},
-		{map[string]string{"GRAPHICS": "sdl"}, "GRAPHICS", "sdl", "none or vnc"},
+		{map[string]string{"GRAPHICS": "sdl"}, "GRAPHICS", "sdl", "none, vnc or novnc"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5899"}, "VNC_PORT", "5899", "5900 to 65535"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "70000"}, "VNC_PORT", "70000", "1 to 65535"},
 		{map[string]string{"REDFISH_ENABLE": "maybe"}, "REDFISH_ENABLE", "maybe", "yes/no"},

@@ -54,8 +54,17 @@ type rawMachine struct {
 	SSHPubKey     string `env:"SSH_PUBKEY" help:"an authorized public key for GUEST_USER"`
 	UserDataPath  string `env:"CLOUD_INIT_USER_DATA" help:"path to your own user-data; the built-in user setup then moves to vendor-data"`
 	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`
-	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
+	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console only), vnc (a VNC port with a password) or novnc (the screen in a browser: HTTPS on NOVNC_PORT, no VNC port)"`
 	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
+	VNCListen     string `env:"VNC_LISTEN" envDefault:"0.0.0.0" help:"address the VNC port listens on (0.0.0.0 suits docker run -p; 127.0.0.1 keeps it local)"`
+	VNCKeymap     string `env:"VNC_KEYMAP" help:"keyboard layout for VNC clients that send symbols rather than key codes, e.g. de, fr, en-gb (default: en-us); noVNC sends key codes and needs none"`
+	VNCPassword   string `env:"VNC_PASSWORD" help:"VNC password, at most 8 characters (VNC authentication uses only 8); unset: generated once, kept in the state folder (vnc-password) and logged when made"`
+	NoVNCPort     string `env:"NOVNC_PORT" envDefault:"6080" help:"HTTPS port of the web console when GRAPHICS=novnc"`
+	NoVNCUser     string `env:"NOVNC_USERNAME" envDefault:"user" help:"web console user (HTTP basic auth)"`
+	NoVNCPassword string `env:"NOVNC_PASSWORD" help:"web console password (default: the VNC password)"`
+	NoVNCDir      string `env:"NOVNC_DIR" envDefault:"/usr/share/novnc" help:"folder of the noVNC web client (Debian package novnc)"`
+	NoVNCCert     string `env:"NOVNC_TLS_CERT" help:"PEM certificate of the web console; unset: the self-signed one in the state folder (shared with Redfish)"`
+	NoVNCKey      string `env:"NOVNC_TLS_KEY" help:"PEM key for NOVNC_TLS_CERT"`
 	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish BMC (HTTPS) that powers, resets and boots the VM and inserts virtual media, for Ironic, Metal3 or redfishtool"`
 	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish HTTPS port"`
 	RedfishListen string `env:"REDFISH_LISTEN" help:"address Redfish listens on, e.g. 127.0.0.1 (default: every address, as docker -p needs)"`

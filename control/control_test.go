@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/controller"
@@ -87,8 +88,12 @@ func (f *fakeAPI) AttachSerial(context.Context) (io.ReadWriteCloser, error) {
 	return &fakeSerial{f: f}, nil
 }
 func (f *fakeAPI) DialDisplay(context.Context) (net.Conn, error) { return nil, controller.ErrState }
-func (f *fakeAPI) SetDisplayPassword(context.Context, string) error {
-	return controller.ErrState
+func (f *fakeAPI) SetDisplayPassword(_ context.Context, pw string) error {
+	if err := config.CheckVNCPassword(pw); err != nil {
+		return fmt.Errorf("%w: %w", controller.ErrInvalid, err)
+	}
+	f.call("display password " + pw)
+	return nil
 }
 
 type fakeSerial struct{ f *fakeAPI }
@@ -288,5 +293,38 @@ func TestOtherUserRefused(t *testing.T) {
 	}
 	if len(f.calls) != 0 {
 		t.Errorf("the refused peer reached the controller: %v", f.calls)
+	}
+}
+
+func TestDisplayPasswordNotLogged(t *testing.T) {
+	f := newFake()
+	core, logs := observer.New(zap.DebugLevel)
+	dir := t.TempDir()
+	s, err := Listen(filepath.Join(dir, "control.sock"), f, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Close() })
+	cl := dial(t, filepath.Join(dir, "control.sock"))
+	if resp, err := cl.Call(Request{Op: OpSetDisplayPassword, Password: "s3cr3t-x"}); err != nil || !resp.OK {
+		t.Fatalf("set_display_password: %+v %v", resp, err)
+	}
+	if _, err := cl.Call(Request{Op: OpSetDisplayPassword, Password: "toolong-secret"}); !errors.Is(err, controller.ErrInvalid) {
+		t.Errorf("a 14-character password: %v, want ErrInvalid", err)
+	} else if strings.Contains(err.Error(), "toolong-secret") {
+		t.Errorf("the refusal shows the password: %v", err)
+	}
+	if got := strings.Join(f.calls, ","); got != "display password s3cr3t-x" {
+		t.Errorf("calls %s", got)
+	}
+	for _, e := range logs.All() {
+		line := fmt.Sprint(e.Message, e.ContextMap())
+		if strings.Contains(line, "s3cr3t") || strings.Contains(line, "toolong") {
+			t.Errorf("logged: %s", line)
+		}
+	}
+	if logs.Len() < 2 {
+		t.Errorf("%d log entries, want the two requests", logs.Len())
 	}
 }

@@ -34,6 +34,8 @@ const (
 	OpInsertMedia = "insert_media"  // Source
 	OpEjectMedia  = "eject_media"
 	OpConsole     = "console"
+	// OpSetDisplayPassword: Password; never logged.
+	OpSetDisplayPassword = "set_display_password"
 )
 
 // Request is one line from the client.
@@ -43,6 +45,7 @@ type Request struct {
 	Boot     *controller.BootOverride `json:"boot,omitempty"`
 	BootMode config.BootMode          `json:"boot_mode,omitempty"`
 	Source   string                   `json:"source,omitempty"`
+	Password string                   `json:"password,omitempty"`
 }
 
 // Error kinds of a Response, so a client can tell them apart.

@@ -194,6 +194,8 @@ func (s *Server) handle(req Request) Response {
 		err = s.api.InsertMedia(ctx, req.Source)
 	case OpEjectMedia:
 		err = s.api.EjectMedia(ctx)
+	case OpSetDisplayPassword:
+		err = s.api.SetDisplayPassword(ctx, req.Password)
 	default:
 		return Response{Error: fmt.Sprintf("unknown op %q", req.Op), Kind: KindInvalid}
 	}

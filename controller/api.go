@@ -129,11 +129,13 @@ type API interface {
 	// output from now on, writes are typed into the guest. Several may be
 	// attached at once. Close detaches.
 	AttachSerial(ctx context.Context) (io.ReadWriteCloser, error)
-	// DialDisplay connects to the running QEMU's VNC websocket (a unix
-	// socket in the state folder); ErrState when no QEMU runs or the VM
-	// has no graphics.
+	// DialDisplay connects to the running QEMU's display (a unix socket in
+	// the state folder without VNC auth) and returns plain RFB bytes, no
+	// websocket framing; ErrState when no QEMU runs or the VM has no
+	// graphics.
 	DialDisplay(ctx context.Context) (net.Conn, error)
 	// SetDisplayPassword changes the VNC password of the running QEMU and
-	// of the next starts.
+	// of the next starts; ErrInvalid for one VNC cannot use (1-8
+	// printable ASCII characters).
 	SetDisplayPassword(ctx context.Context, password string) error
 }

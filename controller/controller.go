@@ -71,6 +71,8 @@ type Controller struct {
 	status Status
 	subs   map[int]chan Event
 	nextID int
+	// pwFollowers learn each new display password.
+	pwFollowers []func(string)
 
 	// Owned by Run's goroutine.
 	cur       *run
@@ -761,22 +763,73 @@ func (c *Controller) AttachSerial(ctx context.Context) (io.ReadWriteCloser, erro
 	return c.serial.attach(), nil
 }
 
-// DialDisplay connects to the running QEMU's VNC server (RFB, no
-// websocket framing) on loopback.
+// DialDisplay connects to the running QEMU's second VNC listener, the unix
+// socket in the state folder that has no VNC auth (the caller asks for
+// its own): plain RFB bytes, no websocket framing.
 func (c *Controller) DialDisplay(ctx context.Context) (net.Conn, error) {
-	d := c.o.Plan.Spec.VNCDisplay
-	if d < 0 {
-		return nil, fmt.Errorf("%w: the VM has no graphics (GRAPHICS=none)", ErrState)
+	d := c.o.Plan.Spec.Display
+	if d == nil || d.Socket == "" {
+		return nil, fmt.Errorf("%w: the VM has no display socket (GRAPHICS=%s)", ErrState, c.o.Plan.Config.Console.Graphics)
 	}
 	if p := c.power(); p != Running && p != Paused {
 		return nil, fmt.Errorf("%w: the VM is %s", ErrState, p)
 	}
+	// QEMU listens with a backlog of 1: viewers connecting at once find
+	// the queue full (EAGAIN on a unix socket) until its main loop has
+	// accepted the one before.
 	var dialer net.Dialer
-	return dialer.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", 5900+d))
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		c, err := dialer.DialContext(ctx, "unix", d.Socket)
+		if !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
-// SetDisplayPassword is not available yet: QEMU's VNC server runs without
-// password authentication.
+// SetDisplayPassword changes the password of the TCP VNC listener at once
+// (QMP set_password; viewers already in stay) and keeps it in the state
+// folder for the next starts, where QEMU's secret object reads it. With
+// the VM off only the kept one changes. Those following it (the web
+// console without NOVNC_PASSWORD) are told.
 func (c *Controller) SetDisplayPassword(ctx context.Context, password string) error {
-	return fmt.Errorf("%w: VNC passwords are not supported yet", ErrState)
+	if err := config.CheckVNCPassword(password); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	d := c.o.Plan.Spec.Display
+	if d == nil {
+		return fmt.Errorf("%w: the VM has no display (GRAPHICS=none)", ErrState)
+	}
+	return c.do(ctx, func() error {
+		if c.cur != nil && c.cur.mon != nil && d.VNCDisplay >= 0 {
+			if err := c.qmp("set VNC password", func(m *qemu.Monitor) error {
+				return m.SetVNCPassword(qemu.VNCDisplayTCP, password)
+			}); err != nil {
+				return err
+			}
+		}
+		if err := c.o.Plan.Paths.SaveVNCPassword(password); err != nil {
+			return fmt.Errorf("keeping the VNC password for the next starts: %w", err)
+		}
+		c.mu.Lock()
+		follow := c.pwFollowers
+		c.mu.Unlock()
+		for _, f := range follow {
+			f(password)
+		}
+		c.log.Info("VNC password changed", zap.Bool("live", c.cur != nil))
+		return nil
+	})
+}
+
+// FollowDisplayPassword has fn called with each password SetDisplayPassword
+// sets, e.g. by a web console whose own password is the VNC one.
+func (c *Controller) FollowDisplayPassword(fn func(password string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pwFollowers = append(c.pwFollowers, fn)
 }

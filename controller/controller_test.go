@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -52,6 +53,7 @@ type options struct {
 	powerOnAtStart bool
 	timeout        time.Duration // SHUTDOWN_TIMEOUT
 	binary         string
+	env            map[string]string // more variables
 }
 
 func newFixture(t *testing.T, o options) *fixture {
@@ -72,6 +74,9 @@ func newFixture(t *testing.T, o options) *fixture {
 	}
 	if o.binary != "" {
 		env["QEMU_BINARY"] = o.binary
+	}
+	for k, v := range o.env {
+		env[k] = v
 	}
 	cfg, err := config.Load(env, config.Host{MemoryMiB: 1024, CPUs: 2, Hostname: "h"})
 	if err != nil {
@@ -545,5 +550,75 @@ func TestRequestsAfterTheEndAreRefused(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("PowerOn after the end blocks")
+	}
+}
+
+func TestDisplayWithoutGraphics(t *testing.T) {
+	f := newFixture(t, options{keepAlive: true})
+	if _, err := f.c.DialDisplay(ctx); !errors.Is(err, ErrState) {
+		t.Errorf("DialDisplay with GRAPHICS=none: %v, want ErrState", err)
+	}
+	if err := f.c.SetDisplayPassword(ctx, "abc"); !errors.Is(err, ErrState) {
+		t.Errorf("SetDisplayPassword with GRAPHICS=none: %v, want ErrState", err)
+	}
+}
+
+func TestDisplayPasswordLiveAndOff(t *testing.T) {
+	f := newFixture(t, options{keepAlive: true, env: map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5999", "VNC_LISTEN": "127.0.0.1"}})
+	var followed []string
+	f.c.FollowDisplayPassword(func(pw string) { followed = append(followed, pw) })
+	kept := func() string {
+		b, err := os.ReadFile(f.plan.Paths.VNCPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, bad := range []string{"", "nine-char", "tab\there", "é"} {
+		if err := f.c.SetDisplayPassword(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("SetDisplayPassword(%q): %v, want ErrInvalid", bad, err)
+		} else if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("the refusal shows the password: %v", err)
+		}
+	}
+	if _, err := f.c.DialDisplay(ctx); !errors.Is(err, ErrState) {
+		t.Errorf("DialDisplay while off: %v, want ErrState", err)
+	}
+	if err := f.c.SetDisplayPassword(ctx, "off-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if k := kept(); k != "off-pw" {
+		t.Errorf("kept %q after a change while off", k)
+	}
+
+	if err := f.c.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.waitPower(Running)
+	conn, err := f.c.DialDisplay(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting, _ := io.ReadAll(conn)
+	conn.Close()
+	if string(greeting) != "RFB 003.008\n" {
+		t.Errorf("display socket said %q, want plain RFB", greeting)
+	}
+	if err := f.c.SetDisplayPassword(ctx, "live-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if log := f.qmpLog(); !strings.Contains(log, `set_password {"display":"vnc0","password":"live-pw","protocol":"vnc"}`) {
+		t.Errorf("QMP log: %q", log)
+	}
+	if k := kept(); k != "live-pw" {
+		t.Errorf("kept %q after a live change", k)
+	}
+	if strings.Join(followed, ",") != "off-pw,live-pw" {
+		t.Errorf("followers learnt %q", followed)
+	}
+	for _, e := range f.logs.All() {
+		if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, "live-pw") || strings.Contains(line, "off-pw") {
+			t.Errorf("logged: %s", line)
+		}
 	}
 }

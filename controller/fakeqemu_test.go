@@ -37,6 +37,26 @@ func fakeQEMU(args []string) int {
 			sockets = append(sockets, strings.ReplaceAll(p, ",,", ","))
 		case "-fake":
 			modes[args[i+1]] = true
+		case "-vnc":
+			// The display socket greets as QEMU's VNC server does.
+			if p, ok := strings.CutPrefix(args[i+1], "unix:"); ok {
+				p, _, _ = strings.Cut(strings.ReplaceAll(p, ",,", "\x00"), ",")
+				l, err := net.Listen("unix", strings.ReplaceAll(p, "\x00", ","))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "fake QEMU:", err)
+					return 1
+				}
+				go func() {
+					for {
+						c, err := l.Accept()
+						if err != nil {
+							return
+						}
+						_, _ = c.Write([]byte("RFB 003.008\n"))
+						c.Close()
+					}
+				}()
+			}
 		}
 	}
 	if len(sockets) == 0 {

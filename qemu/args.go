@@ -302,14 +302,43 @@ func (t TapNet) netdev(id string) string {
 // consoleArgs puts the serial console on QEMU's stdio, which the supervisor
 // owns as pipes; signal=off keeps Ctrl-C for the guest, never for QEMU.
 func consoleArgs(s Spec) []string {
-	a := []string{
+	return append([]string{
 		"-chardev", "stdio,id=serial0,signal=off",
 		"-serial", "chardev:serial0",
+		"-display", "none",
+	}, displayArgs(s.Display)...)
+}
+
+// displayArgs adds the screen, an absolute pointer (a USB tablet, so VNC
+// clients' cursors match the guest's) and the VNC listeners.
+func displayArgs(d *Display) []string {
+	if d == nil {
+		return nil
 	}
-	if s.VNCDisplay < 0 {
-		return append(a, "-display", "none")
+	a := []string{
+		"-device", d.Device + ",id=video0",
+		"-device", "qemu-xhci,id=usb",
+		"-device", "usb-tablet,bus=usb.0",
 	}
-	return append(a, "-vga", "std", "-display", "none", "-vnc", fmt.Sprintf(":%d", s.VNCDisplay))
+	if d.Keymap != "" {
+		a = append(a, "-k", d.Keymap)
+	}
+	if d.VNCDisplay >= 0 {
+		host := d.VNCHost
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		a = append(a,
+			"-object", "secret,id=vncpass,format=raw,file="+escape(d.PasswordFile),
+			"-vnc", fmt.Sprintf("%s:%d,id=%s,password-secret=vncpass", host, d.VNCDisplay, VNCDisplayTCP))
+	}
+	if d.Socket != "" {
+		// QEMU 7.2 refuses a websocket on a unix socket ("UNIX sockets not
+		// supported with websock"), so this listener speaks plain RFB and
+		// the web console wraps it in WebSocket frames itself.
+		a = append(a, "-vnc", "unix:"+escape(d.Socket)+",id="+VNCDisplaySocket)
+	}
+	return a
 }
 
 func qmpArgs(s Spec) []string {

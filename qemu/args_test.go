@@ -23,8 +23,14 @@ func base() Spec {
 		CPUs:       2,
 		Sandbox:    true,
 		QMPSockets: []string{"/data/vms/vm/qmp.sock", "/data/vms/vm/qmp-probe.sock"},
-		VNCDisplay: -1,
 	}
+}
+
+// display is a console with both listeners, as GRAPHICS=novnc with
+// VNC_PORT gives it.
+func display() *Display {
+	return &Display{Device: "VGA", VNCHost: "0.0.0.0", VNCDisplay: 1,
+		PasswordFile: "/data/vms/vm/vnc-password", Socket: "/data/vms/vm/console/vnc.sock"}
 }
 
 func natNIC(id, mac string, u UserNet) NIC {
@@ -133,18 +139,32 @@ var scenarios = []struct {
 	}},
 	{"vnc", func() Spec {
 		s := base()
-		s.VNCDisplay = 1
+		s.Display = display()
+		s.Display.Socket = ""
 		return s
 	}},
-	{"vnc_display_0", func() Spec {
+	{"vnc_display_0_ipv6_keymap", func() Spec {
 		s := base()
-		s.VNCDisplay = 0
+		s.Display = display()
+		s.Display.VNCHost, s.Display.VNCDisplay, s.Display.Keymap = "::", 0, "de"
+		return s
+	}},
+	{"novnc_socket_only", func() Spec {
+		s := base()
+		s.Display = display()
+		s.Display.VNCDisplay = -1
+		return s
+	}},
+	{"vnc_and_socket_comma_paths", func() Spec {
+		s := base()
+		s.Display = display()
+		s.Display.PasswordFile, s.Display.Socket = "/data,x/vnc-password", "/data,x/console/vnc.sock"
 		return s
 	}},
 	{"extra_args_last", func() Spec {
 		s := base()
 		s.Disk = "/data/vms/vm/disk.qcow2"
-		s.VNCDisplay = 0
+		s.Display = display()
 		s.Extra = []string{"-device", "virtio-balloon-pci", "-no-reboot"}
 		return s
 	}},
@@ -392,9 +412,7 @@ func TestArgsProperties(t *testing.T) {
 			if got := len(option(args, "-qmp")); got != len(s.QMPSockets) {
 				t.Errorf("%d -qmp for %d sockets", got, len(s.QMPSockets))
 			}
-			if (s.VNCDisplay >= 0) != (len(option(args, "-vnc")) == 1) {
-				t.Errorf("VNC display %d but -vnc %q", s.VNCDisplay, option(args, "-vnc"))
-			}
+			checkDisplay(t, s, args)
 			if !slices.Equal(option(args, "-display"), []string{"none"}) {
 				t.Errorf("-display %q, want none", option(args, "-display"))
 			}
@@ -458,5 +476,57 @@ func TestQMPPathCommaEscaped(t *testing.T) {
 	s.QMPSockets = []string{"/data,1/vms/vm/qmp.sock"}
 	if !slices.Contains(Args(s), "unix:/data,,1/vms/vm/qmp.sock,server=on,wait=off") {
 		t.Errorf("QMP path comma not doubled: %q", Args(s))
+	}
+}
+
+// checkDisplay holds for every scenario: a TCP VNC listener always has
+// its password from the secret object, and no password stands in the args.
+func checkDisplay(t *testing.T, s Spec, args []string) {
+	t.Helper()
+	d := s.Display
+	vnc := option(args, "-vnc")
+	want := 0
+	if d != nil && d.VNCDisplay >= 0 {
+		want++
+	}
+	if d != nil && d.Socket != "" {
+		want++
+	}
+	if len(vnc) != want {
+		t.Errorf("-vnc %q for %+v", vnc, d)
+	}
+	for _, v := range vnc {
+		if !strings.HasPrefix(v, "unix:") && !strings.HasSuffix(v, ",password-secret=vncpass") {
+			t.Errorf("TCP VNC listener without the password secret: %q", v)
+		}
+	}
+	tablets := 0
+	for _, o := range option(args, "-device") {
+		if strings.HasPrefix(o, "usb-tablet") {
+			tablets++
+		}
+	}
+	switch {
+	case d == nil && !s.Hardware.USB && tablets > 0:
+		t.Errorf("a USB tablet without graphics or USB=1: %q", args)
+	case tablets > 1:
+		t.Errorf("%d USB tablets (QEMU refuses a second controller id usb): %q", tablets, args)
+	}
+}
+
+// USB=1 beside a display must not add a second controller and tablet:
+// QEMU refuses a second device id "usb".
+func TestUSBWithDisplayOneTablet(t *testing.T) {
+	s := Spec{Name: "vm", Machine: "q35", Accel: "tcg", CPU: "max", MemoryMiB: 512, CPUs: 1,
+		Display:  &Display{Device: "VGA", VNCDisplay: -1, Socket: "/data/vms/vm/vnc/web.sock"},
+		Hardware: Hardware{USB: true}}
+	n := 0
+	for _, o := range option(Args(s), "-device") {
+		if strings.HasPrefix(o, "qemu-xhci") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d qemu-xhci controllers, want 1: %q", n, Args(s))
 	}
 }

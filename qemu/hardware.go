@@ -43,9 +43,8 @@ func hardwareArgs(s Spec) []string {
 
 // hasTablet says whether the display already brings the USB controller
 // and tablet, which USB must not add a second time (QEMU refuses a second
-// device id "usb"). The VNC display here has none; the graphical console
-// of issue 12 adds one with every display.
-func hasTablet(Spec) bool { return false }
+// device id "usb"): every display comes with them.
+func hasTablet(s Spec) bool { return s.Display != nil }
 
 func ioThread(s Spec) bool {
 	return s.Hardware.IOThread && (s.DiskBus == BusVirtio || s.DiskBus == "")

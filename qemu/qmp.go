@@ -140,3 +140,16 @@ func (m *Monitor) ChangeMedium(id, path string) error {
 func (m *Monitor) Eject(id string) error {
 	return m.runArgs("eject", map[string]any{"id": id, "force": true}, nil)
 }
+
+// SetVNCPassword changes the password of VNC display id (VNCDisplayTCP)
+// at once, for new connections. It is set_password rather than
+// change-vnc-password, which acts on whichever display came first; QEMU
+// refuses a display without password auth, so the web console's socket
+// can never gain one by mistake. The password is not in the error.
+func (m *Monitor) SetVNCPassword(display, password string) error {
+	err := m.runArgs("set_password", map[string]any{"protocol": "vnc", "display": display, "password": password}, nil)
+	if err != nil {
+		return fmt.Errorf("VNC display %s: %w", display, err)
+	}
+	return nil
+}

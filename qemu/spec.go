@@ -36,7 +36,7 @@ type Spec struct {
 	Seed       string // cloud-init ISO; empty: none
 	NICs       []NIC
 	QMPSockets []string
-	VNCDisplay int // display number (port-5900); -1: no graphics
+	Display    *Display // nil: no graphics
 	Extra      []string
 
 	// BootOrder lists BootDisk, BootCD and BootNetwork (the first NIC) in
@@ -67,6 +67,32 @@ const (
 
 // CDDevice is the qdev id of the CD drive, which QMP's medium commands name.
 const CDDevice = "cd0dev"
+
+// Display is the VM's screen and the VNC listeners that show it.
+type Display struct {
+	// Device is the display adapter, e.g. "VGA": std VGA has a VGA BIOS
+	// for SeaBIOS and a driver in OVMF, and every guest OS drives it.
+	Device string
+	Keymap string // -k layout for VNC clients that send keysyms; "": QEMU's en-us
+
+	// VNCHost and VNCDisplay are the TCP listener (port 5900+VNCDisplay);
+	// VNCDisplay < 0: none. Its password is read from PasswordFile by a
+	// secret object, so it never stands on the command line.
+	VNCHost      string
+	VNCDisplay   int
+	PasswordFile string
+
+	// Socket is a second listener on a unix socket for the web console,
+	// without VNC auth: its folder's permissions admit only vmrunner, and
+	// the web console asks for its own password. "": none.
+	Socket string
+}
+
+// VNC display ids, for QMP commands that address one of them.
+const (
+	VNCDisplayTCP    = "vnc0"
+	VNCDisplaySocket = "web"
+)
 
 // Disk buses (DISK_TYPE).
 const (

@@ -30,6 +30,13 @@ needs=(
   /usr/lib/ipxe/qemu/efi-virtio.rom ipxe-qemu
   /usr/lib/ISOLINUX/isolinux.bin isolinux
   /usr/lib/syslinux/modules/bios/ldlinux.c32 syslinux-common
+  /usr/share/novnc/vnc.html novnc
+  vncsnapshot vncsnapshot
+  vncpasswd tigervnc-tools
+  tesseract tesseract-ocr
+  /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
+  chromium chromium
+  chromedriver chromium-driver
 )
 
 missing=()

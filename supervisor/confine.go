@@ -116,7 +116,7 @@ func lookupName(name string) (*QEMUUser, error) {
 // QEMUFiles are the files QEMU opens by path.
 type QEMUFiles struct {
 	State string   // the state folder: QEMU creates its QMP sockets here
-	Own   []string // files in the state folder QEMU opens (disks, UEFI variables, seed): handed to the user
+	Own   []string // files in the state folder QEMU opens (disks, UEFI variables, seed, VNC password) and folders it makes sockets in: handed to the user
 	Read  []string // files elsewhere QEMU reads (kernel, base image, firmware)
 	Write []string // files elsewhere QEMU reads and writes (host devices)
 }
@@ -224,7 +224,11 @@ func (u *QEMUUser) Grant(f QEMUFiles) error {
 	for _, p := range f.Own {
 		err := os.Lchown(p, -1, int(u.GID))
 		if err == nil {
-			err = unix.Fchmodat(unix.AT_FDCWD, p, 0o660, 0)
+			mode := uint32(0o660)
+			if st, serr := os.Lstat(p); serr == nil && st.IsDir() {
+				mode = 0o770 // a folder QEMU makes a socket in
+			}
+			err = unix.Fchmodat(unix.AT_FDCWD, p, mode, 0)
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("handing %s to %s: %w", p, u, err)

@@ -129,5 +129,12 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 		add(s.Firmware.Code, false)
 		add(s.Firmware.Vars, true)
 	}
+	if d := s.Display; d != nil {
+		add(d.PasswordFile, false)
+		if d.Socket != "" {
+			// The web console's socket: QEMU makes it in this folder.
+			own = append(own, filepath.Dir(d.Socket))
+		}
+	}
 	return own, read, write
 }

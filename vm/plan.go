@@ -31,6 +31,9 @@ type Facts struct {
 // Paths are the files of the state folder.
 type Paths struct {
 	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt, UUID, Control string
+	// VNCPassword holds the VNC password QEMU reads (0600); VNCDir (0700)
+	// guards VNCSocket, the web console's listener, which has no VNC auth.
+	VNCPassword, VNCDir, VNCSocket string
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -48,6 +51,10 @@ func PathsFor(c *config.Config) Paths {
 		Salt:      filepath.Join(s, "password-salt"),
 		UUID:      filepath.Join(s, "uuid"),
 		Control:   ControlSocket(s),
+
+		VNCPassword: filepath.Join(s, "vnc-password"),
+		VNCDir:      filepath.Join(s, "vnc"),
+		VNCSocket:   filepath.Join(s, "vnc", "web.sock"), // not longer than QMPProbe
 	}
 }
 
@@ -119,11 +126,8 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
-		VNCDisplay: -1,
+		Display:    planDisplay(c.Console, c.VNCPort, p.Paths),
 		Extra:      c.ExtraArgs,
-	}
-	if c.VNCPort != 0 {
-		s.VNCDisplay = c.VNCPort - 5900
 	}
 	p.Firmwares = map[config.BootMode]Firmware{}
 	for _, mode := range []config.BootMode{config.BootUEFI, config.BootSecure} {
@@ -260,7 +264,7 @@ func shellWarning(c *config.Config) string {
 	if c.Hardware.Shell == "" || !c.CloudInit {
 		return ""
 	}
-	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset SHELL for /bin/bash)", c.Hardware.Shell, c.GuestUser)
+	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset it for /bin/bash)", c.Hardware.Shell, c.GuestUser)
 }
 
 // SeedFor is the cloud-init seed of c with the password and salt decided
@@ -279,4 +283,19 @@ func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
 		s.SSHKeys = []string{c.SSHPubKey}
 	}
 	return s
+}
+
+// planDisplay gives a VM with graphics std VGA (SeaBIOS' VGA BIOS and
+// OVMF's QemuVideoDxe both drive it, as do installers of every OS), the
+// TCP listener for GRAPHICS=vnc and the socket the web console bridges to.
+// The socket is there with either, so a viewer can be added to a running VM.
+func planDisplay(con config.Console, vncPort int, paths Paths) *qemu.Display {
+	if con.Graphics == config.GraphicsNone || con.Graphics == "" {
+		return nil
+	}
+	d := &qemu.Display{Device: "VGA", Keymap: con.Keymap, VNCDisplay: -1, Socket: paths.VNCSocket}
+	if vncPort != 0 {
+		d.VNCHost, d.VNCDisplay, d.PasswordFile = con.VNCListen, vncPort-5900, paths.VNCPassword
+	}
+	return d
 }

@@ -85,7 +85,6 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 			Backend: qemu.UserNet{IPv6: true, Forwards: []qemu.Forward{{Proto: "tcp", HostAddr: "0.0.0.0", HostPort: 2222, GuestPort: 22}}},
 		}},
 		QMPSockets: []string{st + "/qmp.sock", st + "/qmp-probe.sock"},
-		VNCDisplay: -1,
 	}
 	if !reflect.DeepEqual(p.Spec, want) {
 		t.Errorf("Spec:\n got %+v\nwant %+v", p.Spec, want)
@@ -94,6 +93,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		State: st, Disk: st + "/disk.qcow2", Seed: st + "/seed.iso", Vars: st + "/efivars.fd",
 		QMP: st + "/qmp.sock", QMPProbe: st + "/qmp-probe.sock", SerialLog: st + "/serial.log",
 		Lock: st + "/lock", Salt: st + "/password-salt", UUID: st + "/uuid", Control: st + "/control.sock",
+		VNCPassword: st + "/vnc-password", VNCDir: st + "/vnc", VNCSocket: st + "/vnc/web.sock",
 	}
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
@@ -480,6 +480,7 @@ func TestArgvPerVariable(t *testing.T) {
 	nat1 := "-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2222-:22"
 	dev1 := "-device virtio-net-pci,netdev=net1,mac=" + m1
 	st := "/data/vms/web"
+	vncpw, vncsock := st+"/vnc-password", st+"/vnc/web.sock"
 	codeDrive := "-drive if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode
 	varsDrive := "-drive if=pflash,format=raw,unit=1,file=" + st + "/efivars.fd"
 	diskDrive := "-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native"
@@ -592,8 +593,10 @@ func TestArgvPerVariable(t *testing.T) {
 			[]string{"-netdev tap,id=net2,fd=3,vhost=on,vhostfd=4", "-device virtio-net-pci,netdev=net2,mac=" + m2}},
 		{"NETWORK2_MTU", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_MTU": "9000", "NETWORK2_MODEL": "virtio"}, func(f *Facts) { f.DefaultMTU = 1450 }, []string{dev1},
 			[]string{dev1 + ",host_mtu=1450", "-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2 + ",host_mtu=9000"}},
-		{"GRAPHICS=vnc", map[string]string{"GRAPHICS": "vnc"}, nil, nil, []string{"-vga std", "-vnc :0"}},
-		{"GRAPHICS=vnc VNC_PORT=5905", map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5905"}, nil, nil, []string{"-vga std", "-vnc :5"}},
+		{"GRAPHICS=vnc", map[string]string{"GRAPHICS": "vnc"}, nil, nil, []string{"-device VGA,id=video0", "-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0", "-object secret,id=vncpass,format=raw,file=" + vncpw, "-vnc 0.0.0.0:0,id=vnc0,password-secret=vncpass", "-vnc unix:" + vncsock + ",id=web"}},
+		{"GRAPHICS=vnc VNC_PORT=5905", map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5905"}, nil, nil, []string{"-device VGA,id=video0", "-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0", "-object secret,id=vncpass,format=raw,file=" + vncpw, "-vnc 0.0.0.0:5,id=vnc0,password-secret=vncpass", "-vnc unix:" + vncsock + ",id=web"}},
+		{"GRAPHICS=novnc", map[string]string{"GRAPHICS": "novnc", "VNC_KEYMAP": "fr"}, nil, nil,
+			[]string{"-device VGA,id=video0", "-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0", "-k fr", "-vnc unix:" + vncsock + ",id=web"}},
 		{"VNC_PORT without GRAPHICS", map[string]string{"VNC_PORT": "5905"}, nil, nil, nil},
 		{"RNG=0", map[string]string{"RNG": "0"}, nil, []string{"-device virtio-rng-pci"}, nil},
 		{"BALLOON=1", map[string]string{"BALLOON": "1"}, nil, nil, []string{"-device virtio-balloon-pci"}},

@@ -46,7 +46,12 @@ type Prepared struct {
 	Installed bool
 	UUID      string // the VM's SMBIOS UUID, kept in the state folder
 	Warnings  []string
-	c         cleanups
+	// VNCPassword is the VNC password QEMU is given (VNC_PASSWORD, else the
+	// kept or generated one); VNCPasswordNew says it was generated just now
+	// and is to be logged, this once.
+	VNCPassword    string
+	VNCPasswordNew bool
+	c              cleanups
 }
 
 // Release lets go of what Prepare made, in reverse order: the state
@@ -59,7 +64,7 @@ func (p *Prepared) Release() error { return p.c.run(false) }
 func (p *Prepared) Undo() error { return p.c.run(true) }
 
 // Prepare runs the once-per-VM start-up steps, in order: the base image,
-// the state folder, its lock, MACs, disks and UUID. When a step fails,
+// the state folder, its lock, MACs, disks, UUID and VNC password. When a step fails,
 // everything made before it is undone, so a failed start leaves nothing
 // half-made behind. ctx cancels a download in progress.
 func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
@@ -73,6 +78,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"MAC addresses", func(context.Context) error { return p.macs() }},
 		{"disks", func(ctx context.Context) error { return p.disks(ctx, t.Run, out) }},
 		{"UUID", func(context.Context) error { return p.uuid(out) }},
+		{"VNC password", func(context.Context) error { return p.vncPassword(out) }},
 	}
 	if err := runSteps(ctx, &out.c, steps); err != nil {
 		return nil, err
@@ -237,7 +243,7 @@ func (p *Plan) stateFolder(out *Prepared) error {
 // folder (see checkPrivate).
 func (p *Plan) checkStateFiles() error {
 	ps := p.Paths
-	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.SerialLog + ".1", ps.Lock, ps.Salt, ps.UUID,
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.SerialLog + ".1", ps.Lock, ps.Salt, ps.UUID, ps.VNCPassword,
 		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
 	for n := 2; n <= config.MaxDisks; n++ {
 		files = append(files, ps.ExtraDisk(n))
@@ -249,7 +255,7 @@ func (p *Plan) checkStateFiles() error {
 	for _, f := range files {
 		errs = append(errs, checkPrivate(f, false))
 	}
-	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control} {
+	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control, ps.VNCSocket} {
 		errs = append(errs, checkPrivate(s, true))
 	}
 	return errors.Join(errs...)
@@ -302,7 +308,7 @@ func (p *Plan) wipeState() error {
 func (p *Plan) staleSockets(out *Run) error {
 	remove := func() error {
 		var errs []error
-		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe} {
+		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.VNCSocket} {
 			if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -312,7 +318,7 @@ func (p *Plan) staleSockets(out *Run) error {
 	if err := remove(); err != nil {
 		return err
 	}
-	out.c.always("QMP sockets", remove)
+	out.c.always("QMP and VNC sockets", remove)
 	return nil
 }
 
