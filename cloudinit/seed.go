@@ -39,7 +39,10 @@ const (
 const cloudConfigHeader = "#cloud-config"
 
 // Files renders the seed's files (name -> content): meta-data, user-data,
-// and vendor-data / network-config when used.
+// vendor-data, and network-config when used.
+//
+// vendor-data always carries a script that installs and starts
+// qemu-guest-agent (see agentScript).
 //
 // Without UserData the built-in setup (hostname, the user with sudo and a
 // hashed password, SSH keys) is the user-data. With UserData the user's file
@@ -58,9 +61,14 @@ func (s Seed) Files() (map[string][]byte, error) {
 	}
 
 	files := map[string][]byte{userDataFile: setup}
+	var vendor []vendorPart
 	if s.UserData != nil {
 		files[userDataFile] = s.UserData
-		files[vendorDataFile] = setup
+		vendor = append(vendor, vendorPart{"vmrunner-setup.cfg", "text/cloud-config", setup})
+	}
+	vendor = append(vendor, vendorPart{"vmrunner-guest-agent.sh", "text/x-shellscript", []byte(agentScript)})
+	if files[vendorDataFile], err = vendorData(vendor); err != nil {
+		return nil, fmt.Errorf("rendering vendor-data: %w", err)
 	}
 	if s.NetworkConfig != nil {
 		files[networkConfigFile] = s.NetworkConfig
@@ -120,6 +128,9 @@ type cloudConfig struct {
 	SystemInfo       systemInfo `yaml:"system_info"`
 	SSHPwauth        bool       `yaml:"ssh_pwauth"`
 	Chpasswd         chpasswd   `yaml:"chpasswd"`
+	// ManageEtcHosts maps the hostname to 127.0.1.1 in /etc/hosts, so that
+	// it resolves in the guest (sudo warns on every call otherwise).
+	ManageEtcHosts bool `yaml:"manage_etc_hosts"`
 }
 
 // systemInfo makes the built-in user the image's default user too, so that
@@ -159,6 +170,7 @@ func (s Seed) setup() ([]byte, error) {
 		SystemInfo:       systemInfo{DefaultUser: u},
 		SSHPwauth:        true,
 		Chpasswd:         chpasswd{Expire: false},
+		ManageEtcHosts:   true,
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader + "\n")

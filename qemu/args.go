@@ -11,6 +11,7 @@ func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
 		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, consoleArgs, qmpArgs,
+		guestAgentArgs,
 	} {
 		a = append(a, part(s)...)
 	}
@@ -219,6 +220,20 @@ func qmpArgs(s Spec) []string {
 		a = append(a, "-qmp", "unix:"+escape(p)+",server=on,wait=off")
 	}
 	return a
+}
+
+// guestAgentArgs gives the guest the port qemu-guest-agent looks for, its
+// host end a unix socket vmrunner connects to. wait=off: QEMU does not wait
+// for a client before starting the guest.
+func guestAgentArgs(s Spec) []string {
+	if s.GuestAgent == "" {
+		return nil
+	}
+	return []string{
+		"-chardev", "socket,id=qga0,path=" + escape(s.GuestAgent) + ",server=on,wait=off",
+		"-device", "virtio-serial-pci,id=vser0",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+	}
 }
 
 func onOff(b bool) string {

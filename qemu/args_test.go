@@ -191,6 +191,13 @@ var scenarios = []struct {
 		s.Firmware = &Firmware{Code: "/fw,dir/OVMF_CODE.fd", Vars: "/data,1/vms/vm/efivars.fd"}
 		s.Disk = "/data,1/vms/vm/disk.qcow2"
 		s.Seed = "/data,1/vms/vm/seed,,x.iso"
+		s.GuestAgent = "/data,1/vms/vm/qga.sock"
+		return s
+	}},
+	{"guest_agent", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.GuestAgent = "/data/vms/vm/qga.sock"
 		return s
 	}},
 }

@@ -28,6 +28,9 @@ type Spec struct {
 	NICs       []NIC
 	QMPSockets []string
 	VNCDisplay int // display number (port-5900); -1: no graphics
+	// GuestAgent is the unix socket QEMU listens on for the guest agent's
+	// virtio-serial port (org.qemu.guest_agent.0); empty: no channel.
+	GuestAgent string
 	Extra      []string
 }
 

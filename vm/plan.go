@@ -26,6 +26,7 @@ type Facts struct {
 // Paths are the files of the state folder.
 type Paths struct {
 	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt string
+	QGA                                                           string // the guest agent's socket
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -41,6 +42,7 @@ func PathsFor(c *config.Config) Paths {
 		SerialLog: filepath.Join(s, "serial.log"),
 		Lock:      filepath.Join(s, "lock"),
 		Salt:      filepath.Join(s, "password-salt"),
+		QGA:       filepath.Join(s, "qga.sock"),
 	}
 }
 
@@ -99,6 +101,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
 		VNCDisplay: -1,
+		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
 	if c.VNCPort != 0 {

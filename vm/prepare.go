@@ -117,7 +117,7 @@ func (p *Plan) lock(*Prepared) (func(), bool, error) {
 // staleSockets removes sockets a killed run left, so that QMP clients never
 // reach a dead QEMU's path.
 func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
-	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe} {
+	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.QGA} {
 		if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, false, err
 		}
@@ -125,6 +125,7 @@ func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
 	return func() {
 		os.Remove(p.Paths.QMP)
 		os.Remove(p.Paths.QMPProbe)
+		os.Remove(p.Paths.QGA)
 	}, true, nil
 }
 
