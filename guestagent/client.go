@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -356,4 +357,17 @@ func parseReply(line []byte, want uint64) (ret json.RawMessage, ok bool, err err
 		return nil, false, fmt.Errorf("%w: neither return nor error", ErrReply)
 	}
 	return r.Return, true, nil
+}
+
+// Restrict narrows the agent socket QEMU made to its owner (0600): QEMU
+// creates it with the process umask. Call it once QEMU has started.
+func Restrict(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s is not a socket", path)
+	}
+	return os.Chmod(path, 0o600)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -371,5 +372,27 @@ func TestInfoIsCleaned(t *testing.T) {
 	os, err := c.OSInfo(context.Background())
 	if err != nil || os.PrettyName != "Debian GNU/Linux 12 (bookworm)" || os.VersionID != "12" {
 		t.Errorf("osinfo %+v, %v", os, err)
+	}
+}
+
+func TestRestrict(t *testing.T) {
+	dir := t.TempDir()
+	sock := dir + "/qga.sock"
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Chmod(sock, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := Restrict(sock); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(sock); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := Restrict(dir); err == nil {
+		t.Error("a directory was accepted as the socket")
 	}
 }

@@ -179,8 +179,12 @@ func (c *Client) execStreamed(ctx context.Context, cmd Command) (Result, error) 
 	base := "vmrunner-exec-" + hex.EncodeToString(id[:])
 	var out, errf *guestFile
 	var err error
+	var agentErr *AgentError
 	for _, dir := range c.spoolDirs() {
 		if out, err = c.openFile(ctx, path.Join(dir, base+".out"), cmd.Stdout); err != nil {
+			if !errors.As(err, &agentErr) {
+				return Result{}, err // no agent: no other folder will do better
+			}
 			continue
 		}
 		if errf, err = c.openFile(ctx, path.Join(dir, base+".err"), cmd.Stderr); err != nil {
