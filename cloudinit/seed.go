@@ -26,6 +26,8 @@ type Seed struct {
 	// Salt is the crypt salt for Password (see NewSalt). The caller persists
 	// it so that the seed, and so the instance-id, is stable across restarts.
 	Salt string
+	// Mounts are the shared folders the guest mounts (a vendor script).
+	Mounts []Mount
 }
 
 // Names of the files in a NoCloud seed.
@@ -67,6 +69,9 @@ func (s Seed) Files() (map[string][]byte, error) {
 		vendor = append(vendor, vendorPart{"vmrunner-setup.cfg", "text/cloud-config", setup})
 	}
 	vendor = append(vendor, vendorPart{"vmrunner-guest-agent.sh", "text/x-shellscript", []byte(agentScript)})
+	if len(s.Mounts) > 0 {
+		vendor = append(vendor, vendorPart{"vmrunner-shares.sh", "text/x-shellscript", mountScript(s.Mounts)})
+	}
 	if files[vendorDataFile], err = vendorData(vendor); err != nil {
 		return nil, fmt.Errorf("rendering vendor-data: %w", err)
 	}

@@ -113,3 +113,27 @@ func TestAgentScript(t *testing.T) {
 		})
 	}
 }
+
+func TestMountsInVendorData(t *testing.T) {
+	s := testSeed()
+	s.Mounts = []Mount{{Tag: "share1", Target: "/mnt/share", Virtiofs: true}, {Tag: "share2", Target: "/srv/ro", ReadOnly: true}}
+	parts := vendorParts(t, mustFiles(t, s)["vendor-data"])
+	if len(parts) != 2 || parts[1].name != "vmrunner-shares.sh" {
+		t.Fatalf("vendor-data parts %+v", parts)
+	}
+	script := string(parts[1].data)
+	for _, want := range []string{
+		"mkdir -p '/mnt/share'\n",
+		"echo 'share1 /mnt/share virtiofs nofail 0 0' >>/etc/fstab",
+		"echo 'share2 /srv/ro 9p trans=virtio,version=9p2000.L,msize=262144,nofail,ro 0 0' >>/etc/fstab",
+		"mountpoint -q '/srv/ro' || mount '/srv/ro'",
+		"exit 0\n",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("mount script lacks %q:\n%s", want, script)
+		}
+	}
+	if out, err := exec.Command("sh", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Errorf("sh -n: %v: %s", err, out)
+	}
+}

@@ -146,6 +146,8 @@ type Config struct {
 	NetworkConfig     []byte
 
 	VNCPort int // 0: no VNC
+
+	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.

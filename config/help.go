@@ -32,6 +32,14 @@ func WriteHelp(w io.Writer) error {
 	for _, f := range fields(reflect.TypeOf(rawDisk{}), "") {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nShared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:\n", MaxShares)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, f := range fields(reflect.TypeOf(rawShare{}), "FILESYSTEM_") {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	}
 	return tw.Flush()
 }
 

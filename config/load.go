@@ -63,6 +63,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadPorts(c, raw))
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
+	check(loadShares(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}

@@ -11,7 +11,7 @@ func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
 		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, consoleArgs, qmpArgs,
-		guestAgentArgs,
+		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
 	}
@@ -234,6 +234,33 @@ func guestAgentArgs(s Spec) []string {
 		"-device", "virtio-serial-pci,id=vser0",
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
 	}
+}
+
+// shareArgs attaches the shared folders. virtiofsd reads guest memory
+// directly, so with any virtiofs share the guest's RAM is a shared memfd.
+func shareArgs(s Spec) []string {
+	var a []string
+	memfd := false
+	for _, sh := range s.Shares {
+		if sh.Virtiofs {
+			if !memfd {
+				memfd = true
+				a = append(a,
+					"-object", fmt.Sprintf("memory-backend-memfd,id=mem0,size=%dM,share=on", s.MemoryMiB),
+					"-numa", "node,memdev=mem0")
+			}
+			a = append(a,
+				"-chardev", "socket,id="+sh.ID+",path="+escape(sh.Socket),
+				"-device", "vhost-user-fs-pci,chardev="+sh.ID+",tag="+sh.Tag)
+			continue
+		}
+		fs := "local,id=" + sh.ID + ",path=" + escape(sh.Path) + ",security_model=" + sh.SecurityModel
+		if sh.ReadOnly {
+			fs += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fs, "-device", "virtio-9p-pci,fsdev="+sh.ID+",mount_tag="+sh.Tag)
+	}
+	return a
 }
 
 func onOff(b bool) string {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 
+	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
@@ -21,6 +22,7 @@ type Facts struct {
 	Links          map[string]netcfg.Link // bridges and parent NICs the NICs name; absent: missing
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
+	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 }
 
 // Paths are the files of the state folder.
@@ -70,6 +72,10 @@ type Plan struct {
 	VarsTmpl string // UEFI vars template to copy, empty for legacy
 	Persist  bool   // keep the state folder when the VM ends
 	Warnings []string
+	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
+	// guest mounts (cloud-init).
+	Virtiofsd []VirtiofsdPlan
+	Mounts    []cloudinit.Mount
 }
 
 // maxSocketPath is sun_path's size less its terminating NUL.
@@ -129,6 +135,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed
+	}
+	if err := p.planShares(&s, f); err != nil {
+		return nil, err
 	}
 	nextFD := 3
 	for _, n := range c.NICs {

@@ -70,6 +70,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
 		{"network", p.network},
+		{"virtiofsd", p.virtiofsds},
 	}
 	for _, s := range steps {
 		undo, keep, err := s.do(out)
@@ -272,6 +273,7 @@ func (p *Plan) seed(*Prepared) (func(), bool, error) {
 		UserData:      c.UserData,
 		NetworkConfig: c.NetworkConfig,
 		Salt:          salt,
+		Mounts:        p.Mounts,
 	}
 	if c.SSHPubKey != "" {
 		s.SSHKeys = []string{c.SSHPubKey}
