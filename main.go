@@ -37,6 +37,9 @@ Runs one QEMU VM configured by environment variables (see --help).
 `
 
 func main() {
+	// What vmrunner and its children make (state files, sockets, the
+	// cache) is this user's alone.
+	unix.Umask(0o077)
 	os.Exit(run(os.Args[1:], os.Environ()))
 }
 
@@ -66,19 +69,15 @@ func run(args []string, environ []string) int {
 		return supervisor.ExitConfig
 	}
 
+	if mode == "health" {
+		return health(environ)
+	}
 	cfg, err := config.Load(config.EnvMap(environ), config.ProbeHost())
 	if err != nil {
 		return configError(err)
 	}
-	switch mode {
-	case "--show-config":
+	if mode == "--show-config" {
 		_ = config.WriteShow(os.Stdout, cfg)
-		return 0
-	case "health":
-		if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
-			fmt.Fprintln(os.Stderr, "vmrunner health:", err)
-			return 1
-		}
 		return 0
 	}
 
@@ -89,11 +88,28 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
+		for _, w := range plan.Warnings {
+			log.Warn(w)
+		}
 		plan.ApplyLocalBase()
 		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
+}
+
+// health exits 0 while the VM of DATA_DIR and GUEST_NAME runs. It reads
+// nothing else of the configuration (see config.LoadState).
+func health(environ []string) int {
+	cfg, err := config.LoadState(config.EnvMap(environ), config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
+		fmt.Fprintln(os.Stderr, "vmrunner health:", err)
+		return 1
+	}
+	return 0
 }
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
@@ -102,7 +118,11 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	// A closed stdout (| head) must cost the console, not the VM: caught,
+	// SIGPIPE only turns writes into EPIPE, and children still get the
+	// default disposition (an ignored signal would stay ignored across exec).
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	go func() {
 		for s := range sigs {
 			log.Info("signal received", zap.String("signal", s.String()))
@@ -149,13 +169,14 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	cfg := plan.Config
 	args := qemu.Args(plan.Spec)
 	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
-		zap.Duration("prepare", time.Since(started)), zap.Strings("args", args))
+		zap.Duration("prepare", time.Since(started)), zap.Strings("args", config.RedactArgs(args)))
 	return supervisor.Run(context.Background(), supervisor.Options{
 		Binary:          cfg.QEMUBinary,
 		Args:            args,
 		ExtraFiles:      prep.Files,
 		QMPSocket:       plan.Paths.QMP,
 		SerialLog:       plan.Paths.SerialLog,
+		SerialLogMax:    cfg.SerialLogMax,
 		Console:         os.Stdout,
 		Input:           input,
 		StopRequests:    stop,
@@ -219,7 +240,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.Output, Progress: progress, Log: sugar.Infow})
+		p, err := vm.Prepare(ctx, plan, vm.Tools{Run: reaper.OutputContext, Progress: progress, Log: sugar.Infow})
 		done <- result{p, err}
 	}()
 	select {
@@ -250,13 +271,17 @@ func listDistros(catalog string) int {
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	f := vm.Facts{
-		KVMUsable:      vm.KVMUsable(),
 		VhostNet:       netcfg.VhostNetUsable(),
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
+	}
+	if cfg.Accel != config.AccelTCG {
+		start := time.Now()
+		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
+		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))
 	}
 	mtu, err := netcfg.DefaultRouteMTU()
 	if err != nil {
@@ -276,6 +301,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	return f
 }
 
+// configError prints a configuration error; config.Error masks the
+// secrets of the values it names.
 func configError(err error) int {
 	fmt.Fprintln(os.Stderr, "vmrunner: configuration error:")
 	for _, line := range strings.Split(err.Error(), "\n") {
@@ -285,7 +312,8 @@ func configError(err error) int {
 }
 
 // newLogger logs JSON in containers and for machines, a console format on
-// a terminal. Sampling is off: a supervisor must never drop a line.
+// a terminal, secrets masked (see redactingEncoder). No sampling: a
+// supervisor must never drop a line.
 func newLogger(cfg *config.Config) *zap.Logger {
 	format := cfg.LogFormat
 	if format == "" {
@@ -294,21 +322,20 @@ func newLogger(cfg *config.Config) *zap.Logger {
 			format = "console"
 		}
 	}
-	zc := zap.NewProductionConfig()
-	zc.Sampling = nil
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
 	if format == "console" {
-		zc.Encoding = "console"
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
 	}
+	level := zap.InfoLevel
 	if cfg.Verbose {
-		zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+		level = zap.DebugLevel
 	}
-	log, err := zc.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
+	stderr := zapcore.Lock(os.Stderr)
+	core := zapcore.NewCore(redactingEncoder{enc, cfg.Secrets()}, stderr, level)
+	return zap.New(core, zap.ErrorOutput(stderr), zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel))
 }
 
 func versionString() string {

@@ -39,6 +39,26 @@ func NewSalt() (string, error) {
 	return string(b), nil
 }
 
+// passwordAlphabet leaves out characters that are easily misread (0O1lI)
+// or need quoting in a shell.
+const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+// NewPassword returns a random password of 20 characters (about 116 bits).
+func NewPassword() (string, error) {
+	out := make([]byte, 0, 20)
+	b := make([]byte, 1)
+	for len(out) < cap(out) {
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("reading random password: %w", err)
+		}
+		// Rejecting the top of the range keeps every character equally likely.
+		if int(b[0]) < 256-256%len(passwordAlphabet) {
+			out = append(out, passwordAlphabet[int(b[0])%len(passwordAlphabet)])
+		}
+	}
+	return string(out), nil
+}
+
 // sha512Crypt implements Ulrich Drepper's "Unix crypt using SHA-256 and
 // SHA-512" for SHA-512. rounds 0 means the default and, as in crypt(3), keeps
 // "rounds=" out of the result; any other value is clamped to the

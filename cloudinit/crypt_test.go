@@ -88,3 +88,20 @@ func TestNewSalt(t *testing.T) {
 		seen[salt] = true
 	}
 }
+
+func TestNewPassword(t *testing.T) {
+	seen := map[string]bool{}
+	for range 50 {
+		pw, err := NewPassword()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pw) != 20 || strings.Trim(pw, passwordAlphabet) != "" {
+			t.Fatalf("password %q: want 20 characters of %q", pw, passwordAlphabet)
+		}
+		if seen[pw] {
+			t.Fatalf("password %q came twice", pw)
+		}
+		seen[pw] = true
+	}
+}

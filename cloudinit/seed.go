@@ -17,7 +17,9 @@ import (
 type Seed struct {
 	Hostname string // local-hostname
 	User     string
-	Password string   // plain text; only its hash is written
+	// Password is plain text; only its hash is written. Empty with SSH
+	// keys: the password is locked and SSH password login is off.
+	Password string
 	SSHKeys  []string // authorized keys for User
 	// UserData is the user's own user-data file, nil when not given. Files
 	// writes it verbatim; check it first with ValidateUserData.
@@ -98,10 +100,10 @@ func (s Seed) check() error {
 	if s.User == "" {
 		errs = append(errs, errors.New("user is empty"))
 	}
-	// An empty password would leave an account that accepts no password at
-	// all on the console; refuse it rather than guess what was meant.
-	if s.Password == "" {
-		errs = append(errs, errors.New("password is empty"))
+	// Without a password and without a key nobody could log in; the caller
+	// makes up a password then.
+	if s.Password == "" && len(s.SSHKeys) == 0 {
+		errs = append(errs, errors.New("neither a password nor an SSH key"))
 	}
 	if !validSalt(s.Salt) {
 		errs = append(errs, fmt.Errorf("salt %q is not 1-%d characters of [./0-9A-Za-z]", s.Salt, maxSaltLen))
@@ -150,7 +152,7 @@ type user struct {
 	Sudo              string   `yaml:"sudo"`
 	Shell             string   `yaml:"shell"`
 	LockPasswd        bool     `yaml:"lock_passwd"`
-	HashedPasswd      string   `yaml:"hashed_passwd"`
+	HashedPasswd      string   `yaml:"hashed_passwd,omitempty"`
 	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys,omitempty"`
 }
 
@@ -164,16 +166,18 @@ func (s Seed) setup() ([]byte, error) {
 		Name:              s.User,
 		Sudo:              "ALL=(ALL) NOPASSWD:ALL",
 		Shell:             "/bin/bash",
-		LockPasswd:        false,
-		HashedPasswd:      HashPassword(s.Password, s.Salt),
+		LockPasswd:        true,
 		SSHAuthorizedKeys: s.SSHKeys,
+	}
+	if s.Password != "" {
+		u.LockPasswd, u.HashedPasswd = false, HashPassword(s.Password, s.Salt)
 	}
 	cfg := cloudConfig{
 		PreserveHostname: false,
 		Hostname:         s.Hostname,
 		Users:            []user{u},
 		SystemInfo:       systemInfo{DefaultUser: u},
-		SSHPwauth:        true,
+		SSHPwauth:        s.Password != "",
 		Chpasswd:         chpasswd{Expire: false},
 		ManageEtcHosts:   true,
 	}

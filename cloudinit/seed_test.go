@@ -191,7 +191,7 @@ func TestFilesRejectsIncompleteSeed(t *testing.T) {
 	}{
 		{"no hostname", func(s *Seed) { s.Hostname = "" }, "hostname is empty"},
 		{"no user", func(s *Seed) { s.User = "" }, "user is empty"},
-		{"no password", func(s *Seed) { s.Password = "" }, "password is empty"},
+		{"no password, no key", func(s *Seed) { s.Password, s.SSHKeys = "", nil }, "neither a password nor an SSH key"},
 		{"no salt", func(s *Seed) { s.Salt = "" }, `salt "" is not`},
 		{"salt too long", func(s *Seed) { s.Salt = strings.Repeat("a", 17) }, "is not 1-16 characters"},
 		{"salt with $", func(s *Seed) { s.Salt = "ab$cd" }, `salt "ab$cd" is not`},
@@ -222,5 +222,47 @@ func TestFilesQuotesYAML11Booleans(t *testing.T) {
 	}
 	if want := `local-hostname: "no"`; !bytes.Contains(files["meta-data"], []byte(want)) {
 		t.Errorf("meta-data lacks %s:\n%s", want, files["meta-data"])
+	}
+}
+
+// TestFilesKeyOnlyLocksPassword: with SSH keys and no password, the user's
+// password is locked and sshd takes no passwords; with a password, both
+// work.
+func TestFilesKeyOnlyLocksPassword(t *testing.T) {
+	for _, tt := range []struct {
+		desc, password string
+		wantLock       bool
+	}{
+		{"key only", "", true},
+		{"key and password", "s3cret", false},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			s := testSeed()
+			s.Password = tt.password
+			var got struct {
+				SSHPwauth *bool `yaml:"ssh_pwauth"`
+				Users     []struct {
+					LockPasswd   *bool    `yaml:"lock_passwd"`
+					HashedPasswd *string  `yaml:"hashed_passwd"`
+					Keys         []string `yaml:"ssh_authorized_keys"`
+				} `yaml:"users"`
+			}
+			if err := yaml.Unmarshal(mustFiles(t, s)["user-data"], &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.SSHPwauth == nil || *got.SSHPwauth != !tt.wantLock {
+				t.Errorf("ssh_pwauth = %v, want %v", got.SSHPwauth, !tt.wantLock)
+			}
+			u := got.Users[0]
+			if u.LockPasswd == nil || *u.LockPasswd != tt.wantLock {
+				t.Errorf("lock_passwd = %v, want %v", u.LockPasswd, tt.wantLock)
+			}
+			if (u.HashedPasswd != nil) == tt.wantLock {
+				t.Errorf("hashed_passwd = %v with password %q", u.HashedPasswd, tt.password)
+			}
+			if len(u.Keys) != 1 {
+				t.Errorf("authorized keys = %q", u.Keys)
+			}
+		})
 	}
 }

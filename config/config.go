@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/vmrunner/vmrunner/image"
@@ -98,11 +99,13 @@ type BootSource struct {
 	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
 	Distro   string              // the catalog name behind Download, if any
 	Blank    bool
+	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
 
 // Config is the whole validated configuration.
 type Config struct {
 	Boot          BootSource
+	Catalog       string // CATALOG: a file or URL of more catalog entries
 	Kernel        string
 	Initrd        string
 	KernelCmdline string
@@ -128,6 +131,7 @@ type Config struct {
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
+	SerialLogMax    int64 // bytes
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int
@@ -147,7 +151,27 @@ type Config struct {
 
 	VNCPort int // 0: no VNC
 
+	Redfish Redfish
+
 	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
+}
+
+// Redfish is the BMC endpoint (REDFISH_*).
+type Redfish struct {
+	Enabled  bool
+	Listen   string // host part of the listen address; "" is every address
+	Port     int
+	Username string
+	Password string
+	SystemID string
+	// TLSCert and TLSKey are the user's PEM pair, both or neither; empty
+	// means a self-signed pair kept in the state folder.
+	TLSCert, TLSKey string
+}
+
+// Addr is the address the Redfish listener binds.
+func (r Redfish) Addr() string {
+	return net.JoinHostPort(r.Listen, strconv.Itoa(r.Port))
 }
 
 // CacheDir holds downloaded images, shared by every VM of DATA_DIR.
@@ -166,10 +190,12 @@ type Error struct {
 	Err      error // optional cause
 }
 
+// Error names the value with its secrets masked (see Redact): it is
+// printed and logged.
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s=%q: ", e.Var, e.Value)
+	msg := fmt.Sprintf("%s=%q: ", e.Var, RedactValue(e.Var, e.Value))
 	if e.Err != nil {
-		msg += e.Err.Error() + "; "
+		msg += Redact(e.Err.Error()) + "; "
 	}
 	return msg + "accepted: " + e.Accepted
 }

@@ -74,14 +74,8 @@ func WriteShow(w io.Writer, c *Config) error {
 }
 
 // Effective returns the configuration as variable/value pairs, secrets
-// masked, in --help order.
+// masked (inside values too: URLs, EXTRA_ARGS), in --help order.
 func (c *Config) Effective() [][2]string {
-	mask := func(s string) string {
-		if s == "" {
-			return ""
-		}
-		return "********"
-	}
 	boot := c.Boot.Path
 	switch {
 	case c.Boot.Blank:
@@ -102,7 +96,7 @@ func (c *Config) Effective() [][2]string {
 		vnc = "vnc"
 	}
 	out := [][2]string{
-		{"BOOT_FROM", boot}, {"DISTRO", c.Boot.Distro},
+		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
@@ -114,13 +108,23 @@ func (c *Config) Effective() [][2]string {
 		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
+		{"SERIAL_LOG_MAX", fmt.Sprintf("%dK", c.SerialLogMax>>10)},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
 		{"PORT_FWD_ADDR", c.PortFwdAddr},
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},
-		{"GUEST_PASSWORD", mask(c.GuestPassword)}, {"SSH_PUBKEY", c.SSHPubKey},
+		{"GUEST_PASSWORD", c.GuestPassword}, {"SSH_PUBKEY", c.SSHPubKey},
 		{"CLOUD_INIT_USER_DATA", c.UserDataPath},
 		{"CLOUD_INIT_NETWORK_CONFIG", c.NetworkConfigPath},
 		{"GRAPHICS", vnc}, {"VNC_PORT", fmt.Sprint(c.VNCPort)},
+		{"REDFISH_ENABLE", fmt.Sprint(c.Redfish.Enabled)},
+	}
+	if r := c.Redfish; r.Enabled {
+		out = append(out, [][2]string{
+			{"REDFISH_PORT", fmt.Sprint(r.Port)}, {"REDFISH_LISTEN", r.Listen},
+			{"REDFISH_USERNAME", r.Username}, {"REDFISH_PASSWORD", r.Password},
+			{"REDFISH_SYSTEM_ID", r.SystemID},
+			{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey},
+		}...)
 	}
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
@@ -148,7 +152,18 @@ func (c *Config) Effective() [][2]string {
 			out = append(out, [2]string{p + "DIRECT_DEV", n.DirectDev})
 		}
 	}
+	for i := range out {
+		out[i][1] = c.mask(RedactValue(out[i][0], out[i][1]))
+	}
 	return out
+}
+
+// mask replaces the configuration's literal secrets in s.
+func (c *Config) mask(s string) string {
+	for _, secret := range c.Secrets() {
+		s = strings.ReplaceAll(s, secret, Masked)
+	}
+	return s
 }
 
 // device is DEVICE (index 1) or DEVICEn's path, "" when unset.

@@ -88,10 +88,10 @@ var contractVars = map[string]string{
 	"SHUTDOWN_TIMEOUT": "30", "EXTRA_ARGS": "(unset)", "LOG_FORMAT": "(unset)", "LOG_VERBOSE": "0",
 	"NETWORK_MODE": "nat", "NETWORK_BRIDGE": "br0", "NETWORK_DIRECT_DEV": "eth0", "NETWORK_MODEL": "virtio",
 	"NETWORK_MAC": "(unset)", "NETWORK_MTU": "(unset)", "SSH_PORT": "2222", "PORT_FWD": "(unset)",
-	"CLOUD_INIT": "1", "GUEST_USER": "user", "GUEST_PASSWORD": "password", "SSH_PUBKEY": "(unset)",
+	"CLOUD_INIT": "1", "GUEST_USER": "user", "GUEST_PASSWORD": "(unset)", "SSH_PUBKEY": "(unset)",
 	"CLOUD_INIT_USER_DATA": "(unset)",
 	"GRAPHICS":             "none", "VNC_PORT": "5900", "REDFISH_ENABLE": "0",
-	"REDFISH_PORT": "8443", "REDFISH_USERNAME": "admin", "REDFISH_PASSWORD": "password",
+	"REDFISH_PORT": "8443", "REDFISH_USERNAME": "admin", "REDFISH_PASSWORD": "(unset)",
 }
 
 func TestWriteHelpMatchesContract(t *testing.T) {

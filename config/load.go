@@ -19,6 +19,9 @@ import (
 	"github.com/vmrunner/vmrunner/image"
 )
 
+// bootFormats are BOOT_FROM_FORMAT's values: qemu-img's names, and iso.
+var bootFormats = []string{"raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", "iso"}
+
 // MaxNICs is the highest NIC index (NETWORK8_*).
 const MaxNICs = 8
 
@@ -63,6 +66,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadPorts(c, raw))
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
+	check(loadRedfish(c, raw))
 	check(loadShares(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
@@ -89,7 +93,9 @@ func EnvMap(environ []string) map[string]string {
 // otherwise, rather than on the default distribution's).
 func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	var errs []error
+	var err error
 	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
+	c.Catalog = raw.Catalog
 	switch {
 	case raw.BootFrom == "blank":
 		c.Boot.Blank = true
@@ -107,6 +113,26 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 		c.Boot.Path = raw.BootFrom
 	case raw.Kernel == "" || distroSet:
 		errs = append(errs, loadDistro(c, raw))
+	}
+	if raw.BootFromFmt != "" {
+		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats)
+		errs = append(errs, err)
+		if c.Boot.Path == "" && (c.Boot.Download == nil || c.Boot.Distro != "") {
+			errs = append(errs, &Error{Var: "BOOT_FROM_FORMAT", Value: raw.BootFromFmt, Accepted: "only together with BOOT_FROM set to an image file or URL"})
+		}
+	}
+	if d := c.Boot.Download; d != nil {
+		d.MaxSize, err = parseSize("DOWNLOAD_MAX_SIZE", raw.DownloadMax)
+		errs = append(errs, err)
+		d.MaxUnpacked, err = parseSize("EXTRACT_MAX_SIZE", raw.ExtractMax)
+		errs = append(errs, err)
+		if !image.Verifiable(*d) {
+			e := &Error{Var: "BOOT_FROM", Value: d.URL, Accepted: "an https URL, or an http URL together with BOOT_FROM_SHA256 (plain http can be altered on the way)"}
+			if c.Boot.Distro != "" {
+				e = &Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog entry with an https URL or an https checksum file"}
+			}
+			errs = append(errs, e)
+		}
 	}
 	if raw.BootFromSHA != "" && c.Boot.Download == nil {
 		errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "only together with an http(s) BOOT_FROM"})
@@ -211,31 +237,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.DiskSize, err = parseSize("DISK_SIZE", raw.DiskSize)
 	add(err)
 
-	c.GuestName = raw.GuestName
-	if c.GuestName == "" {
-		// A host's FQDN names the VM by its first label.
-		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
-		if !guestName.MatchString(c.GuestName) {
-			c.GuestName = "vm"
-		}
-	}
-	if !guestName.MatchString(c.GuestName) {
-		add(&Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
-	}
-	c.DataDir = raw.DataDir
-	if c.DataDir == "" {
-		switch {
-		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
-			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
-		case host.HomeDir != "":
-			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
-		default:
-			add(&Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
-		}
-	} else if !filepath.IsAbs(c.DataDir) {
-		add(&Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
-	}
-	c.DataDir = filepath.Clean(c.DataDir)
+	add(loadState(c, raw.GuestName, raw.DataDir, host))
 
 	secs, err := strconv.Atoi(raw.ShutdownTimeout)
 	if err != nil || secs < 0 || secs > 86400 {
@@ -256,7 +258,51 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	}
 	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
 	add(err)
+	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
+	add(err)
 	return errors.Join(errs...)
+}
+
+// loadState sets GUEST_NAME and DATA_DIR, which name the state folder.
+func loadState(c *Config, name, dataDir string, host Host) error {
+	var errs []error
+	c.GuestName = name
+	if c.GuestName == "" {
+		// A host's FQDN names the VM by its first label.
+		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
+		if !guestName.MatchString(c.GuestName) {
+			c.GuestName = "vm"
+		}
+	}
+	if !guestName.MatchString(c.GuestName) {
+		errs = append(errs, &Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
+	}
+	c.DataDir = dataDir
+	if c.DataDir == "" {
+		switch {
+		case host.StateHome != "" && filepath.IsAbs(host.StateHome): // XDG: ignore relative values
+			c.DataDir = filepath.Join(host.StateHome, "vmrunner")
+		case host.HomeDir != "":
+			c.DataDir = filepath.Join(host.HomeDir, ".local", "state", "vmrunner")
+		default:
+			errs = append(errs, &Error{Var: "DATA_DIR", Value: "", Accepted: "an absolute folder path (no HOME or XDG_STATE_HOME to default from)"})
+		}
+	} else if !filepath.IsAbs(c.DataDir) {
+		errs = append(errs, &Error{Var: "DATA_DIR", Value: c.DataDir, Accepted: "an absolute folder path"})
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	return errors.Join(errs...)
+}
+
+// LoadState reads only GUEST_NAME and DATA_DIR, for `vmrunner health`: a
+// running VM's probe must not fail because a file the rest of the
+// configuration names was edited or removed since it started.
+func LoadState(environ map[string]string, host Host) (*Config, error) {
+	c := &Config{}
+	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], host); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func parseBool(name, v string) (bool, error) {
@@ -489,9 +535,11 @@ func ParsePortFwd(v string) ([]PortFwd, error) {
 func loadPorts(c *Config, raw rawMachine) error {
 	var errs []error
 	var err error
-	c.SSHPort, err = parsePort("SSH_PORT", raw.SSHPort)
-	if err != nil {
-		errs = append(errs, err)
+	// 0 turns the SSH forward off: nothing listens for it.
+	if strings.TrimSpace(raw.SSHPort) != "0" {
+		if c.SSHPort, err = parsePort("SSH_PORT", raw.SSHPort); err != nil {
+			errs = append(errs, &Error{Var: "SSH_PORT", Value: raw.SSHPort, Accepted: "a port from 1 to 65535, or 0 for no SSH forward"})
+		}
 	}
 	c.PortFwds, err = ParsePortFwd(raw.PortFwd)
 	if err != nil {
@@ -558,12 +606,58 @@ func loadConsole(c *Config, raw rawMachine) error {
 	default:
 		errs = append(errs, &Error{Var: "GRAPHICS", Value: raw.Graphics, Accepted: "none or vnc"})
 	}
+	return errors.Join(errs...)
+}
+
+// redfishID is what may stand in a URL path segment as the system's id.
+var redfishID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// loadRedfish reads REDFISH_*; after loadMachine, which settles GUEST_NAME.
+// Nothing may listen without auth, so the seed project's default password
+// is refused rather than served.
+func loadRedfish(c *Config, raw rawMachine) error {
 	on, err := parseBool("REDFISH_ENABLE", raw.RedfishEnable)
-	if err != nil {
-		errs = append(errs, err)
-	} else if on {
-		errs = append(errs, &Error{Var: "REDFISH_ENABLE", Value: raw.RedfishEnable, Accepted: "0 (the Redfish endpoint is not in this build yet)"})
+	if err != nil || !on {
+		return err
 	}
+	var errs []error
+	r := Redfish{Enabled: true, Listen: raw.RedfishListen, Username: raw.RedfishUser,
+		Password: raw.RedfishPasswd, SystemID: raw.RedfishID, TLSCert: raw.RedfishCert, TLSKey: raw.RedfishKey}
+	if r.Port, err = parsePort("REDFISH_PORT", raw.RedfishPort); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Listen != "" && net.ParseIP(r.Listen) == nil {
+		errs = append(errs, &Error{Var: "REDFISH_LISTEN", Value: r.Listen, Accepted: "an IP address such as 127.0.0.1 or ::1, or unset for every address"})
+	}
+	if r.Username == "" || strings.ContainsAny(r.Username, ":\x00\r\n") || len(r.Username) > 64 {
+		errs = append(errs, &Error{Var: "REDFISH_USERNAME", Value: r.Username, Accepted: "1-64 characters without ':' or control characters"})
+	}
+	switch {
+	case r.Password == "":
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "", Accepted: "a password of your own, at least 8 characters, e.g. REDFISH_PASSWORD=$(openssl rand -base64 18); required with REDFISH_ENABLE=1"})
+	case r.Password == "password":
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: Masked,
+			Accepted: "a password of your own (the seed project's default 'password' is refused: anyone who can reach the port could power the VM), e.g. REDFISH_PASSWORD=$(openssl rand -base64 18)"})
+	case len(r.Password) < 8 || strings.ContainsAny(r.Password, "\x00\r\n"):
+		errs = append(errs, &Error{Var: "REDFISH_PASSWORD", Value: "********", Accepted: "at least 8 characters, no control characters"})
+	}
+	if r.SystemID == "" {
+		r.SystemID = c.GuestName
+	}
+	if !redfishID.MatchString(r.SystemID) {
+		errs = append(errs, &Error{Var: "REDFISH_SYSTEM_ID", Value: r.SystemID, Accepted: "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"})
+	}
+	if (r.TLSCert == "") != (r.TLSKey == "") {
+		errs = append(errs, &Error{Var: "REDFISH_TLS_CERT", Value: r.TLSCert, Accepted: "set together with REDFISH_TLS_KEY (" + r.TLSKey + "), or both unset for a self-signed certificate"})
+	}
+	for _, f := range [][2]string{{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey}} {
+		if f[1] != "" {
+			if err := checkFile(f[0], f[1], "a readable PEM file"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	c.Redfish = r
 	return errors.Join(errs...)
 }
 
@@ -581,12 +675,21 @@ func checkPortCollisions(c *Config) error {
 		proto Proto
 		port  int
 	}
-	owner := map[key]string{{TCP, c.SSHPort}: "SSH_PORT"}
+	owner := map[key]string{}
+	if c.SSHPort != 0 {
+		owner[key{TCP, c.SSHPort}] = "SSH_PORT"
+	}
 	if c.VNCPort != 0 {
 		if o, dup := owner[key{TCP, c.VNCPort}]; dup {
 			return &Error{Var: "VNC_PORT", Value: strconv.Itoa(c.VNCPort), Accepted: "a port not already used by " + o}
 		}
 		owner[key{TCP, c.VNCPort}] = "VNC_PORT"
+	}
+	if c.Redfish.Enabled {
+		if o, dup := owner[key{TCP, c.Redfish.Port}]; dup {
+			return &Error{Var: "REDFISH_PORT", Value: strconv.Itoa(c.Redfish.Port), Accepted: "a port not already used by " + o}
+		}
+		owner[key{TCP, c.Redfish.Port}] = "REDFISH_PORT"
 	}
 	for _, f := range c.PortFwds {
 		k := key{f.Proto, f.HostPort}

@@ -135,12 +135,12 @@ func TestLoadDefaults(t *testing.T) {
 		QEMUBinary:      "qemu-system-x86_64",
 		LogFormat:       "",
 		Verbose:         false,
+		SerialLogMax:    10 << 20,
 		NICs:            []NIC{{Index: 1, Mode: NetNAT, Model: "virtio-net-pci"}},
 		SSHPort:         2222,
 		PortFwdAddr:     "0.0.0.0",
 		CloudInit:       true,
 		GuestUser:       "user",
-		GuestPassword:   "password",
 		VNCPort:         0,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -159,6 +159,14 @@ func TestLoadEmptyMeansDefault(t *testing.T) {
 	got := mustLoad(t, map[string]string{"MEMORY": "", "CPUS": "", "NETWORK_MODE": "", "DISK_SIZE": "", "SSH_PORT": ""})
 	if got.MemoryMiB != 4096 || got.CPUs != 2 || got.DiskSize != 20<<30 || got.SSHPort != 2222 || len(got.NICs) != 1 || got.NICs[0].Mode != NetNAT {
 		t.Errorf("empty values did not give the defaults: %+v", got)
+	}
+}
+
+func TestLoadSerialLogMax(t *testing.T) {
+	for in, want := range map[string]int64{"": 10 << 20, "10M": 10 << 20, "1K": 1 << 10, "2GiB": 2 << 30} {
+		if got := mustLoad(t, map[string]string{"SERIAL_LOG_MAX": in}).SerialLogMax; got != want {
+			t.Errorf("SERIAL_LOG_MAX=%q gave %d, want %d", in, got, want)
+		}
 	}
 }
 
@@ -362,6 +370,8 @@ func TestLoadChoices(t *testing.T) {
 		{map[string]string{"REDFISH_ENABLE": "no"}, func(c *Config) bool { return true }},
 		{map[string]string{"SSH_PORT": "22"}, func(c *Config) bool { return c.SSHPort == 22 }},
 		{map[string]string{"SSH_PORT": "65535"}, func(c *Config) bool { return c.SSHPort == 65535 }},
+		{map[string]string{"SSH_PORT": "0"}, func(c *Config) bool { return c.SSHPort == 0 }},
+		{map[string]string{"SSH_PORT": "0", "PORT_FWD": "2222:22"}, func(c *Config) bool { return c.SSHPort == 0 && c.PortFwds[0].HostPort == 2222 }},
 		{map[string]string{"DISK_TYPE": "SCSI"}, func(c *Config) bool { return c.DiskBus == BusSCSI }},
 		{map[string]string{"DISK_TYPE": "nvme"}, func(c *Config) bool { return c.DiskBus == BusNVMe }},
 		{map[string]string{"DISK_TYPE": "ide"}, func(c *Config) bool { return c.DiskBus == BusIDE }},
@@ -408,6 +418,12 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"BOOT_MODE": "bios"}, "BOOT_MODE", "bios", "uefi, legacy or secure"},
 		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "abc"}, "BOOT_FROM_SHA256", "abc", "64 hex digits"},
 		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_SHA256": strings.Repeat("a", 64)}, "BOOT_FROM_SHA256", strings.Repeat("a", 64), "http(s) BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "http://example.com/x.img"}, "BOOT_FROM", "http://example.com/x.img", "https URL, or an http URL together with BOOT_FROM_SHA256"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_FORMAT": "qcow3"}, "BOOT_FROM_FORMAT", "qcow3", "raw, qcow2, vmdk, vhdx, vpc, vdi, iso"},
+		{map[string]string{"BOOT_FROM": "blank", "BOOT_FROM_FORMAT": "raw"}, "BOOT_FROM_FORMAT", "raw", "only together with BOOT_FROM"},
+		{map[string]string{"DISTRO": "debian-12", "BOOT_FROM_FORMAT": "qcow2"}, "BOOT_FROM_FORMAT", "qcow2", "only together with BOOT_FROM"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "DOWNLOAD_MAX_SIZE": "lots"}, "DOWNLOAD_MAX_SIZE", "lots", "a size with a unit"},
+		{map[string]string{"BOOT_FROM": "https://example.com/x.img", "EXTRACT_MAX_SIZE": "0G"}, "EXTRACT_MAX_SIZE", "0G", "a size with a unit"},
 		{map[string]string{"DISTRO": "ubunt-2404"}, "DISTRO", "ubunt-2404", "--list-distros"},
 		{map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, "BOOT_MODE", "legacy", "alpine boots with"},
 		{map[string]string{"BOOT_FROM": dir}, "BOOT_FROM", dir, "image"},
@@ -436,7 +452,9 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"EXTRA_ARGS": `-no-reboot \`}, "EXTRA_ARGS", `-no-reboot \`, "shell-quoted"},
 		{map[string]string{"LOG_FORMAT": "text"}, "LOG_FORMAT", "text", "console or json"},
 		{map[string]string{"LOG_VERBOSE": "debug"}, "LOG_VERBOSE", "debug", "yes/no"},
-		{map[string]string{"SSH_PORT": "0"}, "SSH_PORT", "0", "1 to 65535"},
+		{map[string]string{"SERIAL_LOG_MAX": "10"}, "SERIAL_LOG_MAX", "10", "with a unit"},
+		{map[string]string{"SERIAL_LOG_MAX": "huge"}, "SERIAL_LOG_MAX", "huge", "with a unit"},
+		{map[string]string{"SSH_PORT": "-1"}, "SSH_PORT", "-1", "1 to 65535, or 0"},
 		{map[string]string{"SSH_PORT": "65536"}, "SSH_PORT", "65536", "1 to 65535"},
 		{map[string]string{"SSH_PORT": "ssh"}, "SSH_PORT", "ssh", "1 to 65535"},
 		{map[string]string{"PORT_FWD": "8080"}, "PORT_FWD", "8080", "host:guest"},
@@ -452,8 +470,6 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"GRAPHICS": "sdl"}, "GRAPHICS", "sdl", "none or vnc"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5899"}, "VNC_PORT", "5899", "5900 to 65535"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "70000"}, "VNC_PORT", "70000", "1 to 65535"},
-		{map[string]string{"REDFISH_ENABLE": "1"}, "REDFISH_ENABLE", "1", "not in this build"},
-		{map[string]string{"REDFISH_ENABLE": "true"}, "REDFISH_ENABLE", "true", "not in this build"},
 		{map[string]string{"REDFISH_ENABLE": "maybe"}, "REDFISH_ENABLE", "maybe", "yes/no"},
 		{map[string]string{"NETWORK_MODE": "host"}, "NETWORK_MODE", "host", "nat, bridge, direct or none"},
 		{map[string]string{"NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "bridge-name-too-long"}, "NETWORK_BRIDGE", "bridge-name-too-long", "interface name"},
@@ -510,7 +526,7 @@ func TestLoadJoinsAllErrors(t *testing.T) {
 		"NETWORK_MODE":  "host",
 		"NETWORK2_MODE": "nat",
 		"NETWORK2_MAC":  "ff:ff:ff:ff:ff:ff",
-		"SSH_PORT":      "0",
+		"SSH_PORT":      "-1",
 		"GRAPHICS":      "sdl",
 		"CLOUD_INIT":    "maybe",
 		"NETWORK9_MODE": "nat",
@@ -895,6 +911,14 @@ func TestLoadFiles(t *testing.T) {
 		sum := strings.Repeat("ab", 32)
 		c := mustLoad(t, map[string]string{"BOOT_FROM": "https://example.com/x.img", "BOOT_FROM_SHA256": "sha256:" + strings.ToUpper(sum)})
 		if d := c.Boot.Download; d == nil || d.URL != "https://example.com/x.img" || d.SHA256 != sum || c.Boot.Distro != "" {
+			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
+		}
+	})
+	t.Run("BOOT_FROM http with a digest, format and caps", func(t *testing.T) {
+		sum := strings.Repeat("ab", 32)
+		c := mustLoad(t, map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"BOOT_FROM_FORMAT": "QCOW2", "DOWNLOAD_MAX_SIZE": "1G"})
+		if d := c.Boot.Download; d == nil || d.SHA256 != sum || d.MaxSize != 1<<30 || d.MaxUnpacked != 512<<30 || c.Boot.Format != "qcow2" {
 			t.Errorf("Boot = %+v (download %+v)", c.Boot, d)
 		}
 	})

@@ -7,7 +7,10 @@ package config
 
 type rawMachine struct {
 	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
-	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits)"`
+	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits); required for an http:// (not https) BOOT_FROM"`
+	BootFromFmt   string `env:"BOOT_FROM_FORMAT" help:"BOOT_FROM's format, instead of telling it from the content: raw, qcow2, vmdk, vhdx, vpc, vdi or iso (a header of another format is refused; a raw image is never parsed)"`
+	DownloadMax   string `env:"DOWNLOAD_MAX_SIZE" envDefault:"64G" help:"most bytes an image download may write into DATA_DIR/cache"`
+	ExtractMax    string `env:"EXTRACT_MAX_SIZE" envDefault:"512G" help:"most bytes unpacking a compressed download may write"`
 	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM is unset (vmrunner --list-distros); with KERNEL only when set explicitly"`
 	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
 	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
@@ -19,7 +22,7 @@ type rawMachine struct {
 	CPUs            string `env:"CPUS" envDefault:"2" help:"vCPUs, or max/half of the CPUs the container may use"`
 	CPUModel        string `env:"CPU_MODEL" envDefault:"host" help:"-cpu model under KVM; under TCG 'host' becomes 'max'"`
 	Machine         string `env:"MACHINE" envDefault:"q35" help:"-machine type"`
-	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when /dev/kvm opens read-write, else TCG with a warning), kvm or tcg"`
+	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G"`
 	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
@@ -34,23 +37,28 @@ type rawMachine struct {
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
 	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run (a name on PATH or a path)"`
 	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
+	SerialLogMax    string `env:"SERIAL_LOG_MAX" envDefault:"10M" help:"size at which serial.log is rotated to serial.log.1 (one old file kept), e.g. 10M"`
 
-	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC"`
+	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC; 0: no SSH forward"`
 	PortFwd     string `env:"PORT_FWD" help:"more forwards on the first nat NIC: host:guest[/tcp|/udp], comma separated, e.g. 8080:80,5353:53/udp"`
 	PortFwdAddr string `env:"PORT_FWD_ADDR" envDefault:"0.0.0.0" help:"host address the nat forwards listen on (127.0.0.1 keeps them local)"`
 
 	CloudInit     string `env:"CLOUD_INIT" envDefault:"1" help:"0: attach no cloud-init seed"`
 	GuestUser     string `env:"GUEST_USER" envDefault:"user" help:"login user created in the guest"`
-	GuestPassword string `env:"GUEST_PASSWORD" envDefault:"password" help:"its password (stored hashed in the seed)"`
+	GuestPassword string `env:"GUEST_PASSWORD" help:"its password (stored hashed in the seed); unset with SSH_PUBKEY: password login off and the password locked; unset without: a random one, kept in the state folder's guest-password and logged once"`
 	SSHPubKey     string `env:"SSH_PUBKEY" help:"an authorized public key for GUEST_USER"`
 	UserDataPath  string `env:"CLOUD_INIT_USER_DATA" help:"path to your own user-data; the built-in user setup then moves to vendor-data"`
 	NetConfigPath string `env:"CLOUD_INIT_NETWORK_CONFIG" help:"path to a cloud-init network-config (version 1 or 2 YAML) for the seed, e.g. a static address"`
 	Graphics      string `env:"GRAPHICS" envDefault:"none" help:"none (serial console) or vnc"`
 	VNCPort       string `env:"VNC_PORT" envDefault:"5900" help:"VNC listen port when GRAPHICS=vnc (5900 or above)"`
-	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish endpoint (not implemented yet: refused)"`
-	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish port"`
+	RedfishEnable string `env:"REDFISH_ENABLE" envDefault:"0" help:"1: serve a Redfish BMC (HTTPS) that powers, resets and boots the VM and inserts virtual media, for Ironic, Metal3 or redfishtool"`
+	RedfishPort   string `env:"REDFISH_PORT" envDefault:"8443" help:"Redfish HTTPS port"`
+	RedfishListen string `env:"REDFISH_LISTEN" help:"address Redfish listens on, e.g. 127.0.0.1 (default: every address, as docker -p needs)"`
 	RedfishUser   string `env:"REDFISH_USERNAME" envDefault:"admin" help:"Redfish user name"`
-	RedfishPasswd string `env:"REDFISH_PASSWORD" envDefault:"password" help:"Redfish password"`
+	RedfishPasswd string `env:"REDFISH_PASSWORD" help:"Redfish password, at least 8 characters; required with REDFISH_ENABLE=1 (the seed project's default 'password' is refused)"`
+	RedfishID     string `env:"REDFISH_SYSTEM_ID" help:"the system's id in /redfish/v1/Systems/ID (default: GUEST_NAME)"`
+	RedfishCert   string `env:"REDFISH_TLS_CERT" help:"PEM certificate (chain) for Redfish HTTPS, with REDFISH_TLS_KEY (default: a self-signed one made once and kept in the state folder)"`
+	RedfishKey    string `env:"REDFISH_TLS_KEY" help:"PEM private key of REDFISH_TLS_CERT"`
 }
 
 // rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.

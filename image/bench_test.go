@@ -40,7 +40,7 @@ func bigImage(b *testing.B) (string, int64) {
 }
 
 func fileServerOf(b *testing.B, p string) string {
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFile(w, r, p)
 	}))
 	b.Cleanup(s.Close)
@@ -106,7 +106,7 @@ func median(ts []time.Duration) time.Duration {
 // BenchmarkFetchCached measures a start that finds its image cached.
 func BenchmarkFetchCached(b *testing.B) {
 	data := make([]byte, 1<<20)
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(data)
 	}))
 	b.Cleanup(s.Close)

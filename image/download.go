@@ -137,6 +137,9 @@ func (d *download) attempt(ctx context.Context) (bool, error) {
 				d.req.URL, d.done, resp.Header.Get("Content-Range")))
 		}
 		d.total = total
+		if err := d.checkSize(); err != nil {
+			return false, err
+		}
 	case http.StatusOK:
 		if d.done > 0 {
 			d.log("server sent the whole file instead of the rest; starting over", "url", d.req.URL, "had_bytes", d.done)
@@ -145,6 +148,9 @@ func (d *download) attempt(ctx context.Context) (bool, error) {
 			}
 		}
 		d.total = resp.ContentLength
+		if err := d.checkSize(); err != nil {
+			return false, err
+		}
 		if err := d.saveMeta(resp.Header); err != nil {
 			return false, err
 		}
@@ -206,6 +212,10 @@ func (d *download) copy(body io.Reader, watchdog *time.Timer, stalled *atomic.Bo
 		buf := d.sum.buffer()
 		n, err := body.Read(buf)
 		watchdog.Reset(d.stall)
+		if max := d.req.MaxSize; max > 0 && d.done+int64(n) > max {
+			d.sum.release(buf)
+			return &LimitError{Var: "DOWNLOAD_MAX_SIZE", Limit: max, What: "the download of " + d.req.URL, Size: d.done + int64(n)}
+		}
 		if n > 0 {
 			if _, werr := d.file.WriteAt(buf[:n], d.done); werr != nil {
 				d.sum.release(buf)
@@ -239,7 +249,22 @@ func (d *download) writeBack() {
 	d.flushed = d.done
 }
 
+// checkSize refuses an announced size over DOWNLOAD_MAX_SIZE or over the
+// cache's free space, before a byte is written.
+func (d *download) checkSize() error {
+	if d.total < 0 {
+		return nil
+	}
+	if max := d.req.MaxSize; max > 0 && d.total > max {
+		return &LimitError{Var: "DOWNLOAD_MAX_SIZE", Limit: max, What: "the download of " + d.req.URL, Size: d.total}
+	}
+	return checkSpace(d.req.CacheDir, "the download of "+d.req.URL, d.total-d.done)
+}
+
 func (d *download) netError(err error, stalled *atomic.Bool) error {
+	if errors.Is(err, ErrBadURL) {
+		return err
+	}
 	if stalled.Load() {
 		return retryable(fmt.Errorf("GET %s: no data for %s", d.req.URL, d.stall))
 	}

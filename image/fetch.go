@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,9 @@ type FetchRequest struct {
 	SHA256      string // pinned digest (64 hex digits); wins over ChecksumURL
 	ChecksumURL string // a SHA256SUMS-style file listing the URL's base name
 	CacheDir    string // e.g. DATA_DIR/cache
+	// MaxSize and MaxUnpacked cap the bytes the download and its unpacking
+	// may write (DOWNLOAD_MAX_SIZE, EXTRACT_MAX_SIZE); 0: no cap.
+	MaxSize, MaxUnpacked int64
 
 	// Progress is told the bytes downloaded and the total (-1 if unknown),
 	// at most ten times a second and once at the end; see Bar and
@@ -85,9 +89,19 @@ type fetcher struct {
 	stall    time.Duration
 }
 
+// Verifiable tells whether what req fetches can be trusted: it comes
+// over https, or a digest that did not travel with it (pinned, or in a
+// checksum file fetched over https) vouches for it.
+func Verifiable(req FetchRequest) bool {
+	return strings.HasPrefix(req.URL, "https://") || req.SHA256 != "" || strings.HasPrefix(req.ChecksumURL, "https://")
+}
+
 func newFetcher(req FetchRequest) (*fetcher, error) {
 	if err := checkURL(req.URL); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	if !Verifiable(req) {
+		return nil, fmt.Errorf("%w: %s is plain http without a digest: use https, or give its sha256 (BOOT_FROM_SHA256)", ErrBadURL, req.URL)
 	}
 	if req.ChecksumURL != "" {
 		if err := checkURL(req.ChecksumURL); err != nil {
@@ -109,6 +123,9 @@ func newFetcher(req FetchRequest) (*fetcher, error) {
 	if f.client == nil {
 		f.client = defaultClient
 	}
+	c := *f.client
+	c.CheckRedirect = checkRedirect(c.CheckRedirect)
+	f.client = &c
 	if f.log == nil {
 		f.log = func(string, ...any) {}
 	}
@@ -192,6 +209,12 @@ func (f *fetcher) fetch(ctx context.Context) (string, error) {
 	}
 	got, err := f.download(ctx, f.entry, algo)
 	if err != nil {
+		// What went over the cap is not worth resuming, nor is nothing.
+		fi, serr := os.Stat(f.entry.part())
+		if le := (*LimitError)(nil); errors.As(err, &le) || (serr == nil && fi.Size() == 0) {
+			os.Remove(f.entry.part())
+			os.Remove(f.entry.partMeta())
+		}
 		return "", err
 	}
 	if want.Hex != "" && got != want {
@@ -249,7 +272,7 @@ func (f *fetcher) get(ctx context.Context, u string, limit int64) ([]byte, error
 		}
 		resp, err := f.client.Do(req)
 		if err != nil {
-			return false, retryable(err)
+			return false, clientError(err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {

@@ -291,7 +291,8 @@ func TestFetchStalls(t *testing.T) {
 	t.Run("stalls between bursts: resumes to the end", func(t *testing.T) {
 		s := newFileServer(t, map[string][]byte{"/d.img": data}, behaviour{delay: 200 * time.Millisecond, slowAfter: 64 << 10})
 		req := quick(s.URL+"/d.img", t.TempDir())
-		req.StallTimeout, req.Attempts = 20*time.Millisecond, 2
+		// Long enough for a TLS handshake on a busy machine.
+		req.StallTimeout, req.Attempts = 100*time.Millisecond, 2
 		assertFile(t, mustFetch(t, req), data)
 		if n := s.gets.Load(); n < 4 {
 			t.Errorf("%d GETs: each burst should have been resumed", n)

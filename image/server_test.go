@@ -13,6 +13,15 @@ import (
 	"time"
 )
 
+// The test servers speak https, since plain http without a digest is
+// refused; httptest signs every TLS server with one certificate, which
+// the default client is made to trust.
+func init() {
+	s := httptest.NewTLSServer(http.NotFoundHandler())
+	defaultClient = &http.Client{Transport: s.Client().Transport}
+	s.Close()
+}
+
 // fileServer serves files from memory on loopback, with the misbehaviours
 // a behaviour asks for.
 type fileServer struct {
@@ -49,7 +58,7 @@ func newFileServer(t testing.TB, files map[string][]byte, b ...behaviour) *fileS
 	if s.failStatus == 0 {
 		s.failStatus = http.StatusServiceUnavailable
 	}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
 }

@@ -60,7 +60,7 @@ func (f *fetcher) install(ctx context.Context, got Digest) (string, Digest, erro
 	dst := f.entry.image(got, true)
 	f.log("unpacking image", "compression", kind, "path", dst)
 	start := time.Now()
-	file, err := unpack(ctx, kind, part, dst)
+	file, err := f.unpack(ctx, kind, part, dst)
 	// Unpacking a verified download fails the same way every time: keeping
 	// the .part would only repeat this on the next start.
 	os.Remove(part)
@@ -73,13 +73,24 @@ func (f *fetcher) install(ctx context.Context, got Digest) (string, Digest, erro
 }
 
 // unpack decompresses src into dst (through a temporary file, renamed when
-// whole), leaving holes for zero blocks, and returns dst's sha256.
-func unpack(ctx context.Context, kind, src, dst string) (Digest, error) {
+// whole), leaving holes for zero blocks, and returns dst's sha256. It
+// stops at EXTRACT_MAX_SIZE, and first checks that what the archive says
+// it unpacks to fits in the cache.
+func (f *fetcher) unpack(ctx context.Context, kind, src, dst string) (Digest, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return Digest{}, err
 	}
 	defer in.Close()
+	what, limit := "unpacking "+f.req.URL, f.req.MaxUnpacked
+	if n, ok := unpackedSize(kind, in); ok {
+		if limit > 0 && n > limit {
+			return Digest{}, &LimitError{Var: "EXTRACT_MAX_SIZE", Limit: limit, What: what, Size: n}
+		}
+		if err := checkSpace(filepath.Dir(dst), what, n); err != nil {
+			return Digest{}, err
+		}
+	}
 	r, closeReader, err := decompressor(kind, bufio.NewReaderSize(in, 1<<20))
 	if err != nil {
 		return Digest{}, err
@@ -91,7 +102,10 @@ func unpack(ctx context.Context, kind, src, dst string) (Digest, error) {
 		return Digest{}, err
 	}
 	h := sha256.New()
-	err = writeSparse(out, io.TeeReader(ctxReader{ctx, r}, h))
+	capped := &cappedReader{r: ctxReader{ctx, r}, limit: limit, err: func(n int64) error {
+		return &LimitError{Var: "EXTRACT_MAX_SIZE", Limit: limit, What: what, Size: n}
+	}}
+	err = writeSparse(out, io.TeeReader(capped, h))
 	if err == nil {
 		err = out.Sync()
 	}

@@ -167,7 +167,9 @@ func (g guestSSH) waitLogin(notBootID string, timeout time.Duration) string {
 // and key logins, the user's own user-data and a static network-config),
 // a reboot inside the guest keeps the supervisor running, SIGTERM powers it
 // off cleanly, and a second start of the same state folder keeps the data
-// without re-running first-boot setup. Three boots in all under TCG.
+// without re-running first-boot setup. A third start with SSH_PUBKEY alone
+// (no GUEST_PASSWORD) locks the password and turns password login off,
+// while the key still logs in. Four boots in all under TCG.
 func TestCloudGuest(t *testing.T) {
 	img := needCloudGuest(t)
 	t.Parallel()
@@ -293,6 +295,46 @@ func TestCloudGuest(t *testing.T) {
 	v2.Signal(syscall.SIGTERM)
 	if code := v2.Wait(6 * time.Minute); code != 0 {
 		t.Fatalf("second run: exit status after SIGTERM = %d, want 0", code)
+	}
+
+	// --- third start: SSH_PUBKEY alone -----------------------------------
+	// The seed changes (a new instance-id), so cloud-init applies it again.
+	delete(env, "GUEST_PASSWORD")
+	start = time.Now()
+	v3 := Start(t, env)
+	g.v = v3
+	g.waitLogin(boot3, bootTimeout)
+	t.Logf("key-only start: vmrunner start to SSH key login: %s", time.Since(start).Round(time.Second))
+	checkKeyOnly(t, g)
+	if _, err := os.Stat(filepath.Join(v3.StateDir(), "guest-password")); err == nil {
+		t.Error("a password was generated although SSH_PUBKEY is set")
+	}
+	v3.Signal(syscall.SIGTERM)
+	if code := v3.Wait(6 * time.Minute); code != 0 {
+		t.Fatalf("key-only run: exit status after SIGTERM = %d, want 0", code)
+	}
+}
+
+// checkKeyOnly: the key logs in (the caller waited for that), the user's
+// password is locked, and sshd refuses passwords: it offers publickey only,
+// so even the password the user had before gets no chance.
+func checkKeyOnly(t *testing.T, g guestSSH) {
+	t.Helper()
+	if out := g.run("cloud-init status --wait"); !strings.Contains(out, "status: done") {
+		t.Errorf("cloud-init status: %s", out)
+	}
+	if f := strings.Fields(g.run("sudo passwd -S " + g.user)); len(f) < 2 || f[1] != "L" {
+		t.Errorf("passwd -S %s = %q, want the password locked (L)", g.user, f)
+	}
+	if out := g.run("sudo sshd -T | grep -i '^passwordauthentication '"); out != "passwordauthentication no" {
+		t.Errorf("sshd's effective setting: %q, want passwordauthentication no", out)
+	}
+	out, err := g.runPassword("echo password-login-ok")
+	if err == nil || strings.Contains(out, "password-login-ok") {
+		t.Errorf("password login with SSH_PUBKEY alone succeeded: %v: %q", err, out)
+	}
+	if !strings.Contains(out, "Permission denied (publickey)") {
+		t.Errorf("password login was not refused for want of a key: %q", out)
 	}
 }
 

@@ -280,6 +280,7 @@ func TestImageXZCachedAndUEFIVars(t *testing.T) {
 	}
 	env, record := standInEnv(t)
 	env["BOOT_FROM"], env["BOOT_MODE"], env["PERSIST"] = srv.URL+"/disk.raw.xz", "uefi", "1"
+	env["BOOT_FROM_SHA256"] = fileSHA256(t, filepath.Join(srv.dir, "disk.raw.xz")) // plain http needs a digest
 	state := filepath.Join(env["DATA_DIR"], "vms", env["GUEST_NAME"])
 	vars := filepath.Join(state, "efivars.fd")
 

@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // DeriveMAC gives a stable MAC for NIC index of the VM name: QEMU's
@@ -43,15 +46,60 @@ func ChooseMAC(configured net.HardwareAddr, kept string, name string, index int)
 }
 
 // ReadKeptMAC reads the mac-N file; a missing file is no MAC, not an error.
+// Like every state file it must be this user's and no symlink: its content
+// ends up in messages.
 func ReadKeptMAC(stateDir string, index int) (string, error) {
-	b, err := os.ReadFile(MACFile(stateDir, index))
+	f, err := openOwn(MACFile(stateDir, index), os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64))
 	return string(b), err
 }
 
-// KeepMAC writes the mac-N file.
+// KeepMAC writes the mac-N file (mode 0600).
 func KeepMAC(stateDir string, index int, mac net.HardwareAddr) error {
-	return os.WriteFile(MACFile(stateDir, index), []byte(mac.String()+"\n"), 0o644)
+	f, err := openOwn(MACFile(stateDir, index), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(mac.String() + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ErrNotOwn says a state file is a symlink, not a regular file, or owned
+// by another user.
+var ErrNotOwn = errors.New("not a regular file of this user")
+
+// openOwn opens a state file without following a symlink and refuses one
+// that is not a regular file of this user.
+func openOwn(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symlink: %w", path, ErrNotOwn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(int(f.Fd()), &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file: %w", path, ErrNotOwn)
+	case st.Uid != uint32(os.Geteuid()):
+		err = fmt.Errorf("%s is owned by uid %d, not by uid %d: %w", path, st.Uid, os.Geteuid(), ErrNotOwn)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -1,6 +1,7 @@
 package netcfg_test
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -116,6 +117,28 @@ func TestKeptMACRoundTrip(t *testing.T) {
 	}
 	if _, err := netcfg.ReadKeptMAC(dir, 5); err == nil {
 		t.Errorf("ReadKeptMAC of a directory: no error")
+	}
+}
+
+// TestKeptMACRefusesSymlinks: a planted mac-N symlink is neither read (its
+// target's content would reach the log) nor written through.
+func TestKeptMACRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("secret content\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, netcfg.MACFile(dir, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := netcfg.ReadKeptMAC(dir, 1); !errors.Is(err, netcfg.ErrNotOwn) || kept != "" {
+		t.Errorf("ReadKeptMAC through a symlink = %q, %v; want ErrNotOwn", kept, err)
+	}
+	if err := netcfg.KeepMAC(dir, 1, netcfg.DeriveMAC("web", 1)); !errors.Is(err, netcfg.ErrNotOwn) {
+		t.Errorf("KeepMAC through a symlink: %v; want ErrNotOwn", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "secret content\n" {
+		t.Errorf("the symlink's target changed: %q", b)
 	}
 }
 

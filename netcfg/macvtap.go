@@ -17,28 +17,39 @@ import (
 // guest's MAC (a macvtap only delivers frames for its own address), brings
 // it up and opens its character device.
 //
-// A macvtap outlives a killed supervisor. A link with the same name, MAC,
-// parent and alias is such a leftover of this VM (the name is derived from
-// the MAC, and the state folder's lock keeps a second run of the VM out),
-// so it is deleted and made again rather than blocking every restart.
+// A macvtap outlives a killed supervisor. A link with the same name, MAC
+// and parent whose alias names this NIC and a run that is gone (see
+// ClaimLink) is such a leftover, so it is deleted and made again rather
+// than blocking every restart. One of a running vmrunner (another
+// container on the same host network, with the same guest name) is left
+// alone: the error wraps ErrLinkInUse.
 func AddMacvtap(name, parent string, mac net.HardwareAddr, mtu int, alias string) (*Tap, error) {
 	p, err := linkByName(parent)
 	if err != nil {
 		return nil, fmt.Errorf("parent %w", err)
 	}
-	t := &Tap{Name: name}
+	ours, err := runAlias(alias)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tap{Name: name, alias: ours}
 	err = addMacvtap(name, p.Attrs().Index, mac, mtu)
-	if errors.Is(err, unix.EEXIST) && leftOver(name, p.Attrs().Index, mac, alias) {
-		if err := deleteLink(name); err != nil {
-			return nil, err
+	if errors.Is(err, unix.EEXIST) {
+		switch old, claim := existingMacvtap(name, p.Attrs().Index, mac, alias); claim {
+		case ClaimStale:
+			if err := deleteLink(name); err != nil {
+				return nil, err
+			}
+			t.Replaced = true
+			err = addMacvtap(name, p.Attrs().Index, mac, mtu)
+		case ClaimInUse:
+			err = inUse("macvtap", name, old)
 		}
-		t.Replaced = true
-		err = addMacvtap(name, p.Attrs().Index, mac, mtu)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating macvtap %s on %s: %w", name, parent, err)
 	}
-	if err := setUp(t, 0, alias, 0); err != nil {
+	if err := setUp(t, 0, ours, 0); err != nil {
 		t.Remove()
 		return nil, err
 	}
@@ -57,13 +68,18 @@ func addMacvtap(name string, parent int, mac net.HardwareAddr, mtu int) error {
 	return netlink.LinkAdd(&netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: a, Mode: netlink.MACVLAN_MODE_BRIDGE}})
 }
 
-func leftOver(name string, parent int, mac net.HardwareAddr, alias string) bool {
+// existingMacvtap looks at the link in the way of a new macvtap: only a
+// macvtap on the same parent with the same MAC can be this NIC's.
+func existingMacvtap(name string, parent int, mac net.HardwareAddr, base string) (string, Claim) {
 	l, err := linkByName(name)
 	if err != nil {
-		return false
+		return "", ClaimForeign
 	}
 	a := l.Attrs()
-	return l.Type() == "macvtap" && a.ParentIndex == parent && bytes.Equal(a.HardwareAddr, mac) && a.Alias == alias
+	if l.Type() != "macvtap" || a.ParentIndex != parent || !bytes.Equal(a.HardwareAddr, mac) {
+		return a.Alias, ClaimForeign
+	}
+	return a.Alias, ClaimLink(a.Alias, base, a.Flags&net.FlagUp != 0, runAlive)
 }
 
 // openMacvtap opens the character device of macvtap name. The kernel names

@@ -1,6 +1,7 @@
 package netcfg
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -14,14 +15,27 @@ type Tap struct {
 	Name     string
 	Index    int
 	File     *os.File
-	Replaced bool // a macvtap a killed run had left was deleted first
+	Replaced bool   // a macvtap a killed run had left was deleted first
+	alias    string // this run's alias of the link
 }
 
 // Remove closes the file and deletes the link; it is safe to call twice.
+// A link of that name that is no longer this one (another run's, made
+// after ours vanished) is left alone.
 func (t *Tap) Remove() error {
 	if t.File != nil {
 		t.File.Close()
 		t.File = nil
+	}
+	l, err := linkByName(t.Name)
+	if errors.Is(err, ErrNoLink) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if a := l.Attrs(); a.Alias != t.alias && (t.Index == 0 || a.Index != t.Index) {
+		return nil
 	}
 	return deleteLink(t.Name)
 }
@@ -46,9 +60,16 @@ func AddTap(name, bridge string, mtu int, alias string) (*Tap, error) {
 	if br.Type() != "bridge" {
 		return nil, fmt.Errorf("%s is a %s: %w", bridge, br.Type(), ErrNotBridge)
 	}
-	// TUNSETIFF would attach to an existing tap of that name as one more
-	// queue; refuse instead of sharing another VM's link.
-	if _, err := linkByName(name); err == nil {
+	ours, err := runAlias(alias)
+	if err != nil {
+		return nil, err
+	}
+	// A tap vanishes with its last fd, so one of this name belongs to a
+	// live process: refuse it, never share or delete it.
+	if l, err := linkByName(name); err == nil {
+		if ClaimLink(l.Attrs().Alias, alias, true, runAlive) == ClaimInUse {
+			return nil, fmt.Errorf("creating tap: %w", inUse("tap", name, l.Attrs().Alias))
+		}
 		return nil, fmt.Errorf("creating tap %s: %w", name, unix.EEXIST)
 	}
 	f, err := openTun(tunDevice)
@@ -60,14 +81,16 @@ func AddTap(name, bridge string, mtu int, alias string) (*Tap, error) {
 		f.Close()
 		return nil, fmt.Errorf("tap name %q: %w", name, err)
 	}
-	// VNET_HDR lets QEMU pass checksum and segmentation offloads through.
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	// VNET_HDR lets QEMU pass checksum and segmentation offloads through;
+	// TUN_EXCL makes a tap that appeared meanwhile an error (EBUSY) rather
+	// than one more queue of another process's link.
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
 	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNSETIFF, ifr); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("creating tap %s: %w", name, err)
 	}
-	t := &Tap{Name: name, File: f}
-	if err := setUp(t, mtu, alias, br.Attrs().Index); err != nil {
+	t := &Tap{Name: name, File: f, alias: ours}
+	if err := setUp(t, mtu, ours, br.Attrs().Index); err != nil {
 		t.Remove()
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -82,12 +83,52 @@ func diskArgs(s Spec) []string {
 	}
 	for i, d := range drives {
 		dev := diskDevice(s, i, d.ID)
+		drive := driveOption(s, d)
 		if s.Disk != "" && i == 0 {
 			dev += ",bootindex=1"
+			if s.DiskBase != "" {
+				a = append(a, "-blockdev", baseNode(s, d.ID+"-base"))
+				drive += ",backing=" + d.ID + "-base"
+			}
 		}
-		a = append(a, "-drive", driveOption(s, d), "-device", dev)
+		a = append(a, "-drive", drive, "-device", dev)
 	}
 	return a
+}
+
+// baseNode opens the overlay's base as a read-only node with no backing
+// of its own: whatever file or address a base's header names, QEMU never
+// opens it (the overlay's header names the base, which is ours; the
+// base's header is the image supplier's).
+func baseNode(s Spec, name string) string {
+	type cache struct {
+		Direct bool `json:"direct"`
+	}
+	type file struct {
+		Driver   string `json:"driver"`
+		Filename string `json:"filename"`
+		AIO      string `json:"aio,omitempty"`
+		Cache    *cache `json:"cache,omitempty"`
+	}
+	n := struct {
+		Driver   string          `json:"driver"`
+		NodeName string          `json:"node-name"`
+		ReadOnly bool            `json:"read-only"`
+		Backing  json.RawMessage `json:"backing,omitempty"`
+		File     file            `json:"file"`
+	}{Driver: s.DiskBaseFormat, NodeName: name, ReadOnly: true,
+		File: file{Driver: "file", Filename: s.DiskBase, AIO: s.DiskAIO}}
+	if s.DiskBaseFormat == "qcow2" {
+		n.Backing = json.RawMessage("null")
+	}
+	if s.DiskCache == "none" {
+		n.File.Cache = &cache{Direct: true}
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		panic(err) // plain strings and bools always marshal
+	}
+	return string(b)
 }
 
 func driveOption(s Spec, d Drive) string {

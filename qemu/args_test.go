@@ -53,6 +53,7 @@ var scenarios = []struct {
 		s := base()
 		s.Firmware = &Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/data/vms/vm/efivars.fd"}
 		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBase, s.DiskBaseFormat = "/data/cache/debian-12.qcow2", "qcow2"
 		s.Seed = "/data/vms/vm/seed.iso"
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{Forwards: []Forward{{"tcp", "0.0.0.0", 2222, 22}}})}
 		return s
@@ -144,6 +145,7 @@ var scenarios = []struct {
 	{"disks_virtio_cache_none", func() Spec {
 		s := base()
 		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBase, s.DiskBaseFormat = "/images/base.qcow2", "qcow2"
 		s.MoreDisks = moreDisks()
 		s.DiskCache, s.DiskAIO = "none", "native"
 		return s
@@ -166,6 +168,7 @@ var scenarios = []struct {
 	{"disks_nvme", func() Spec {
 		s := base()
 		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBase, s.DiskBaseFormat = "/images/base.raw", "raw"
 		s.MoreDisks = moreDisks()
 		s.DiskBus, s.DiskCache, s.DiskAIO = BusNVMe, "unsafe", "io_uring"
 		return s
@@ -190,6 +193,7 @@ var scenarios = []struct {
 		s := base()
 		s.Firmware = &Firmware{Code: "/fw,dir/OVMF_CODE.fd", Vars: "/data,1/vms/vm/efivars.fd"}
 		s.Disk = "/data,1/vms/vm/disk.qcow2"
+		s.DiskBase, s.DiskBaseFormat = "/images,1/\"base\".qcow2", "qcow2"
 		s.Seed = "/data,1/vms/vm/seed,,x.iso"
 		s.GuestAgent = "/data,1/vms/vm/qga.sock"
 		return s

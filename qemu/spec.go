@@ -18,6 +18,11 @@ type Spec struct {
 	Initrd  string
 	Cmdline string
 
+	// DiskBase is Disk's base image (DiskBaseFormat: qcow2 or raw), which
+	// QEMU opens with no backing of its own; empty: a blank disk.
+	DiskBase       string
+	DiskBaseFormat string
+
 	Disk       string  // qcow2 overlay, booted after a CD; empty: no disk
 	MoreDisks  []Drive // extra disks and host devices, after Disk
 	DiskBus    string  // BusVirtio (also ""), BusSCSI, BusNVMe or BusIDE

@@ -24,6 +24,9 @@ needs=(
   dockerd docker.io
   script bsdutils
   nsenter util-linux
+  /usr/lib/python3/dist-packages/sushy/__init__.py python3-sushy
+  sushycli python3-sushy-cli
+  redfishtool redfishtool
 )
 
 missing=()

@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -97,6 +98,11 @@ func (r *Reaper) Start(cmd *exec.Cmd) (<-chan unix.WaitStatus, error) {
 // Output runs cmd to completion and returns its combined output; a
 // non-zero exit is an error that carries that output.
 func (r *Reaper) Output(cmd *exec.Cmd) ([]byte, error) {
+	return r.OutputContext(context.Background(), cmd)
+}
+
+// OutputContext is Output that kills cmd if ctx ends first.
+func (r *Reaper) OutputContext(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
 	// A pipe we read to EOF ourselves: exec's own copying goroutines are
 	// only joined by cmd.Wait, which the reaper forbids.
 	pr, pw, err := os.Pipe()
@@ -110,6 +116,8 @@ func (r *Reaper) Output(cmd *exec.Cmd) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The process handle is a pidfd: a kill after the reaping hits nothing.
+	defer context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })()
 	var out bytes.Buffer
 	_, _ = io.Copy(&out, pr)
 	ws := <-done

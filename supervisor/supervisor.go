@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +37,7 @@ type Options struct {
 	ExtraFiles      []*os.File // become fds 3, 4, … in QEMU
 	QMPSocket       string
 	SerialLog       string    // the guest's console is appended here …
+	SerialLogMax    int64     // … rotated to SerialLog.1 beyond this size (0: never) …
 	Console         io.Writer // … and mirrored here
 	Input           io.Reader // typed into the serial console; nil: nothing
 	StopRequests    <-chan struct{}
@@ -49,7 +50,7 @@ type Options struct {
 // contract's exit status.
 func Run(ctx context.Context, o Options) int {
 	log := o.Log
-	serial, err := os.OpenFile(o.SerialLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	serial, err := OpenRotating(o.SerialLog, o.SerialLogMax)
 	if err != nil {
 		log.Error("opening serial log", zap.Error(err))
 		return ExitFault
@@ -62,10 +63,18 @@ func Run(ctx context.Context, o Options) int {
 		return ExitFault
 	}
 	log.Info("QEMU started", zap.Int("pid", q.pid))
+	console := NewFanout(func(name, what string, err error) {
+		if what == "failed" {
+			log.Warn("console output to "+name+" failed: dropping it from now on", zap.Error(err))
+			return
+		}
+		log.Warn(name + " cannot keep up with the console: dropping output")
+	}, map[string]io.Writer{"serial.log": serial, "stdout": o.Console})
 	consoleDone := make(chan struct{})
 	go func() {
 		defer close(consoleDone)
-		_, _ = io.Copy(io.MultiWriter(serial, o.Console), q.stdout)
+		_, _ = io.Copy(console, q.stdout)
+		console.Close(time.Second)
 	}()
 	stderrTail := make(chan string, 1)
 	go func() { stderrTail <- logLines(log, q.stderr) }()
@@ -76,9 +85,13 @@ func Run(ctx context.Context, o Options) int {
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	defer cancelDial()
 	monCh := make(chan *qemu.Monitor, 1)
+	var shutdownReason atomic.Value // QMP SHUTDOWN's reason, e.g. guest-shutdown, host-signal
 	go func() {
 		m, err := qemu.Dial(dialCtx, o.QMPSocket, func(ev qemu.Event) {
 			log.Info("QMP event", zap.String("event", ev.Event), zap.Any("data", ev.Data))
+			if r, ok := ev.Data["reason"].(string); ok && ev.Event == "SHUTDOWN" {
+				shutdownReason.Store(r)
+			}
 		})
 		if err != nil {
 			if dialCtx.Err() == nil {
@@ -161,16 +174,24 @@ func Run(ctx context.Context, o Options) int {
 				}
 			case <-drain.C:
 			}
-			return exitCode(log, ws, stopping, forced, tail)
+			reason, _ := shutdownReason.Load().(string)
+			return exitCode(log, ws, stopping, forced, reason == "host-signal" || strings.Contains(tail, "terminating on signal"), tail)
 		}
 	}
 }
 
-func exitCode(log *zap.Logger, ws unix.WaitStatus, stopping, forced bool, stderrTail string) int {
+// exitCode maps how QEMU ended to the contract's status. QEMU turns
+// SIGTERM, SIGINT and SIGHUP into a clean exit 0; vmrunner never sends them
+// (it stops QEMU over QMP or with SIGKILL), so such an exit (hostSignal) was
+// someone else killing the VM: a fault, not a power-off.
+func exitCode(log *zap.Logger, ws unix.WaitStatus, stopping, forced, hostSignal bool, stderrTail string) int {
 	switch {
 	case forced:
 		log.Warn("QEMU stopped by force", zap.String("status", describe(ws)))
 		return ExitForced
+	case hostSignal:
+		log.Error("QEMU was stopped by a signal vmrunner did not send", zap.String("status", describe(ws)), zap.String("stderr", stderrTail))
+		return ExitFault
 	case ws.Exited() && ws.ExitStatus() == 0:
 		log.Info("guest powered off", zap.Bool("after_stop_request", stopping))
 		return ExitPoweredOff
@@ -193,7 +214,11 @@ type process struct {
 func start(o Options) (*process, error) {
 	cmd := exec.Command(o.Binary, o.Args...)
 	cmd.ExtraFiles = o.ExtraFiles
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a terminal's Ctrl-C or a signal to our group
+	// (timeout, a shell's job control) reaches only vmrunner, which then
+	// stops the guest properly.
+	cmd.Env = qemu.ChildEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var p process
 	var childEnds []*os.File
 	pipe := func(childReads bool) (*os.File, *os.File, error) {
@@ -258,15 +283,13 @@ func start(o Options) (*process, error) {
 // the message when QEMU dies.
 func logLines(log *zap.Logger, r io.Reader) string {
 	var tail []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
+	readLines(r, func(line string) {
 		log.Warn("qemu", zap.String("stderr", line))
 		tail = append(tail, line)
 		if len(tail) > 5 {
 			tail = tail[1:]
 		}
-	}
+	})
 	return strings.Join(tail, "\n")
 }
 

@@ -6,74 +6,132 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
 )
 
+// selfContained is what BOOT_FROM must be, said in every refusal.
+const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc, vdi) or an ISO: no backing file, external data file, " +
+	"extent in another file or parent disk (flatten one with qemu-img convert -O qcow2 IN OUT); unpack compressed local files first"
+
 // baseImage brings the base image to a form QEMU backs an overlay with:
-// downloaded (verified, cached), converted when QEMU should not back an
-// overlay with its format, or, for an ISO, attached as an installer CD
-// with a blank disk.
+// downloaded (verified, cached), inspected (an image that names any other
+// file or address is refused before anything is made or converted),
+// converted when QEMU should not back an overlay with its format, or, for
+// an ISO, attached as an installer CD with a blank disk.
 func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 	path := p.BasePath
 	if d := p.Config.Boot.Download; d != nil {
 		req := *d
 		req.Progress, req.Log = t.Progress, t.Log
 		got, err := image.Fetch(ctx, req)
-		if errors.Is(err, image.ErrBadURL) {
-			return p.downloadError(err)
-		}
 		if err != nil {
-			return err
+			return p.downloadError(err)
 		}
 		path = got
 	}
 	if path == "" {
 		return nil
 	}
-	f, err := image.Detect(path)
+	info, err := p.inspectBase(path)
 	if err != nil {
-		return &config.Error{Var: "BOOT_FROM", Value: path, Accepted: "a disk image (qcow2, raw, vmdk, vhdx, vdi) or an ISO; unpack compressed local files first", Err: err}
+		return err
 	}
 	switch {
-	case f == image.FormatISO:
+	case info.Format == image.FormatISO:
 		p.Spec.CDROM, p.BasePath = path, ""
-	case image.NeedsConversion(f):
+		return nil
+	case image.NeedsConversion(info.Format):
 		dst, err := p.convertedPath(path)
 		if err != nil {
 			return err
 		}
 		run := func(args []string) error {
-			_, err := t.Run(exec.Command("qemu-img", args...))
+			_, err := qemuImg(ctx, t.Run, args...)
 			return err
 		}
-		if err := image.Convert(ctx, f, path, dst, run); err != nil {
-			return fmt.Errorf("converting %s from %s: %w", path, f, err)
+		if err := image.Convert(ctx, info.Format, path, dst, run); err != nil {
+			return fmt.Errorf("converting %s from %s: %w", path, info.Format, err)
 		}
-		p.BasePath = dst
-	default:
-		p.BasePath = path
+		// The copy is ours, made by qemu-img from a checked source.
+		if info, err = image.Inspect(dst); err != nil {
+			return err
+		}
+		path = dst
 	}
+	p.useBase(path, info)
 	return nil
 }
 
+// useBase records the base the VM's disk is made on, and how QEMU opens it.
+func (p *Plan) useBase(path string, info image.Info) {
+	p.BasePath, p.Base = path, &info
+	p.Spec.DiskBase, p.Spec.DiskBaseFormat = path, string(info.Format)
+}
+
+// inspectBase reads the user's image (BOOT_FROM or its download) and
+// refuses one that refers to anything outside itself, or whose header
+// contradicts BOOT_FROM_FORMAT.
+func (p *Plan) inspectBase(path string) (image.Info, error) {
+	c := p.Config
+	variable, value := "BOOT_FROM", path
+	switch {
+	case c.Boot.Distro != "":
+		variable, value = "DISTRO", c.Boot.Distro
+	case c.Boot.Download != nil:
+		value = c.Boot.Download.URL
+	}
+	var info image.Info
+	var err error
+	if c.Boot.Format != "" {
+		info, err = image.InspectAs(path, image.Format(c.Boot.Format))
+	} else {
+		info, err = image.Inspect(path)
+	}
+	if mm := (*image.FormatMismatchError)(nil); errors.As(err, &mm) {
+		return image.Info{}, &config.Error{Var: "BOOT_FROM_FORMAT", Value: c.Boot.Format,
+			Accepted: fmt.Sprintf("the format of BOOT_FROM %s (%s), or unset to tell it from the content", value, mm.Found), Err: err}
+	}
+	if err == nil {
+		err = info.SelfContained(path)
+	}
+	if err != nil {
+		return image.Info{}, &config.Error{Var: variable, Value: value, Accepted: selfContained, Err: err}
+	}
+	return info, nil
+}
+
 // ApplyLocalBase does for --dry-run what baseImage does without writing:
-// a local ISO becomes the installer CD (the command line shows it).
+// a local ISO becomes the installer CD, another image the disk's base (the
+// command line shows both).
 func (p *Plan) ApplyLocalBase() {
 	if p.BasePath == "" {
 		return
 	}
-	if f, err := image.Detect(p.BasePath); err == nil && f == image.FormatISO {
+	info, err := p.inspectBase(p.BasePath)
+	switch {
+	case err != nil:
+	case info.Format == image.FormatISO:
 		p.Spec.CDROM, p.BasePath = p.BasePath, ""
+	default:
+		p.useBase(p.BasePath, info)
 	}
 }
 
+// downloadError makes a download's failure a configuration error when the
+// configuration must change for it to succeed: the URL, the catalog entry
+// or a size cap.
 func (p *Plan) downloadError(err error) error {
 	c := p.Config
-	if c.Boot.Distro != "" {
+	var le *image.LimitError
+	switch {
+	case errors.As(err, &le):
+		return &config.Error{Var: le.Var, Value: fmt.Sprint(le.Limit), Accepted: "a size (bytes) the image fits in", Err: err}
+	case !errors.Is(err, image.ErrBadURL):
+		return err
+	case c.Boot.Distro != "":
 		return &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "an entry whose URL and checksum source answer (fix it with CATALOG)", Err: err}
 	}
 	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.Download.URL, Accepted: "an http(s) URL that serves the image", Err: err}

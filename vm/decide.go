@@ -12,9 +12,10 @@ import (
 	"github.com/vmrunner/vmrunner/config"
 )
 
-// ResolveAccel decides the accelerator. auto means KVM when /dev/kvm opens
-// read-write, else TCG with a warning.
-func ResolveAccel(req config.Accel, requireKVM, kvmUsable bool) (accel string, warning string, err error) {
+// ResolveAccel decides the accelerator. auto means KVM when the host's
+// KVM runs guest code (kvmUsable), else TCG with a warning that gives
+// kvmWhy, the probe's reason.
+func ResolveAccel(req config.Accel, requireKVM, kvmUsable bool, kvmWhy string) (accel string, warning string, err error) {
 	switch {
 	case req == config.AccelTCG:
 		return "tcg", "", nil
@@ -22,10 +23,10 @@ func ResolveAccel(req config.Accel, requireKVM, kvmUsable bool) (accel string, w
 		return "kvm", "", nil
 	case req == config.AccelKVM || requireKVM:
 		return "", "", &config.Error{Var: "ACCEL", Value: string(req),
-			Accepted: "tcg, or a host where /dev/kvm opens read-write (docker run --device /dev/kvm; REQUIRE_KVM=1 forbids the TCG fallback)",
-			Err:      errors.New("KVM is not available")}
+			Accepted: "tcg, or a host where KVM runs guests (docker run --device /dev/kvm; REQUIRE_KVM=1 forbids the TCG fallback)",
+			Err:      errors.New("KVM is not usable: " + kvmWhy)}
 	default:
-		return "tcg", "KVM is not available (/dev/kvm cannot be opened read-write): falling back to TCG, which is much slower; pass --device /dev/kvm", nil
+		return "tcg", "KVM is not usable (" + kvmWhy + "): falling back to TCG, which is much slower", nil
 	}
 }
 
@@ -36,16 +37,6 @@ func ResolveCPU(model, accel string) string {
 		return "max"
 	}
 	return model
-}
-
-// KVMUsable reports whether /dev/kvm opens read-write.
-func KVMUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
 }
 
 // Firmware file candidates, first match wins (Debian/Ubuntu, then Fedora/Arch).

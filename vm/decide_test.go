@@ -36,20 +36,21 @@ func TestResolveAccel(t *testing.T) {
 			name += "/kvm"
 		}
 		t.Run(name, func(t *testing.T) {
-			got, warn, err := ResolveAccel(tc.req, tc.requireKVM, tc.kvm)
+			const why = "the test guest did not run within 100ms"
+			got, warn, err := ResolveAccel(tc.req, tc.requireKVM, tc.kvm, why)
 			if got != tc.want || (warn != "") != tc.warn || (err != nil) != tc.err {
 				t.Fatalf("ResolveAccel(%q, %v, %v) = %q, %q, %v", tc.req, tc.requireKVM, tc.kvm, got, warn, err)
 			}
-			if tc.warn && !strings.Contains(warn, "TCG") {
-				t.Errorf("warning %q does not mention TCG", warn)
+			if tc.warn && (!strings.Contains(warn, "TCG") || !strings.Contains(warn, why)) {
+				t.Errorf("warning %q does not say why it falls back to TCG", warn)
 			}
 			if err != nil {
 				var ce *config.Error
 				if !errors.As(err, &ce) || ce.Var != "ACCEL" || ce.Value != string(tc.req) || !strings.Contains(ce.Accepted, "/dev/kvm") {
 					t.Errorf("error %#v, want an ACCEL *config.Error", err)
 				}
-				if !strings.Contains(err.Error(), "KVM is not available") {
-					t.Errorf("error %q does not say KVM is missing", err)
+				if !strings.Contains(err.Error(), "KVM is not usable: "+why) {
+					t.Errorf("error %q does not say why KVM is not usable", err)
 				}
 			}
 		})

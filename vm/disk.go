@@ -1,76 +1,29 @@
 package vm
 
 import (
-	"encoding/binary"
-	"errors"
+	"context"
 	"fmt"
-	"io"
-	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"syscall"
+
+	"github.com/vmrunner/vmrunner/image"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
-// Image describes a disk image file as its header tells.
-type Image struct {
-	Format      string // "qcow2" or "raw"
-	VirtualSize int64  // bytes the guest sees
-	Backing     string // qcow2 backing file, if any
-}
-
-// ParseQcow2Header reads the fields vmrunner needs from the first bytes of
-// a file. It returns ok=false for anything that is not qcow2.
-func ParseQcow2Header(h []byte) (img Image, ok bool, err error) {
-	if len(h) < 4 || string(h[:4]) != "QFI\xfb" {
-		return Image{}, false, nil
-	}
-	if len(h) < 32 {
-		return Image{}, true, errors.New("qcow2 header is truncated")
-	}
-	version := binary.BigEndian.Uint32(h[4:8])
-	if version < 2 || version > 3 {
-		return Image{}, true, fmt.Errorf("qcow2 version %d is not supported", version)
-	}
-	img.Format = "qcow2"
-	size := binary.BigEndian.Uint64(h[24:32])
-	if size > 1<<60 {
-		return Image{}, true, errors.New("qcow2 size field is out of range")
-	}
-	img.VirtualSize = int64(size)
-	off := binary.BigEndian.Uint64(h[8:16])
-	n := binary.BigEndian.Uint32(h[16:20])
-	if off != 0 {
-		if n > 1023 || off > uint64(len(h)) || off+uint64(n) > uint64(len(h)) {
-			return Image{}, true, errors.New("qcow2 backing file name lies outside the header read")
-		}
-		img.Backing = string(h[off : off+uint64(n)])
-	}
-	return img, true, nil
-}
-
-// InspectImage reads path's header: qcow2 by its magic, anything else raw.
-func InspectImage(path string) (Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Image{}, err
-	}
-	defer f.Close()
-	h := make([]byte, 4096)
-	n, err := io.ReadFull(f, h)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return Image{}, fmt.Errorf("reading %s: %w", path, err)
-	}
-	img, isQcow, err := ParseQcow2Header(h[:n])
-	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if isQcow {
-		return img, nil
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return Image{}, err
-	}
-	return Image{Format: "raw", VirtualSize: st.Size()}, nil
+// qemuImg runs qemu-img with qemu.ChildEnv only: it needs none of
+// vmrunner's environment, which may hold secrets (GUEST_PASSWORD). It dies
+// with vmrunner: Pdeathsig follows the thread that forks, not the process,
+// so this goroutine holds its thread until qemu-img has ended.
+func qemuImg(ctx context.Context, run RunFunc, args ...string) ([]byte, error) {
+	cmd := exec.Command("qemu-img", args...)
+	cmd.Env = qemu.ChildEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return run(ctx, cmd)
 }
 
 // DiskAction is what must happen to the VM's overlay before boot.
@@ -85,7 +38,7 @@ type DiskAction struct {
 // PlanDisk decides how to bring the overlay to the wanted size, asked for
 // by the variable sizeVar. base is nil for a blank disk; overlay is nil
 // when there is none yet.
-func PlanDisk(base *Image, basePath string, overlay *Image, want int64, sizeVar string) (DiskAction, error) {
+func PlanDisk(base *image.Info, basePath string, overlay *image.Info, want int64, sizeVar string) (DiskAction, error) {
 	if overlay == nil {
 		size := want
 		if base != nil && base.VirtualSize > size {
@@ -93,9 +46,16 @@ func PlanDisk(base *Image, basePath string, overlay *Image, want int64, sizeVar 
 		}
 		a := DiskAction{Create: true, Size: size}
 		if base != nil {
-			a.BackingFmt = base.Format
+			a.BackingFmt = string(base.Format)
 		}
 		return a, nil
+	}
+	// The overlay is ours, but DATA_DIR may be a shared volume: it may name
+	// its base and nothing else.
+	for _, r := range overlay.Refs {
+		if r.Kind != "backing file" {
+			return DiskAction{}, fmt.Errorf("the VM's disk refers to %s: remove the state folder to start over", r)
+		}
 	}
 	if base == nil && overlay.Backing != "" {
 		return DiskAction{}, fmt.Errorf("the VM's disk was made on top of %q, but BOOT_FROM is now blank: set BOOT_FROM back, or remove the state folder to start over", overlay.Backing)

@@ -1,145 +1,23 @@
 package vm
 
 import (
-	"encoding/binary"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 )
 
-// qcow2Header builds a qcow2 header as qemu-img writes it: the fixed v3
-// header (104 bytes), an end-of-extensions marker, then the backing name.
-func qcow2Header(version uint32, size uint64, backing string) []byte {
-	h := make([]byte, 112, 112+len(backing))
-	copy(h, "QFI\xfb")
-	binary.BigEndian.PutUint32(h[4:], version)
-	if backing != "" {
-		binary.BigEndian.PutUint64(h[8:], 112)
-		binary.BigEndian.PutUint32(h[16:], uint32(len(backing)))
-	}
-	binary.BigEndian.PutUint32(h[20:], 16) // cluster_bits
-	binary.BigEndian.PutUint64(h[24:], size)
-	binary.BigEndian.PutUint32(h[96:], 4)    // refcount_order
-	binary.BigEndian.PutUint32(h[100:], 104) // header_length
-	return append(h, backing...)
-}
-
-func TestParseQcow2Header(t *testing.T) {
-	withBacking := qcow2Header(3, 20<<30, "/images/base.qcow2")
-	tests := []struct {
-		name string
-		h    []byte
-		img  Image
-		ok   bool
-		err  string
-	}{
-		{"v3 with backing", withBacking, Image{Format: "qcow2", VirtualSize: 20 << 30, Backing: "/images/base.qcow2"}, true, ""},
-		{"v3 no backing", qcow2Header(3, 1<<30, ""), Image{Format: "qcow2", VirtualSize: 1 << 30}, true, ""},
-		{"v2 no backing", qcow2Header(2, 512<<20, ""), Image{Format: "qcow2", VirtualSize: 512 << 20}, true, ""},
-		{"v3 fixed fields only", qcow2Header(3, 1<<30, "")[:32], Image{Format: "qcow2", VirtualSize: 1 << 30}, true, ""},
-		{"zero size", qcow2Header(3, 0, ""), Image{Format: "qcow2"}, true, ""},
-		{"backing of 1023 bytes", qcow2Header(3, 1<<30, "/"+strings.Repeat("b", 1022)),
-			Image{Format: "qcow2", VirtualSize: 1 << 30, Backing: "/" + strings.Repeat("b", 1022)}, true, ""},
-		{"backing name cut off", withBacking[:len(withBacking)-1], Image{}, true, "outside the header"},
-		{"backing offset past the end", withBacking[:100], Image{}, true, "outside the header"},
-		{"backing of 1024 bytes", qcow2Header(3, 1<<30, "/"+strings.Repeat("b", 1023)), Image{}, true, "outside the header"},
-		{"version 1", qcow2Header(1, 1<<30, ""), Image{}, true, "version 1"},
-		{"version 4", qcow2Header(4, 1<<30, ""), Image{}, true, "version 4"},
-		{"version 0", qcow2Header(0, 1<<30, ""), Image{}, true, "version 0"},
-		{"size out of range", qcow2Header(3, 1<<61, ""), Image{}, true, "out of range"},
-		{"size max uint64", qcow2Header(3, ^uint64(0), ""), Image{}, true, "out of range"},
-		{"raw", []byte(strings.Repeat("\x00", 512)), Image{}, false, ""},
-		{"empty", nil, Image{}, false, ""},
-		{"mbr", append(make([]byte, 510), 0x55, 0xaa), Image{}, false, ""},
-		{"vmdk", []byte("KDMV" + strings.Repeat("\x00", 100)), Image{}, false, ""},
-		{"lower-case magic", append([]byte("qfi\xfb"), qcow2Header(3, 1, "")[4:]...), Image{}, false, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			img, ok, err := ParseQcow2Header(tc.h)
-			if ok != tc.ok {
-				t.Errorf("ok = %v, want %v", ok, tc.ok)
-			}
-			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-				t.Errorf("err = %v, want %q", err, tc.err)
-			}
-			if img != tc.img {
-				t.Errorf("img = %+v, want %+v", img, tc.img)
-			}
-		})
-	}
-}
-
-func FuzzParseQcow2Header(f *testing.F) {
-	f.Add(qcow2Header(3, 20<<30, "/images/base.qcow2"))
-	f.Add(qcow2Header(2, 1<<30, ""))
-	f.Add(qcow2Header(3, 1<<30, "x")[:40])
-	f.Add([]byte("QFI\xfb\x00\x00\x00\x03"))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, h []byte) {
-		img, ok, err := ParseQcow2Header(h)
-		if !ok {
-			if err != nil || img != (Image{}) {
-				t.Fatalf("not qcow2 but %+v, %v", img, err)
-			}
-			return
-		}
-		if len(h) < 4 || string(h[:4]) != "QFI\xfb" {
-			t.Fatalf("ok without the magic: %q", h)
-		}
-		if err != nil {
-			if img != (Image{}) {
-				t.Fatalf("error %v with image %+v", err, img)
-			}
-			return
-		}
-		if img.Format != "qcow2" || img.VirtualSize < 0 || img.VirtualSize > 1<<60 || len(img.Backing) > 1023 {
-			t.Fatalf("bad image %+v", img)
-		}
-		if img.Backing != "" && !strings.Contains(string(h), img.Backing) {
-			t.Fatalf("backing %q is not in the header", img.Backing)
-		}
-	})
-}
-
-func TestInspectImage(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	raw := write("disk.raw", make([]byte, 3*512))
-	img, err := InspectImage(raw)
-	if err != nil || img != (Image{Format: "raw", VirtualSize: 3 * 512}) {
-		t.Errorf("raw: %+v, %v", img, err)
-	}
-	empty := write("empty.img", nil)
-	img, err = InspectImage(empty)
-	if err != nil || img != (Image{Format: "raw"}) {
-		t.Errorf("empty: %+v, %v", img, err)
-	}
-	q := write("disk.qcow2", append(qcow2Header(3, 8<<30, "/base.img"), make([]byte, 8192)...))
-	img, err = InspectImage(q)
-	if err != nil || img != (Image{Format: "qcow2", VirtualSize: 8 << 30, Backing: "/base.img"}) {
-		t.Errorf("qcow2: %+v, %v", img, err)
-	}
-	bad := write("bad.qcow2", qcow2Header(9, 1, ""))
-	if img, err := InspectImage(bad); err == nil || !strings.Contains(err.Error(), bad) {
-		t.Errorf("bad version: %+v, %v; want an error naming the file", img, err)
-	}
-	if _, err := InspectImage(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
-		t.Errorf("missing file: %v", err)
-	}
-}
-
-// TestInspectImageQemuImg checks the parser against files qemu-img makes.
-func TestInspectImageQemuImg(t *testing.T) {
+// TestDisksQemuImg checks the overlay qemu-img makes as PlanDisk asks is
+// read back as such.
+func TestDisksQemuImg(t *testing.T) {
 	qemuImg, err := exec.LookPath("qemu-img")
 	if err != nil {
 		t.Skip("no qemu-img")
@@ -155,32 +33,39 @@ func TestInspectImageQemuImg(t *testing.T) {
 			t.Fatalf("qemu-img %q: %v\n%s", args, err, out)
 		}
 	}
-	img, err := InspectImage(base)
-	if err != nil || img != (Image{Format: "qcow2", VirtualSize: 1 << 30}) {
+	img, err := image.Inspect(base)
+	if err != nil || img.Format != image.FormatQcow2 || img.VirtualSize != 1<<30 || len(img.Refs) != 0 {
 		t.Errorf("base: %+v, %v", img, err)
 	}
-	img, err = InspectImage(overlay)
-	if err != nil || img != (Image{Format: "qcow2", VirtualSize: 2 << 30, Backing: base}) {
+	img, err = image.Inspect(overlay)
+	if err != nil || img.VirtualSize != 2<<30 || img.Backing != base || img.BackingFormat != "qcow2" {
 		t.Errorf("overlay: %+v, %v", img, err)
 	}
 	if out, err := exec.Command(qemuImg, (DiskAction{Resize: true, Size: 3 << 30}).QemuImgArgs(overlay, base)...).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img resize: %v\n%s", err, out)
 	}
-	if img, err = InspectImage(overlay); err != nil || img.VirtualSize != 3<<30 {
+	if img, err = image.Inspect(overlay); err != nil || img.VirtualSize != 3<<30 {
 		t.Errorf("resized overlay: %+v, %v", img, err)
 	}
 }
 
 func TestPlanDisk(t *testing.T) {
 	const G = 1 << 30
-	qcowBase := &Image{Format: "qcow2", VirtualSize: 2 * G}
-	rawBase := &Image{Format: "raw", VirtualSize: 3 * G}
-	bigBase := &Image{Format: "qcow2", VirtualSize: 40 * G}
+	qcowBase := &image.Info{Format: "qcow2", VirtualSize: 2 * G}
+	rawBase := &image.Info{Format: "raw", VirtualSize: 3 * G}
+	bigBase := &image.Info{Format: "qcow2", VirtualSize: 40 * G}
+	overlay := func(size int64, backing string) *image.Info {
+		o := &image.Info{Format: "qcow2", VirtualSize: size, Backing: backing}
+		if backing != "" {
+			o.Refs = []image.Ref{{Kind: "backing file", Name: backing}}
+		}
+		return o
+	}
 	tests := []struct {
 		name     string
-		base     *Image
+		base     *image.Info
 		basePath string
-		overlay  *Image
+		overlay  *image.Info
 		want     int64
 		action   DiskAction
 		warn     string
@@ -194,20 +79,23 @@ func TestPlanDisk(t *testing.T) {
 			DiskAction{Create: true, Size: 20 * G}, "", ""},
 		{"base bigger than DISK_SIZE", bigBase, "/img/big.qcow2", nil, 20 * G,
 			DiskAction{Create: true, Size: 40 * G, BackingFmt: "qcow2"}, "", ""},
-		{"same size", qcowBase, "/img/base.qcow2", &Image{Format: "qcow2", VirtualSize: 20 * G, Backing: "/img/base.qcow2"}, 20 * G,
+		{"same size", qcowBase, "/img/base.qcow2", overlay(20*G, "/img/base.qcow2"), 20 * G,
 			DiskAction{Size: 20 * G}, "", ""},
-		{"grow", qcowBase, "/img/base.qcow2", &Image{Format: "qcow2", VirtualSize: 20 * G, Backing: "/img/base.qcow2"}, 30 * G,
+		{"grow", qcowBase, "/img/base.qcow2", overlay(20*G, "/img/base.qcow2"), 30 * G,
 			DiskAction{Resize: true, Size: 30 * G}, "", ""},
-		{"grow blank", nil, "", &Image{Format: "qcow2", VirtualSize: 20 * G}, 21 * G,
+		{"grow blank", nil, "", overlay(20*G, ""), 21 * G,
 			DiskAction{Resize: true, Size: 21 * G}, "", ""},
-		{"shrink refused", qcowBase, "/img/base.qcow2", &Image{Format: "qcow2", VirtualSize: 20 * G, Backing: "/img/base.qcow2"}, 10 * G,
+		{"shrink refused", qcowBase, "/img/base.qcow2", overlay(20*G, "/img/base.qcow2"), 10 * G,
 			DiskAction{Size: 20 * G}, "DISK_SIZE is smaller than the disk (10G < 20G): disks grow, never shrink; keeping 20G", ""},
-		{"shrink refused, odd sizes", nil, "", &Image{Format: "qcow2", VirtualSize: 1536 << 20}, 512 << 20,
+		{"shrink refused, odd sizes", nil, "", overlay(1536<<20, ""), 512 << 20,
 			DiskAction{Size: 1536 << 20}, "(512M < 1536M)", ""},
-		{"backing changed", qcowBase, "/img/other.qcow2", &Image{Format: "qcow2", VirtualSize: 20 * G, Backing: "/img/base.qcow2"}, 20 * G,
+		{"backing changed", qcowBase, "/img/other.qcow2", overlay(20*G, "/img/base.qcow2"), 20 * G,
 			DiskAction{}, "", `made on top of "/img/base.qcow2", but BOOT_FROM is now "/img/other.qcow2"`},
-		{"blank disk, now a base", qcowBase, "/img/base.qcow2", &Image{Format: "qcow2", VirtualSize: 20 * G}, 20 * G,
+		{"blank disk, now a base", qcowBase, "/img/base.qcow2", overlay(20*G, ""), 20 * G,
 			DiskAction{}, "", `made on top of "", but BOOT_FROM is now "/img/base.qcow2"`},
+		{"disk with a data file", nil, "", &image.Info{Format: "qcow2", VirtualSize: G,
+			Refs: []image.Ref{{Kind: "external data file", Name: "/dev/sda"}}}, G,
+			DiskAction{}, "", `the VM's disk refers to external data file "/dev/sda"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,10 +164,87 @@ func TestHuman(t *testing.T) {
 }
 
 func TestReviewedDiskEdges(t *testing.T) {
-	if _, ok, err := ParseQcow2Header([]byte("QFI\xfb\x00\x00\x00\x03\x00")); !ok || err == nil {
-		t.Errorf("truncated qcow2 header: ok=%v err=%v; want ok and an error", ok, err)
-	}
-	if _, err := PlanDisk(nil, "", &Image{Format: "qcow2", Backing: "/img/base.qcow2", VirtualSize: 20 << 30}, 20<<30, "DISK_SIZE"); err == nil {
+	if _, err := PlanDisk(nil, "", &image.Info{Format: "qcow2", Backing: "/img/base.qcow2", VirtualSize: 20 << 30}, 20<<30, "DISK_SIZE"); err == nil {
 		t.Error("switching BOOT_FROM from an image to blank kept the old disk")
 	}
+}
+
+func TestQemuImgEnvironment(t *testing.T) {
+	t.Setenv("GUEST_PASSWORD", "secret")
+	var got *exec.Cmd
+	run := func(_ context.Context, cmd *exec.Cmd) ([]byte, error) {
+		got = cmd
+		return nil, nil
+	}
+	if _, err := qemuImg(context.Background(), run, "info", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"PATH=" + os.Getenv("PATH"), "LANG=C"}; !slices.Equal(got.Env, want) {
+		t.Errorf("environment %q, want %q", got.Env, want)
+	}
+	if got.SysProcAttr == nil || got.SysProcAttr.Pdeathsig != syscall.SIGKILL {
+		t.Errorf("SysProcAttr %+v, want Pdeathsig SIGKILL", got.SysProcAttr)
+	}
+}
+
+// TestBaseRefs: a BOOT_FROM that names another file is a configuration
+// error before anything is made or converted; one pinned as raw is used as
+// raw, never parsed.
+func TestBaseRefs(t *testing.T) {
+	needQemuImg(t)
+	dir := t.TempDir()
+	img := func(name string, args ...string) string {
+		p := filepath.Join(dir, name)
+		if out, err := exec.Command("qemu-img", append(append([]string{"create", "-q"}, args...), p, "1M")...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v: %s", err, out)
+		}
+		return p
+	}
+	desc := filepath.Join(dir, "desc.vmdk")
+	if err := os.WriteFile(desc, []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\nRW 2048 FLAT \"/etc/hostname\" 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain := img("plain.qcow2", "-f", "qcow2")
+	tests := []struct {
+		name, path, format string
+		variable, reason   string
+	}{
+		{"backing", img("backing.qcow2", "-f", "qcow2", "-u", "-F", "raw", "-b", "/etc/hostname"), "", "BOOT_FROM", `backing file "/etc/hostname"`},
+		{"data", img("data.qcow2", "-f", "qcow2", "-o", "data_file="+filepath.Join(dir, "data.raw")), "", "BOOT_FROM", "external data file"},
+		{"vmdk", desc, "", "BOOT_FROM", `extent "/etc/hostname"`},
+		{"pinned", plain, "vmdk", "BOOT_FROM_FORMAT", "the header says qcow2, not vmdk"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := prepareEnv(filepath.Join(t.TempDir(), "data"))
+			env["BOOT_FROM"], env["BOOT_FROM_FORMAT"] = tc.path, tc.format
+			p := preparePlan(t, env, false)
+			runs := 0
+			run := func(context.Context, *exec.Cmd) ([]byte, error) { runs++; return nil, nil }
+			_, err := Prepare(context.Background(), p, Tools{Run: run})
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tc.variable || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("error %v, want a config error on %s saying %q", err, tc.variable, tc.reason)
+			}
+			if runs != 0 {
+				t.Errorf("qemu-img ran %d times", runs)
+			}
+			if _, err := os.Stat(env["DATA_DIR"]); !os.IsNotExist(err) {
+				t.Errorf("DATA_DIR was made: %v", err)
+			}
+		})
+	}
+	t.Run("raw", func(t *testing.T) {
+		env := prepareEnv(filepath.Join(t.TempDir(), "data"))
+		env["BOOT_FROM"], env["BOOT_FROM_FORMAT"] = tests[0].path, "raw"
+		p := preparePlan(t, env, false)
+		prep := mustPrepare(t, p)
+		defer prep.Release()
+		if p.Spec.DiskBase != tests[0].path || p.Spec.DiskBaseFormat != "raw" || len(p.Base.Refs) != 0 {
+			t.Errorf("base %s (%s), %+v", p.Spec.DiskBase, p.Spec.DiskBaseFormat, p.Base)
+		}
+		if o, err := image.Inspect(p.Paths.Disk); err != nil || o.BackingFormat != "raw" {
+			t.Errorf("overlay %+v, %v", o, err)
+		}
+	})
 }

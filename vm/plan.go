@@ -7,14 +7,16 @@ import (
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // Facts are what start-up learns from the host; Plan depends on nothing else.
 type Facts struct {
-	KVMUsable      bool
-	VhostNet       bool // /dev/vhost-net opens
+	KVMUsable      bool   // KVM ran a test guest (ProbeKVM)
+	KVMWhy         string // why not, when it did not
+	VhostNet       bool   // /dev/vhost-net opens
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
@@ -68,9 +70,10 @@ type Plan struct {
 	Paths    Paths
 	Spec     qemu.Spec
 	NICs     []NICPlan
-	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
-	VarsTmpl string // UEFI vars template to copy, empty for legacy
-	Persist  bool   // keep the state folder when the VM ends
+	BasePath string      // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	Base     *image.Info // BasePath's header, read once by the base image step
+	VarsTmpl string      // UEFI vars template to copy, empty for legacy
+	Persist  bool        // keep the state folder when the VM ends
 	Warnings []string
 	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
 	// guest mounts (cloud-init).
@@ -88,7 +91,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
 			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
 	}
-	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable)
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +205,10 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 }
 
 func forwards(c *config.Config) []qemu.Forward {
-	fw := []qemu.Forward{{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22}}
+	var fw []qemu.Forward
+	if c.SSHPort != 0 {
+		fw = append(fw, qemu.Forward{Proto: "tcp", HostAddr: c.PortFwdAddr, HostPort: c.SSHPort, GuestPort: 22})
+	}
 	for _, f := range c.PortFwds {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}

@@ -215,7 +215,7 @@ func TestMakePlanMACs(t *testing.T) {
 
 func TestMakePlanErrors(t *testing.T) {
 	noKVM := testFacts()
-	noKVM.KVMUsable = false
+	noKVM.KVMUsable, noKVM.KVMWhy = false, "/dev/kvm cannot be opened read-write"
 	noFirmware := testFacts()
 	noFirmware.FirmwareExists = existsIn()
 	noLinks := testFacts()
@@ -227,8 +227,8 @@ func TestMakePlanErrors(t *testing.T) {
 		varName, value string
 		msg            string
 	}{
-		{"kvm without KVM", map[string]string{"BOOT_FROM": "blank", "ACCEL": "kvm"}, noKVM, "ACCEL", "kvm", "KVM is not available"},
-		{"REQUIRE_KVM without KVM", map[string]string{"BOOT_FROM": "blank", "REQUIRE_KVM": "yes"}, noKVM, "ACCEL", "auto", "KVM is not available"},
+		{"kvm without KVM", map[string]string{"BOOT_FROM": "blank", "ACCEL": "kvm"}, noKVM, "ACCEL", "kvm", "KVM is not usable: /dev/kvm cannot be opened read-write"},
+		{"REQUIRE_KVM without KVM", map[string]string{"BOOT_FROM": "blank", "REQUIRE_KVM": "yes"}, noKVM, "ACCEL", "auto", "KVM is not usable: /dev/kvm cannot be opened read-write"},
 		{"no firmware", map[string]string{"BOOT_FROM": "blank"}, noFirmware, "BOOT_MODE", "uefi", "no UEFI firmware"},
 		{"no secure firmware", map[string]string{"BOOT_FROM": "blank", "BOOT_MODE": "secure"}, func() Facts {
 			f := testFacts()

@@ -8,17 +8,21 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmrunner/vmrunner/cloudinit"
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 )
 
-// RunFunc runs a helper command to completion (the supervisor's reaper owns
-// every child, so commands go through it).
-type RunFunc func(*exec.Cmd) ([]byte, error)
+// RunFunc runs a helper command to completion, killing it if ctx ends
+// first (the supervisor's reaper owns every child, so commands go through
+// it).
+type RunFunc func(context.Context, *exec.Cmd) ([]byte, error)
 
 // Tools are what start-up steps use to act and report.
 type Tools struct {
@@ -66,7 +70,7 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 		{"removal at the end", p.removeAtEnd},
 		{"stale sockets", p.staleSockets},
 		{"MAC addresses", p.macs},
-		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(t.Run) }},
+		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(ctx, t.Run) }},
 		{"UEFI variables", p.uefiVars},
 		{"cloud-init seed", p.seed},
 		{"network", p.network},
@@ -92,19 +96,56 @@ func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 	return out, nil
 }
 
+// stateFolder makes the state folder private to this user (0700) and
+// refuses one where a file vmrunner would open is a symlink or another
+// user's, before anything is written there.
 func (p *Plan) stateFolder(*Prepared) (func(), bool, error) {
 	dir := p.Paths.State
-	if _, err := os.Stat(dir); err == nil {
-		return nil, false, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if _, err := privateDir(filepath.Dir(dir)); err != nil {
 		return nil, false, err
+	}
+	made, err := privateDir(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := p.checkStateFiles(); err != nil {
+		return nil, false, err
+	}
+	if !made {
+		return nil, false, nil
 	}
 	return func() { os.RemoveAll(dir) }, false, nil
 }
 
-func (p *Plan) lock(*Prepared) (func(), bool, error) {
-	f, err := os.OpenFile(p.Paths.Lock, os.O_CREATE|os.O_RDWR, 0o644)
+// checkStateFiles checks every path vmrunner or QEMU opens in the state
+// folder (see checkPrivate).
+func (p *Plan) checkStateFiles() error {
+	ps := p.Paths
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.Lock, ps.Salt,
+		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
+	for n := 2; n <= config.MaxDisks; n++ {
+		files = append(files, ps.ExtraDisk(n))
+	}
+	for i := 1; i <= config.MaxNICs; i++ {
+		files = append(files, netcfg.MACFile(ps.State, i))
+	}
+	var errs []error
+	for _, f := range files {
+		errs = append(errs, checkPrivate(f, false))
+	}
+	for _, s := range []string{ps.QMP, ps.QMPProbe} {
+		errs = append(errs, checkPrivate(s, true))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Plan) statePath(name string) string { return filepath.Join(p.Paths.State, name) }
+
+// lock takes the state folder's lock. Holding it, a PERSIST=0 run's marker
+// means that run was killed before it could remove the folder: what it
+// left is removed now rather than reused.
+func (p *Plan) lock(out *Prepared) (func(), bool, error) {
+	f, err := openPrivate(p.Paths.Lock, os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return nil, false, err
 	}
@@ -112,7 +153,31 @@ func (p *Plan) lock(*Prepared) (func(), bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("another vmrunner is running the VM in %s: %w", p.Paths.State, err)
 	}
+	if _, err := os.Lstat(p.statePath(ephemeralMarker)); err == nil {
+		if err := p.wipeState(); err != nil {
+			f.Close()
+			return nil, false, err
+		}
+		out.Warnings = append(out.Warnings, fmt.Sprintf("removed what a killed PERSIST=0 run of this VM left in %s; starting afresh", p.Paths.State))
+	}
 	return func() { f.Close() }, true, nil
+}
+
+// wipeState empties the state folder but for the lock, which is held.
+func (p *Plan) wipeState() error {
+	entries, err := os.ReadDir(p.Paths.State)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == filepath.Base(p.Paths.Lock) {
+			continue
+		}
+		if err := os.RemoveAll(p.statePath(e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // staleSockets removes sockets a killed run left, so that QMP clients never
@@ -141,17 +206,21 @@ func (p *Plan) macs(*Prepared) (func(), bool, error) {
 
 // removeAtEnd makes the state folder go with the VM when PERSIST is off.
 // It runs before the lock is let go, so that a next vmrunner of the same
-// VM never sees a folder half removed.
+// VM never sees a folder half removed. A marker says so meanwhile, for the
+// next start after a kill (see lock).
 func (p *Plan) removeAtEnd(*Prepared) (func(), bool, error) {
 	if p.Persist {
 		return nil, false, nil
+	}
+	if err := writePrivate(p.statePath(ephemeralMarker), []byte("PERSIST=0: this folder is removed when its VM ends\n")); err != nil {
+		return nil, false, err
 	}
 	return func() { os.RemoveAll(p.Paths.State) }, true, nil
 }
 
 // disks makes or grows the VM's disk and the extra ones; a failure removes
 // the disks this step made.
-func (p *Plan) disks(run RunFunc) (func(), bool, error) {
+func (p *Plan) disks(ctx context.Context, run RunFunc) (func(), bool, error) {
 	var made []string
 	undo := func() {
 		for _, f := range made {
@@ -159,7 +228,7 @@ func (p *Plan) disks(run RunFunc) (func(), bool, error) {
 		}
 	}
 	ensure := func(sizeVar, path, basePath string, size int64) error {
-		created, err := p.ensureDisk(run, sizeVar, path, basePath, size)
+		created, err := p.ensureDisk(ctx, run, sizeVar, path, basePath, size)
 		if created {
 			made = append(made, path)
 		}
@@ -185,17 +254,13 @@ func (p *Plan) disks(run RunFunc) (func(), bool, error) {
 
 // ensureDisk creates the qcow2 at path (on basePath, if given) or grows it
 // to size, and says whether it created it.
-func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
-	var base *Image
+func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
+	var base *image.Info
 	if basePath != "" {
-		img, err := InspectImage(basePath)
-		if err != nil {
-			return false, err
-		}
-		base = &img
+		base = p.Base // read once, by the base image step
 	}
-	var overlay *Image
-	switch img, err := InspectImage(path); {
+	var overlay *image.Info
+	switch img, err := image.Inspect(path); {
 	case err == nil:
 		overlay = &img
 	case !errors.Is(err, fs.ErrNotExist):
@@ -212,7 +277,7 @@ func (p *Plan) ensureDisk(run RunFunc, sizeVar, path, basePath string, size int6
 	if args == nil {
 		return false, nil
 	}
-	if _, err := run(exec.Command("qemu-img", args...)); err != nil {
+	if _, err := qemuImg(ctx, run, args...); err != nil {
 		if act.Create {
 			os.Remove(path)
 		}
@@ -241,7 +306,7 @@ func copyFile(from, to string) error {
 	}
 	defer in.Close()
 	tmp := to + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	out, err := openPrivate(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY)
 	if err != nil {
 		return err
 	}
@@ -257,7 +322,7 @@ func copyFile(from, to string) error {
 	return os.Rename(tmp, to)
 }
 
-func (p *Plan) seed(*Prepared) (func(), bool, error) {
+func (p *Plan) seed(out *Prepared) (func(), bool, error) {
 	if p.Spec.Seed == "" {
 		return nil, false, nil
 	}
@@ -266,10 +331,14 @@ func (p *Plan) seed(*Prepared) (func(), bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	password, err := p.guestPassword(out)
+	if err != nil {
+		return nil, false, err
+	}
 	s := cloudinit.Seed{
 		Hostname:      c.GuestName,
 		User:          c.GuestUser,
-		Password:      c.GuestPassword,
+		Password:      password,
 		UserData:      c.UserData,
 		NetworkConfig: c.NetworkConfig,
 		Salt:          salt,
@@ -289,13 +358,41 @@ func (p *Plan) seed(*Prepared) (func(), bool, error) {
 // configuration renders the same seed and cloud-init sees the same
 // instance-id (no first-boot re-run on restart).
 func (p *Plan) salt() (string, error) {
-	b, err := os.ReadFile(p.Paths.Salt)
-	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
+	s, _, err := keptSecret(p.Paths.Salt, cloudinit.NewSalt)
+	return s, err
+}
+
+// guestPassword is GUEST_PASSWORD; without it and without SSH_PUBKEY, a
+// random password kept in the state folder (and told once, when made),
+// so that no VM shares a known default; with a key alone, none: password
+// login is off and the password locked.
+func (p *Plan) guestPassword(out *Prepared) (string, error) {
+	c := p.Config
+	if c.GuestPassword != "" || c.SSHPubKey != "" {
+		return c.GuestPassword, nil
 	}
-	s, err := cloudinit.NewSalt()
+	path := p.statePath(guestPasswordFile)
+	pw, made, err := keptSecret(path, cloudinit.NewPassword)
+	if made {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("neither GUEST_PASSWORD nor SSH_PUBKEY is set: %s's generated password is %s (kept in %s; shown only now)",
+			c.GuestUser, pw, path))
+	}
+	return pw, err
+}
+
+// keptSecret reads a secret kept in a state file, or makes one with newSecret
+// and keeps it; it reports whether it made it.
+func keptSecret(path string, newSecret func() (string, error)) (string, bool, error) {
+	b, err := readPrivate(path, 4096)
+	if s := strings.TrimSpace(string(b)); err == nil && s != "" {
+		return s, false, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	s, err := newSecret()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return s, os.WriteFile(p.Paths.Salt, []byte(s+"\n"), 0o600)
+	return s, true, writePrivate(path, []byte(s+"\n"))
 }

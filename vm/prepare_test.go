@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmrunner/vmrunner/image"
 )
 
 // prepareEnv is a VM with a blank disk, one extra disk, UEFI and nothing
@@ -40,7 +42,7 @@ func needQemuImg(t *testing.T) {
 	}
 }
 
-func runCmd(cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
+func runCmd(_ context.Context, cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
 
 func mustPrepare(t *testing.T, p *Plan) *Prepared {
 	t.Helper()
@@ -53,7 +55,7 @@ func mustPrepare(t *testing.T, p *Plan) *Prepared {
 
 func virtualSize(t *testing.T, path string) int64 {
 	t.Helper()
-	img, err := InspectImage(path)
+	img, err := image.Inspect(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestPrepareUndoesDisksOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	failSecond := func(cmd *exec.Cmd) ([]byte, error) {
+	failSecond := func(_ context.Context, cmd *exec.Cmd) ([]byte, error) {
 		if calls++; calls == 2 {
 			return nil, errors.New("disk full")
 		}
