@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -134,16 +135,28 @@ func startVirtiofsd(v VirtiofsdPlan) (daemon, string, error) {
 	for _, sandbox := range []string{"namespace", "chroot"} {
 		os.Remove(v.Socket)
 		cmd := exec.Command(v.Binary, v.Args(sandbox)...)
-		// Like QEMU: gone when vmrunner is.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		// Like QEMU: gone when vmrunner is, and out of reach of signals
+		// sent to vmrunner's process group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		stderr := &capped{max: 4 << 10} // read only once it has exited
 		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			return daemon{}, "", fmt.Errorf("virtiofsd for %s: %w", v.Source, err)
-		}
+		started := make(chan error)
 		exited := make(chan struct{})
 		var waitErr error
-		go func() { waitErr = cmd.Wait(); close(exited) }()
+		// Pdeathsig fires when the forking thread exits: the goroutine
+		// holds its thread until the daemon has ended.
+		go func() {
+			runtime.LockOSThread()
+			err := cmd.Start()
+			started <- err
+			if err == nil {
+				waitErr = cmd.Wait()
+			}
+			close(exited)
+		}()
+		if err := <-started; err != nil {
+			return daemon{}, "", fmt.Errorf("virtiofsd for %s: %w", v.Source, err)
+		}
 		if err := waitSocket(v.Socket, exited, &waitErr); err != nil {
 			cmd.Process.Kill()
 			<-exited
