@@ -201,14 +201,18 @@ func silentDial(ctx context.Context) (net.Conn, error) {
 }
 
 func TestNoAgentFailsQuickly(t *testing.T) {
-	c := New("qga.sock", Options{SyncTimeout: 200 * time.Millisecond, Dial: silentDial})
+	dials := 0
+	c := New("qga.sock", Options{SyncTimeout: 200 * time.Millisecond, Dial: func(ctx context.Context) (net.Conn, error) {
+		dials++
+		return silentDial(ctx)
+	}})
 	start := time.Now()
 	_, err := c.Exec(context.Background(), Command{Path: "true"})
 	if !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), "qemu-guest-agent") {
 		t.Errorf("err %v, want ErrNoAgent with advice", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %s with a 200ms sync timeout", d)
+	if d := time.Since(start); d > 5*time.Second || dials != 1 {
+		t.Errorf("took %s and %d connections with a 200ms sync timeout; want one", d, dials)
 	}
 }
 
