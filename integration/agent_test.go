@@ -279,7 +279,7 @@ func TestSharedFolders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunk := bytes.Repeat([]byte("vmrunner shared folder test data\n"), 1<<15) // 1 MiB
+	chunk := bytes.Repeat([]byte("vmrunner shared folder test dat\n"), 1<<15) // 32 B × 32 Ki = 1 MiB
 	for range 256 {
 		f.Write(chunk)
 	}
