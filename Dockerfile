@@ -39,6 +39,10 @@ RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/ma
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 COPY --from=build /out/vmrunner /usr/local/bin/vmrunner
+# vmrunner stays root (taps, the VM's files) but runs QEMU as this user of
+# its own (QEMU_USER), rather than as the nobody other programs share.
+RUN useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin vmrunner-qemu
 
 # State (disk overlay, seed, UEFI vars, QMP sockets, serial log) lives in
 # DATA_DIR/vms/GUEST_NAME; GUEST_NAME defaults to the container's hostname,

@@ -1,16 +1,16 @@
 // Command vmrunner runs one QEMU virtual machine and supervises it: the
-// contract is shared/spec/interface.md, summarised in the README.
+// contract is docs/reference.md.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +20,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/control"
+	"github.com/vmrunner/vmrunner/controller"
 	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
@@ -31,9 +33,18 @@ import (
 var version = "dev"
 
 const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --help | --version]
-       vmrunner health
+       vmrunner health [--alive]
+       vmrunner status [--json]
+       vmrunner start | stop | kill | reset | reboot | pause | resume | nmi
+       vmrunner boot disk|cd|network|default [--once]
+       vmrunner boot-mode uefi|legacy|secure
+       vmrunner media insert URL-OR-PATH | vmrunner media eject
+       vmrunner console
 
-Runs one QEMU VM configured by environment variables (see --help).
+Without arguments, runs one QEMU VM configured by environment variables
+(see --help). The other verbs talk to that running vmrunner through
+control.sock in its state folder, found from DATA_DIR and GUEST_NAME
+(docs/lifecycle.md).
 `
 
 func main() {
@@ -45,16 +56,15 @@ func main() {
 
 func run(args []string, environ []string) int {
 	mode := ""
-	switch len(args) {
-	case 0:
-	case 1:
+	if len(args) > 0 {
 		mode = args[0]
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		return supervisor.ExitConfig
 	}
 	switch mode {
-	case "", "--dry-run", "--show-config", "health":
+	case "", "--dry-run", "--show-config":
+		if len(args) > 1 {
+			fmt.Fprint(os.Stderr, usage)
+			return supervisor.ExitConfig
+		}
 	case "--help", "-h", "help":
 		fmt.Print(usage + "\nEnvironment:\n")
 		_ = config.WriteHelp(os.Stdout)
@@ -65,13 +75,13 @@ func run(args []string, environ []string) int {
 	case "--list-distros":
 		return listDistros(config.EnvMap(environ)["CATALOG"])
 	default:
+		if isClientVerb(mode) {
+			return client(args, config.EnvMap(environ))
+		}
 		fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", mode, usage)
 		return supervisor.ExitConfig
 	}
 
-	if mode == "health" {
-		return health(environ)
-	}
 	cfg, err := config.Load(config.EnvMap(environ), config.ProbeHost())
 	if err != nil {
 		return configError(err)
@@ -88,37 +98,28 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--dry-run" {
-		for _, w := range plan.Warnings {
+		spec, warnings, err := plan.DryRunSpec()
+		if err != nil {
+			return configError(err)
+		}
+		for _, w := range warnings {
 			log.Warn(w)
 		}
-		plan.ApplyLocalBase()
-		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(plan.Spec)...)))
+		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
 }
 
-// health exits 0 while the VM of DATA_DIR and GUEST_NAME runs. It reads
-// nothing else of the configuration (see config.LoadState).
-func health(environ []string) int {
-	cfg, err := config.LoadState(config.EnvMap(environ), config.ProbeHost())
-	if err != nil {
-		return configError(err)
-	}
-	if err := supervisor.Health(context.Background(), vm.PathsFor(cfg).QMPProbe); err != nil {
-		fmt.Fprintln(os.Stderr, "vmrunner health:", err)
-		return 1
-	}
-	return 0
-}
-
 func supervise(plan *vm.Plan, log *zap.Logger) int {
-	started := time.Now()
 	// Signals are caught before start-up so a stop during it still undoes
 	// what was made (links, fresh files) instead of killing us half-way.
 	stop := make(chan struct{}, 2)
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	if !signal.Ignored(unix.SIGHUP) { // under nohup a hangup must not stop the VM
+		signal.Notify(sigs, unix.SIGHUP)
+	}
 	// A closed stdout (| head) must cost the console, not the VM: caught,
 	// SIGPIPE only turns writes into EPIPE, and children still get the
 	// default disposition (an ignored signal would stay ignored across exec).
@@ -152,7 +153,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		log.Error("preparing the VM", zap.Error(err))
 		return supervisor.ExitFault
 	}
-	defer prep.Release()
+	release := prep.Release
+	defer func() {
+		if err := release(); err != nil {
+			log.Warn("releasing the state folder", zap.Error(err))
+		}
+	}()
 	for _, w := range prep.Warnings {
 		log.Warn(w)
 	}
@@ -163,65 +169,112 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	default:
 	}
 
-	input, restore := consoleInput(stop, log)
-	defer restore()
-
 	cfg := plan.Config
-	args := qemu.Args(plan.Spec)
-	log.Info("starting QEMU", zap.String("guest", cfg.GuestName), zap.String("accel", plan.Spec.Accel),
-		zap.Duration("prepare", time.Since(started)), zap.Strings("args", config.RedactArgs(args)))
-	return supervisor.Run(context.Background(), supervisor.Options{
-		Binary:          cfg.QEMUBinary,
-		Args:            args,
-		ExtraFiles:      prep.Files,
-		QMPSocket:       plan.Paths.QMP,
-		SerialLog:       plan.Paths.SerialLog,
-		SerialLogMax:    cfg.SerialLogMax,
-		Console:         os.Stdout,
-		Input:           input,
-		StopRequests:    stop,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Reaper:          reaper,
-		Log:             log,
+	if !cfg.Sandbox {
+		log.Warn("SANDBOX=0: QEMU runs without its seccomp sandbox; a guest that takes QEMU over may exec programs and use every system call")
+	}
+	ctl := controller.New(controller.Options{
+		Plan:           plan,
+		Prepared:       prep,
+		Reaper:         reaper,
+		Log:            log,
+		Console:        os.Stdout,
+		KeepAlive:      cfg.KeepAlive,
+		PowerOnAtStart: cfg.PowerOnAtStart,
+		Confine: func(spec qemu.Spec, base string) (*syscall.Credential, string, error) {
+			u, err := confineQEMU(plan, spec, base, log)
+			return u.Credential(), u.String(), err
+		},
+		FetchMedia: func(ctx context.Context, url string) (string, error) {
+			sugar := log.Sugar()
+			return image.Fetch(ctx, image.FetchRequest{URL: url, CacheDir: cfg.CacheDir(),
+				Progress: image.LogProgress(sugar.Infow, 10*time.Second, 10), Log: sugar.Infow})
+		},
 	})
+	srv, err := control.Listen(plan.Paths.Control, ctl, log)
+	if err != nil {
+		log.Error("control socket", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	go srv.Serve()
+	defer srv.Close()
+	go func() {
+		for range stop {
+			ctl.Shutdown()
+		}
+	}()
+	restore := consoleInput(ctl, log)
+	defer restore()
+	code := ctl.Run(context.Background())
+	if !ctl.Started() && ctl.StartError() != nil {
+		release = prep.Undo
+	}
+	if code == supervisor.ExitConfig {
+		// As before the controller: the user reads what to fix on stderr.
+		return configError(ctl.StartError())
+	}
+	return code
+}
+
+// confineQEMU picks QEMU's user (QEMU_USER) and hands it the VM's files;
+// it logs loudly what stays unconfined.
+// It runs at each power-on: the run's files (seed, UEFI variables, CD
+// medium) may be new.
+func confineQEMU(plan *vm.Plan, spec qemu.Spec, base string, log *zap.Logger) (*supervisor.QEMUUser, error) {
+	cfg := plan.Config
+	own, read, write := plan.QEMUFiles(spec, base)
+	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write}
+	u, warning, err := supervisor.Confine(cfg.QEMUUser, files)
+	if err != nil {
+		return nil, &config.Error{Var: "QEMU_USER", Value: cfg.QEMUUser,
+			Accepted: "a user that exists and can reach every file QEMU opens, or root", Err: err}
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	if u != nil {
+		if err := u.Grant(files); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
 }
 
 // escapeKey (Ctrl-]) on an interactive console asks for a graceful stop,
 // as in telnet and virsh console, since Ctrl-C belongs to the guest.
 const escapeKey = 0x1d
 
-// consoleInput forwards a terminal's keystrokes to the serial console in raw
-// mode; without a terminal the guest gets no input.
-func consoleInput(stop chan<- struct{}, log *zap.Logger) (io.Reader, func()) {
+// consoleInput forwards a terminal's keystrokes to the serial console in
+// raw mode; without a terminal the guest gets no input from stdin.
+func consoleInput(ctl *controller.Controller, log *zap.Logger) func() {
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		return nil, func() {}
+		return func() {}
 	}
 	old, err := term.MakeRaw(fd)
 	if err != nil {
 		log.Warn("console stays line-buffered", zap.Error(err))
-		return nil, func() {}
+		return func() {}
 	}
 	log.Info("serial console attached: press Ctrl-] to power the guest off")
-	pr, pw := io.Pipe()
+	in := ctl.SerialInput()
 	go func() {
 		buf := make([]byte, 256)
 		for {
 			n, err := os.Stdin.Read(buf)
 			for _, b := range buf[:n] {
 				if b == escapeKey {
-					stop <- struct{}{}
+					ctl.Shutdown()
 					continue
 				}
-				_, _ = pw.Write([]byte{b})
+				_, _ = in.Write([]byte{b})
 			}
 			if err != nil {
-				pw.CloseWithError(err)
 				return
 			}
 		}
 	}()
-	return pr, func() { _ = term.Restore(fd, old) }
+	return func() { _ = term.Restore(fd, old) }
 }
 
 // prepare runs start-up; a stop signal meanwhile cancels it (a download
@@ -249,7 +302,9 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	case <-stop:
 		cancel()
 		if r := <-done; r.err == nil {
-			r.prep.Release()
+			if err := r.prep.Release(); err != nil {
+				log.Warn("releasing the state folder", zap.Error(err))
+			}
 		}
 		return nil, context.Canceled
 	}
@@ -271,13 +326,14 @@ func listDistros(catalog string) int {
 
 func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	f := vm.Facts{
-		VhostNet:       netcfg.VhostNetUsable(),
 		HostIPv6:       netcfg.HostHasIPv6(),
 		FirmwareExists: vm.FileExists,
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 	}
+	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
+	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {
 		start := time.Now()
 		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)

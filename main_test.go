@@ -301,3 +301,23 @@ func TestBinaryHealthWithoutVM(t *testing.T) {
 	}
 	assertNotCreated(t, data)
 }
+
+// TestBinaryClientVerbsWithoutVM: a verb's bad arguments exit 2 with the
+// usage; a good one without a running vmrunner exits 1 saying so, and
+// reads no configuration but DATA_DIR and GUEST_NAME (a broken MEMORY
+// does not matter) and creates nothing.
+func TestBinaryClientVerbsWithoutVM(t *testing.T) {
+	env, data := binEnv(t)
+	env["MEMORY"] = "lots"
+	for _, args := range [][]string{{"boot"}, {"boot", "cd", "--twice"}, {"status", "extra"}, {"media", "insert"}, {"media", "rewind"}, {"console", "x"}, {"health", "--json"}} {
+		if r := runBinary(t, env, args...); r.code != 2 || !strings.Contains(r.stderr, "usage:") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 with the usage", args, r.code, r.stderr)
+		}
+	}
+	for _, args := range [][]string{{"status"}, {"start"}, {"stop"}, {"boot", "cd", "--once"}, {"health", "--alive"}, {"console"}} {
+		if r := runBinary(t, env, args...); r.code != 1 || !strings.Contains(r.stderr, "no vmrunner answers") {
+			t.Errorf("%q: exit %d, stderr %q; want 1, no vmrunner answers", args, r.code, r.stderr)
+		}
+	}
+	assertNotCreated(t, data)
+}

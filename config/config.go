@@ -127,11 +127,15 @@ type Config struct {
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration
+	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP
+	PowerOnAtStart  bool // POWER_ON_AT_START
 	ExtraArgs       []string
 	QEMUBinary      string
 	LogFormat       string // "console", "json" or "" (decide by terminal)
 	Verbose         bool
-	SerialLogMax    int64 // bytes
+	SerialLogMax    int64  // bytes
+	Sandbox         bool   // QEMU's seccomp sandbox
+	QEMUUser        string // "": the default user, falling back to root; "root": no change
 
 	NICs        []NIC // in index order; mode none NICs are dropped
 	SSHPort     int

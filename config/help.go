@@ -8,39 +8,57 @@ import (
 	"text/tabwriter"
 )
 
-// WriteHelp lists every variable with its default and meaning, read from the
-// same struct tags that Load parses with.
+// section is one table of variables: --help and docs/reference.md list
+// the same sections, read from the struct tags that Load parses with.
+type section struct {
+	title  string // "" for the main table
+	raw    reflect.Type
+	prefix string
+}
+
+var sections = []section{
+	{"", reflect.TypeOf(rawMachine{}), ""},
+	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", reflect.TypeOf(rawNIC{}), "NETWORK_"},
+	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), reflect.TypeOf(rawDisk{}), ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), reflect.TypeOf(rawShare{}), "FILESYSTEM_"},
+}
+
+// WriteHelp lists every variable with its default and meaning.
 func WriteHelp(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, f := range fields(reflect.TypeOf(rawMachine{}), "") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+	for i, sec := range sections {
+		if sec.title != "" {
+			fmt.Fprintf(w, "\n%s\n", sec.title)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if i == 0 {
+			fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+		}
+		for _, f := range fields(sec.raw, sec.prefix) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	return nil
+}
+
+// WriteReference writes the same tables in Markdown, for docs/reference.md.
+func WriteReference(w io.Writer) error {
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+	for _, sec := range sections {
+		if sec.title != "" {
+			fmt.Fprintf(w, "\n%s\n\n", sec.title)
+		}
+		fmt.Fprintln(w, "| variable | default | meaning |")
+		fmt.Fprintln(w, "| --- | --- | --- |")
+		for _, f := range fields(sec.raw, sec.prefix) {
+			if _, err := fmt.Fprintf(w, "| `%s` | %s | %s |\n", f.name, cell(f.def), cell(f.help)); err != nil {
+				return err
+			}
+		}
 	}
-	fmt.Fprint(w, "\nNIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:\n")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, f := range fields(reflect.TypeOf(rawNIC{}), "NETWORK_") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nMore disks, n from 2 to %d:\n", MaxDisks)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, f := range fields(reflect.TypeOf(rawDisk{}), "") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nShared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:\n", MaxShares)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, f := range fields(reflect.TypeOf(rawShare{}), "FILESYSTEM_") {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
-	}
-	return tw.Flush()
+	return nil
 }
 
 type field struct {
@@ -106,9 +124,11 @@ func (c *Config) Effective() [][2]string {
 		{"DEVICE", c.device(1)}, {"PERSIST", persist},
 		{"GUEST_NAME", c.GuestName}, {"DATA_DIR", c.DataDir},
 		{"SHUTDOWN_TIMEOUT", fmt.Sprint(int(c.ShutdownTimeout.Seconds()))},
+		{"KEEP_ALIVE_AFTER_VM_STOP", fmt.Sprint(c.KeepAlive)}, {"POWER_ON_AT_START", fmt.Sprint(c.PowerOnAtStart)},
 		{"EXTRA_ARGS", strings.Join(c.ExtraArgs, " ")},
 		{"LOG_FORMAT", c.LogFormat}, {"LOG_VERBOSE", fmt.Sprint(c.Verbose)},
 		{"SERIAL_LOG_MAX", fmt.Sprintf("%dK", c.SerialLogMax>>10)},
+		{"SANDBOX", fmt.Sprint(c.Sandbox)}, {"QEMU_USER", c.QEMUUser},
 		{"SSH_PORT", fmt.Sprint(c.SSHPort)}, {"PORT_FWD", strings.Join(fwd, ",")},
 		{"PORT_FWD_ADDR", c.PortFwdAddr},
 		{"CLOUD_INIT", fmt.Sprint(c.CloudInit)}, {"GUEST_USER", c.GuestUser},

@@ -200,6 +200,7 @@ var (
 	guestName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	qemuName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.,=+-]*$`)
 	userName  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	qemuUser  = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$`)
 )
 
 func loadMachine(c *Config, raw rawMachine, host Host) error {
@@ -244,6 +245,10 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 		add(&Error{Var: "SHUTDOWN_TIMEOUT", Value: raw.ShutdownTimeout, Accepted: "whole seconds from 0 to 86400"})
 	}
 	c.ShutdownTimeout = time.Duration(secs) * time.Second
+	c.KeepAlive, err = parseBool("KEEP_ALIVE_AFTER_VM_STOP", raw.KeepAlive)
+	add(err)
+	c.PowerOnAtStart, err = parseBool("POWER_ON_AT_START", raw.PowerOnAtStart)
+	add(err)
 
 	c.ExtraArgs, err = SplitArgs(raw.ExtraArgs)
 	if err != nil {
@@ -260,6 +265,12 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	add(err)
 	c.SerialLogMax, err = parseSize("SERIAL_LOG_MAX", raw.SerialLogMax)
 	add(err)
+	c.Sandbox, err = parseBool("SANDBOX", raw.Sandbox)
+	add(err)
+	c.QEMUUser = strings.TrimSpace(raw.QEMUUser)
+	if c.QEMUUser != "" && !qemuUser.MatchString(c.QEMUUser) {
+		add(&Error{Var: "QEMU_USER", Value: raw.QEMUUser, Accepted: "a user name, uid or uid:gid, or root"})
+	}
 	return errors.Join(errs...)
 }
 

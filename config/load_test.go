@@ -132,10 +132,12 @@ func TestLoadDefaults(t *testing.T) {
 		GuestName:       "testhost",
 		DataDir:         "/home/tester/.local/state/vmrunner",
 		ShutdownTimeout: 30 * time.Second,
+		PowerOnAtStart:  true,
 		QEMUBinary:      "qemu-system-x86_64",
 		LogFormat:       "",
 		Verbose:         false,
 		SerialLogMax:    10 << 20,
+		Sandbox:         true,
 		NICs:            []NIC{{Index: 1, Mode: NetNAT, Model: "virtio-net-pci"}},
 		SSHPort:         2222,
 		PortFwdAddr:     "0.0.0.0",
@@ -188,6 +190,7 @@ func TestLoadBooleans(t *testing.T) {
 		{"REQUIRE_KVM", func(c *Config) bool { return c.RequireKVM }},
 		{"LOG_VERBOSE", func(c *Config) bool { return c.Verbose }},
 		{"CLOUD_INIT", func(c *Config) bool { return c.CloudInit }},
+		{"SANDBOX", func(c *Config) bool { return c.Sandbox }},
 	}
 	for _, v := range vars {
 		for _, tc := range vals {
@@ -453,6 +456,10 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"LOG_FORMAT": "text"}, "LOG_FORMAT", "text", "console or json"},
 		{map[string]string{"LOG_VERBOSE": "debug"}, "LOG_VERBOSE", "debug", "yes/no"},
 		{map[string]string{"SERIAL_LOG_MAX": "10"}, "SERIAL_LOG_MAX", "10", "with a unit"},
+		{map[string]string{"SANDBOX": "off"}, "SANDBOX", "off", "yes/no"},
+		{map[string]string{"QEMU_USER": "qemu user"}, "QEMU_USER", "qemu user", "uid:gid"},
+		{map[string]string{"QEMU_USER": "1000:"}, "QEMU_USER", "1000:", "uid:gid"},
+		{map[string]string{"QEMU_USER": "-x"}, "QEMU_USER", "-x", "uid:gid"},
 		{map[string]string{"SERIAL_LOG_MAX": "huge"}, "SERIAL_LOG_MAX", "huge", "with a unit"},
 		{map[string]string{"SSH_PORT": "-1"}, "SSH_PORT", "-1", "1 to 65535, or 0"},
 		{map[string]string{"SSH_PORT": "65536"}, "SSH_PORT", "65536", "1 to 65535"},

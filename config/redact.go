@@ -30,13 +30,24 @@ var (
 // query strings, password-like QEMU options and the data of `-object
 // secret`. It keeps everything else, so a line stays useful.
 func Redact(s string) string {
-	if !strings.ContainsAny(s, "=@?") {
+	// Each expression runs only where its literal part occurs: most lines
+	// have none, and a scan for one is far cheaper than the expression.
+	if strings.Contains(s, "://") {
+		s = urlUserInfo.ReplaceAllString(s, "${1}"+Masked+"@")
+		if strings.Contains(s, "?") {
+			s = urlQuery.ReplaceAllString(s, "${1}"+Masked)
+		}
+	}
+	if !strings.Contains(s, "=") {
 		return s
 	}
-	s = urlUserInfo.ReplaceAllString(s, "${1}"+Masked+"@")
-	s = urlQuery.ReplaceAllString(s, "${1}"+Masked)
-	s = secretObject.ReplaceAllString(s, "${1}"+Masked)
-	s = secretOption.ReplaceAllString(s, "${1}${2}"+Masked)
+	lower := strings.ToLower(s)
+	if strings.Contains(lower, "data=") {
+		s = secretObject.ReplaceAllString(s, "${1}"+Masked)
+	}
+	if strings.Contains(lower, "pass") || strings.Contains(lower, "secret-data") {
+		s = secretOption.ReplaceAllString(s, "${1}${2}"+Masked)
+	}
 	return s
 }
 
@@ -66,8 +77,10 @@ func RedactValue(name, value string) string {
 // every line while hiding nothing worth hiding.
 func (c *Config) Secrets() []string {
 	var out []string
-	if len(c.GuestPassword) >= 4 {
-		out = append(out, c.GuestPassword)
+	for _, s := range []string{c.GuestPassword, c.Redfish.Password} {
+		if len(s) >= 4 {
+			out = append(out, s)
+		}
 	}
 	return out
 }

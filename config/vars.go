@@ -33,10 +33,14 @@ type rawMachine struct {
 	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: the hostname, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
+	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" envDefault:"0" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner"`
+	PowerOnAtStart  string `env:"POWER_ON_AT_START" envDefault:"1" help:"0: do not power the VM on when vmrunner starts; it waits, off, for vmrunner start (or a BMC)"`
 	ExtraArgs       string `env:"EXTRA_ARGS" help:"extra QEMU arguments, shell-quoted, appended last"`
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
 	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run (a name on PATH or a path)"`
 	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
+	Sandbox         string `env:"SANDBOX" envDefault:"1" help:"0: run QEMU without its seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny), for debugging only"`
+	QEMUUser        string `env:"QEMU_USER" help:"user QEMU runs as when vmrunner runs as root: a name or uid[:gid], or root to keep QEMU root (default: vmrunner-qemu if it exists, else nobody; root with a warning when that user cannot reach a file QEMU needs)"`
 	SerialLogMax    string `env:"SERIAL_LOG_MAX" envDefault:"10M" help:"size at which serial.log is rotated to serial.log.1 (one old file kept), e.g. 10M"`
 
 	SSHPort     string `env:"SSH_PORT" envDefault:"2222" help:"host-side port forwarded to guest port 22 on the first nat NIC; 0: no SSH forward"`

@@ -38,15 +38,15 @@ const (
 
 // BootOverride is the boot device of the next starts.
 type BootOverride struct {
-	Device BootDevice
+	Device BootDevice `json:"device"`
 	// Once returns the setting to BootDefault after one start.
-	Once bool
+	Once bool `json:"once"`
 }
 
 // Media is the medium of the VM's CD drive.
 type Media struct {
-	Source string // what was inserted: an http(s) URL or a local path; "" when empty
-	Path   string // the local file attached to the drive
+	Source string `json:"source"` // what was inserted: an http(s) URL or a local path; "" when empty
+	Path   string `json:"path"`   // the local file attached to the drive
 }
 
 // NIC is one guest NIC as a user sees it.

@@ -17,7 +17,8 @@ import (
 type Info struct {
 	Format      Format
 	VirtualSize int64 // bytes the guest sees
-	// Backing and BackingFormat are a qcow2's backing file, as recorded.
+	// Backing is the backing file a qcow2 (with BackingFormat) or a sparse
+	// vmdk (its parent) records.
 	Backing       string
 	BackingFormat string
 	// Refs is every other file or network location the image makes QEMU
@@ -298,6 +299,7 @@ func inspectVMDK(r io.ReaderAt, size int64, h []byte, name string) (Info, error)
 			return Info{}, errors.New("vmdk capacity is out of range")
 		}
 		info.VirtualSize = int64(capacity) * 512
+		info.setVMDKParent(h, vmdkSparseParentAt)
 		descOff, descSize := le.Uint64(h[vmdkDescOffsetAt:]), le.Uint64(h[vmdkDescSizeAt:])
 		if descOff == 0 || descSize == 0 {
 			return info, nil
@@ -316,7 +318,6 @@ func inspectVMDK(r io.ReaderAt, size int64, h []byte, name string) (Info, error)
 				info.Refs = append(info.Refs, Ref{Kind: "extent", Name: e.file})
 			}
 		}
-		info.Refs = append(info.Refs, d.parents...)
 		if capacity == 0 {
 			// QEMU then opens the descriptor's extents instead of the file.
 			info.VirtualSize = d.sectors * 512
@@ -327,6 +328,7 @@ func inspectVMDK(r io.ReaderAt, size int64, h []byte, name string) (Info, error)
 			return Info{}, errors.New("vmdk header is truncated")
 		}
 		info.VirtualSize = int64(le.Uint32(h[12:])) * 512
+		info.setVMDKParent(h, vmdkSparseParentAt)
 	default:
 		desc, err := readAt(r, size, 0, min(size, maxMetadata), "vmdk descriptor")
 		if err != nil {
@@ -338,9 +340,40 @@ func inspectVMDK(r io.ReaderAt, size int64, h []byte, name string) (Info, error)
 		for _, e := range d.extents {
 			info.Refs = append(info.Refs, Ref{Kind: "extent", Name: e.file})
 		}
-		info.Refs = append(info.Refs, d.parents...)
+		info.setVMDKParent(desc, 0)
 	}
 	return info, nil
+}
+
+// QEMU looks for a vmdk's parent ("parentFileNameHint") anywhere in the
+// vmdkDescSize bytes at 0 (a descriptor file) or at 512 (a sparse file,
+// whatever its header says of its descriptor), up to a NUL, and takes the
+// text two bytes after the key up to the next quote as a backing file.
+const (
+	vmdkSparseParentAt = 512
+	vmdkDescSize       = 20 * 512
+	vmdkParentKey      = "parentFileNameHint"
+)
+
+func (i *Info) setVMDKParent(b []byte, at int) {
+	if len(b) <= at {
+		return
+	}
+	b = b[at:min(len(b), at+vmdkDescSize)]
+	if n := bytes.IndexByte(b, 0); n >= 0 {
+		b = b[:n]
+	}
+	k := bytes.Index(b, []byte(vmdkParentKey))
+	if k < 0 || k+len(vmdkParentKey)+2 > len(b) {
+		return
+	}
+	name := b[k+len(vmdkParentKey)+2:]
+	end := bytes.IndexByte(name, '"')
+	if end <= 0 {
+		return // QEMU refuses an unterminated name, and follows no empty one
+	}
+	i.Backing, i.BackingFormat = string(name[:end]), string(FormatVMDK)
+	i.Refs = append(i.Refs, Ref{Kind: "parent", Name: i.Backing})
 }
 
 type vmdkExtent struct {
@@ -349,13 +382,11 @@ type vmdkExtent struct {
 
 type vmdkDescriptor struct {
 	extents []vmdkExtent
-	parents []Ref
 	sectors int64
 }
 
-// parseVMDKDescriptor reads extent lines (`RW 2048 FLAT "f.vmdk" 0`) and
-// the parent a snapshot names. It is lenient like QEMU: unknown lines are
-// skipped, a NUL ends the text.
+// parseVMDKDescriptor reads extent lines (`RW 2048 FLAT "f.vmdk" 0`). It
+// is lenient like QEMU: unknown lines are skipped, a NUL ends the text.
 func parseVMDKDescriptor(b []byte) vmdkDescriptor {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
@@ -363,12 +394,6 @@ func parseVMDKDescriptor(b []byte) vmdkDescriptor {
 	var d vmdkDescriptor
 	for line := range strings.Lines(string(b)) {
 		line = strings.TrimSpace(line)
-		if v, ok := strings.CutPrefix(line, "parentFileNameHint="); ok {
-			if v = strings.Trim(v, `"`); v != "" {
-				d.parents = append(d.parents, Ref{Kind: "parent", Name: v})
-			}
-			continue
-		}
 		access, rest, _ := strings.Cut(line, " ")
 		if access != "RW" && access != "RDONLY" && access != "NOACCESS" {
 			continue

@@ -173,7 +173,7 @@ func (g guestSSH) waitLogin(notBootID string, timeout time.Duration) string {
 func TestCloudGuest(t *testing.T) {
 	img := needCloudGuest(t)
 	t.Parallel()
-	tmp := t.TempDir()
+	tmp := reachableDataDir(t) // QEMU, run as its own user, reaches DATA_DIR below it
 	key := filepath.Join(tmp, "id_ed25519")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmtest", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)

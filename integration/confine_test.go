@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -135,5 +136,167 @@ func TestQEMUTerminatedBySomeoneIsFault(t *testing.T) {
 	}
 	if !strings.Contains(v.Stderr(), "signal vmrunner did not send") {
 		t.Error("the log does not say who stopped QEMU")
+	}
+}
+
+// reachableDataDir is a DATA_DIR that QEMU's unprivileged user can reach
+// (t.TempDir()'s parent is 0700), so that every test runs QEMU as it runs
+// for users: confined.
+func reachableDataDir(t *testing.T) string {
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// procStatus reads the named fields of /proc/PID/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// asUser runs argv with uid and gid, returning its combined output and error.
+func asUser(uid, gid uint32, argv ...string) (string, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestQEMUConfined: run as root, vmrunner starts QEMU as an unprivileged
+// user with no capabilities inside its seccomp sandbox; the guest boots,
+// its forward answers, health works, the power button stops it. What
+// QEMU's user may touch in the state folder is only what QEMU needs.
+func TestQEMUConfined(t *testing.T) {
+	needGuest(t)
+	needRoot(t)
+	t.Parallel()
+	env := GuestEnv(t)
+	web := FreePort(t)
+	env["PORT_FWD"] = fmt.Sprintf("%d:80", web)
+	// The test guest's folder may lie where QEMU's user cannot reach it
+	// (a checkout under /root): use a copy in the reachable DATA_DIR.
+	for _, v := range []string{"KERNEL", "INITRD"} {
+		b, err := os.ReadFile(env[v])
+		if err != nil {
+			t.Fatal(err)
+		}
+		env[v] = filepath.Join(env["DATA_DIR"], filepath.Base(env[v]))
+		if err := os.WriteFile(env[v], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := Start(t, env)
+	v.WaitReady()
+
+	st := procStatus(t, qemuPID(t, v))
+	uids, gids := strings.Fields(st["Uid"]), strings.Fields(st["Gid"])
+	if len(uids) != 4 || len(gids) != 4 {
+		t.Fatalf("Uid %q Gid %q", st["Uid"], st["Gid"])
+	}
+	for _, id := range append(uids, gids...) {
+		if id == "0" {
+			t.Errorf("QEMU runs with Uid %q Gid %q: a root id is left", st["Uid"], st["Gid"])
+		}
+	}
+	for field, want := range map[string]string{"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "Seccomp": "2", "NoNewPrivs": "1"} {
+		if st[field] != want {
+			t.Errorf("QEMU's %s = %q, want %q", field, st[field], want)
+		}
+	}
+	if body := HTTPGet(t, fmt.Sprintf("http://127.0.0.1:%d/", web), time.Minute); !strings.Contains(body, "vmtest-guest ok") {
+		t.Errorf("forwarded port answered %q", body)
+	}
+	if out, err := health(v); err != nil {
+		t.Errorf("vmrunner health: %v: %s", err, out)
+	}
+
+	// QEMU's user, as a QEMU taken over by its guest would be: it cannot
+	// read vmrunner's files, nor rename or remove them in the sticky folder.
+	var uid, gid uint32
+	fmt.Sscan(uids[0], &uid)
+	fmt.Sscan(gids[0], &gid)
+	state := v.StateDir()
+	attacks := [][]string{
+		{"cat", filepath.Join(state, "password-salt")},
+		{"mv", filepath.Join(state, "serial.log"), filepath.Join(state, "x")},
+		{"rm", "-f", filepath.Join(state, "lock")},
+		{"ln", "-sf", "/etc/passwd", filepath.Join(state, "mac-1")},
+		{"sh", "-c", "echo x >> " + filepath.Join(state, "serial.log")},
+	}
+	for _, a := range attacks {
+		if out, err := asUser(uid, gid, a...); err == nil {
+			t.Errorf("QEMU's user could %q: %s", a, out)
+		}
+	}
+	// … while the files QEMU needs are its own.
+	if out, err := asUser(uid, gid, "sh", "-c", "test -w "+filepath.Join(state, "seed.iso")); err != nil {
+		t.Errorf("QEMU's user cannot write its seed: %v %s", err, out)
+	}
+
+	v.Signal(syscall.SIGTERM)
+	if code := v.Wait(time.Minute); code != 0 {
+		t.Fatalf("exit status after SIGTERM = %d, want 0", code)
+	}
+	if strings.Contains(v.Stderr(), "QEMU runs as root") {
+		t.Error("vmrunner fell back to running QEMU as root")
+	}
+}
+
+// TestConfinementOptOut: SANDBOX=0 and QEMU_USER=root leave QEMU
+// unconfined, and say so loudly; an explicit QEMU_USER that cannot reach
+// the VM's files is refused with exit 2 before QEMU starts.
+func TestConfinementOptOut(t *testing.T) {
+	needGuest(t)
+	needRoot(t)
+	t.Parallel()
+	env := GuestEnv(t)
+	env["SANDBOX"] = "0"
+	env["QEMU_USER"] = "root"
+	v := Start(t, env)
+	v.WaitLine(`^VMTEST init`, 3*time.Minute)
+	st := procStatus(t, qemuPID(t, v))
+	if st["Seccomp"] != "0" || !strings.HasPrefix(st["Uid"], "0\t") {
+		t.Errorf("with SANDBOX=0 QEMU_USER=root: Seccomp %q Uid %q", st["Seccomp"], st["Uid"])
+	}
+	for _, want := range []string{"SANDBOX=0: QEMU runs without its seccomp sandbox", "QEMU_USER=root: QEMU runs as root"} {
+		if !strings.Contains(v.Stderr(), want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	v.Signal(syscall.SIGTERM)
+	v.Signal(syscall.SIGTERM)
+	if code := v.Wait(time.Minute); code != 3 {
+		t.Errorf("exit status after two signals = %d, want 3", code)
+	}
+
+	// A DATA_DIR of mode 0700: nobody cannot reach the state folder.
+	env = GuestEnv(t)
+	if err := os.Chmod(env["DATA_DIR"], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env["QEMU_USER"] = "nobody"
+	bad := Start(t, env)
+	if code := bad.Wait(time.Minute); code != 2 {
+		t.Fatalf("exit status with an unreachable state folder = %d, want 2", code)
+	}
+	if !strings.Contains(bad.Stderr(), "QEMU_USER=\"nobody\"") || !strings.Contains(bad.Stderr(), "is not searchable by nobody") {
+		t.Errorf("the error does not name QEMU_USER and the folder:\n%s", bad.Stderr())
+	}
+	if strings.Contains(bad.Stderr(), "QEMU started") {
+		t.Error("QEMU was started")
 	}
 }

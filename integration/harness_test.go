@@ -127,7 +127,7 @@ func GuestEnv(t *testing.T) map[string]string {
 		"BOOT_MODE":      "legacy",
 		"MEMORY":         "512",
 		"CPUS":           "1",
-		"DATA_DIR":       t.TempDir(),
+		"DATA_DIR":       reachableDataDir(t),
 		"GUEST_NAME":     "testvm",
 		"SSH_PORT":       fmt.Sprint(FreePort(t)),
 		"PORT_FWD_ADDR":  "127.0.0.1",

@@ -78,16 +78,18 @@ func qemuImgCreate(t *testing.T, path string, args ...string) string {
 	return path
 }
 
-// kdmv is a vmdk sparse header of capacity 0 with an embedded descriptor:
-// QEMU then opens the descriptor's extents instead of the file.
-func kdmv(t *testing.T, path, extent string) string {
+// kdmv is a vmdk sparse header with an embedded descriptor. Of capacity
+// 0, QEMU opens the descriptor's extents instead of the file; of any
+// capacity, it takes a parentFileNameHint in the text as a backing file.
+func kdmv(t *testing.T, path string, capacity uint64, desc string) string {
 	t.Helper()
 	b := make([]byte, 4096)
 	copy(b, "KDMV")
 	bin.LittleEndian.PutUint32(b[4:], 1)
+	bin.LittleEndian.PutUint64(b[12:], capacity)
 	bin.LittleEndian.PutUint64(b[28:], 1) // descriptor at sector 1
 	bin.LittleEndian.PutUint64(b[36:], 2) // of two sectors
-	copy(b[512:], "version=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 32768 FLAT \""+extent+"\" 0\n")
+	copy(b[512:], desc)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +150,12 @@ func TestHostileImagesRefused(t *testing.T) {
 		}, false, `external data file "` + dataRaw},
 		{"vmdk descriptor", func(map[string]string) string { return descriptor }, false, `extent "` + shadow},
 		{"vmdk sparse", func(map[string]string) string {
-			return kdmv(t, filepath.Join(imgs, "sparse.vmdk"), shadow)
+			return kdmv(t, filepath.Join(imgs, "sparse.vmdk"), 0,
+				"version=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 32768 FLAT \""+shadow+"\" 0\n")
 		}, false, `extent "` + shadow},
+		{"vmdk parent", func(map[string]string) string {
+			return kdmv(t, filepath.Join(imgs, "child.vmdk"), 32768, "version=1\nparentFileNameHint=\""+shadow+"\"\n")
+		}, false, `parent "` + shadow},
 		{"download", func(map[string]string) string {
 			return srv.URL + "/served.qcow2"
 		}, true, `backing file "` + shadow},
@@ -184,6 +190,18 @@ func TestHostileImagesRefused(t *testing.T) {
 			}
 			if n, m := nbdConns.Load(), httpConns.Load(); n+m > 0 {
 				t.Errorf("connections: nbd listener %d, http listener %d; want none", n, m)
+			}
+			if !tc.sha256 {
+				// --dry-run refuses what a start refuses.
+				dry := exec.Command(binary, "--dry-run")
+				dry.Env = []string{"PATH=" + os.Getenv("PATH")}
+				for k, val := range env {
+					dry.Env = append(dry.Env, k+"="+val)
+				}
+				out, err := dry.CombinedOutput()
+				if code := dry.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), tc.reference) {
+					t.Errorf("--dry-run: exit %d (%v), want 2 naming %s:\n%s", code, err, tc.reference, out)
+				}
 			}
 			state := filepath.Join(env["DATA_DIR"], "vms", env["GUEST_NAME"])
 			converted, _ := filepath.Glob(filepath.Join(env["DATA_DIR"], "cache", "converted-*"))

@@ -62,7 +62,7 @@ func markerQEMU(t *testing.T) (binary, marker string) {
 // never start QEMU.
 func TestHygienePlantedSymlinksRefused(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"serial.log", "mac-1", "lock", "seed.iso", "password-salt", "efivars.fd",
+	for _, name := range []string{"serial.log", "serial.log.1", "mac-1", "lock", "seed.iso", "password-salt", "efivars.fd",
 		"efivars.fd.tmp", "disk.qcow2", "disk2.qcow2", "guest-password", "ephemeral"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -238,8 +238,8 @@ func TestHygieneSecretsAndFiles(t *testing.T) {
 	}
 	vars := strings.Split(strings.TrimRight(string(environ), "\x00"), "\x00")
 	for _, kv := range vars {
-		if name, _, _ := strings.Cut(kv, "="); name != "PATH" && name != "TMPDIR" {
-			t.Errorf("QEMU's environment has %s; want PATH (and TMPDIR) only", name)
+		if name, _, _ := strings.Cut(kv, "="); name != "PATH" && name != "LANG" && name != "TMPDIR" {
+			t.Errorf("QEMU's environment has %s; want PATH, LANG (and TMPDIR) only", name)
 		}
 	}
 	for _, s := range secrets {

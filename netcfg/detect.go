@@ -89,14 +89,3 @@ func listRoutes(family int) ([]netlink.Route, error) {
 	}
 	return nil, err
 }
-
-// VhostNetUsable reports whether /dev/vhost-net opens, so that tap NICs
-// can use in-kernel virtio-net (QEMU aborts on vhost=on without it).
-func VhostNetUsable() bool {
-	f, err := os.OpenFile("/dev/vhost-net", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}

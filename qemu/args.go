@@ -24,7 +24,7 @@ func baseArgs(s Spec) []string {
 	if s.Firmware != nil && s.Firmware.Secure {
 		machine += ",smm=on"
 	}
-	return []string{
+	a := []string{
 		"-name", "guest=" + s.Name,
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
@@ -36,6 +36,15 @@ func baseArgs(s Spec) []string {
 		// virtio RNG a TCG guest can stall for seconds.
 		"-device", "virtio-rng-pci",
 	}
+	if s.UUID != "" {
+		a = append(a, "-uuid", s.UUID)
+	}
+	if s.Sandbox {
+		// A QEMU taken over by its guest can then not exec, change its
+		// user, or use the system calls QEMU itself no longer needs.
+		a = append(a, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
+	}
+	return a
 }
 
 func firmwareArgs(s Spec) []string {
@@ -85,7 +94,7 @@ func diskArgs(s Spec) []string {
 		dev := diskDevice(s, i, d.ID)
 		drive := driveOption(s, d)
 		if s.Disk != "" && i == 0 {
-			dev += ",bootindex=1"
+			dev += bootIndex(diskBootIndex(s.Boot))
 			if s.DiskBase != "" {
 				a = append(a, "-blockdev", baseNode(s, d.ID+"-base"))
 				drive += ",backing=" + d.ID + "-base"
@@ -183,22 +192,58 @@ func scsiDisks(s Spec) bool {
 	return s.DiskBus == BusSCSI && (s.Disk != "" || len(s.MoreDisks) > 0)
 }
 
+// bootIndex is the bootindex property, or nothing for -1.
+func bootIndex(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return fmt.Sprintf(",bootindex=%d", i)
+}
+
+// diskBootIndex puts the disk first when asked to, else after the CD or
+// the network it follows.
+func diskBootIndex(b BootDevice) int {
+	if b == BootDisk {
+		return 0
+	}
+	return 1
+}
+
+// cdBootIndex boots the CD first when it holds a medium (the installer
+// order) or when asked to; -1 when the disk or network must win.
+func cdBootIndex(s Spec) int {
+	switch s.Boot {
+	case BootCD:
+		return 0
+	case BootDefault:
+		if s.CDROM != "" {
+			return 0
+		}
+	}
+	return -1
+}
+
 // cdArgs attaches the installer ISO and the seed as CDs on virtio-scsi:
 // cloud kernels (e.g. Debian's linux-image-cloud) lack AHCI but carry
 // virtio-scsi and sr_mod, and both SeaBIOS and OVMF boot from it. The
 // controller is shared with SCSI disks, which diskArgs made it for.
+// The CD drive comes first, so it is the guest's first CD (sr0), and it
+// exists empty with CDDrive, for a medium inserted later over QMP.
 func cdArgs(s Spec) []string {
-	if s.Seed == "" && s.CDROM == "" {
+	if s.Seed == "" && s.CDROM == "" && !s.CDDrive {
 		return nil
 	}
 	var a []string
 	if !scsiDisks(s) {
 		a = scsiController()
 	}
-	if s.CDROM != "" {
-		a = append(a,
-			"-drive", "file="+escape(s.CDROM)+",if=none,id=cd0,media=cdrom,readonly=on,format=raw",
-			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,bootindex=0")
+	if s.CDROM != "" || s.CDDrive {
+		drive := "if=none,id=cd0,media=cdrom,readonly=on"
+		if s.CDROM != "" {
+			drive = "file=" + escape(s.CDROM) + "," + drive + ",format=raw"
+		}
+		a = append(a, "-drive", drive,
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,id="+CDDevice+bootIndex(cdBootIndex(s)))
 	}
 	if s.Seed != "" {
 		a = append(a,
@@ -210,8 +255,11 @@ func cdArgs(s Spec) []string {
 
 func nicArgs(s Spec) []string {
 	var a []string
-	for _, n := range s.NICs {
+	for i, n := range s.NICs {
 		dev := n.Model + ",netdev=" + n.ID + ",mac=" + n.MAC
+		if i == 0 && s.Boot == BootNetwork {
+			dev += bootIndex(0)
+		}
 		if n.MTU != 0 && n.Model == "virtio-net-pci" {
 			dev += fmt.Sprintf(",host_mtu=%d", n.MTU)
 		}

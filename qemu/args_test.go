@@ -21,6 +21,7 @@ func base() Spec {
 		CPU:        "host",
 		MemoryMiB:  2048,
 		CPUs:       2,
+		Sandbox:    true,
 		QMPSockets: []string{"/data/vms/vm/qmp.sock", "/data/vms/vm/qmp-probe.sock"},
 		VNCDisplay: -1,
 	}
@@ -34,6 +35,11 @@ var scenarios = []struct {
 	name string
 	spec func() Spec
 }{
+	{"sandbox_off", func() Spec {
+		s := base()
+		s.Sandbox = false
+		return s
+	}},
 	{"minimal_legacy_kernel", func() Spec {
 		s := base()
 		s.Accel, s.CPU = "tcg", "max"
@@ -187,6 +193,33 @@ var scenarios = []struct {
 		s.Disk = "/data/vms/vm/disk.qcow2"
 		s.MoreDisks = moreDisks()
 		s.DiskBus = BusIDE
+		return s
+	}},
+	{"run_empty_cd_drive_uuid", func() Spec {
+		s := base()
+		s.UUID = "0b4d2f6e-8c1a-4e3b-9f7d-2a6c5e8b1d40"
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.Seed = "/data/vms/vm/seed.iso"
+		s.CDDrive = true
+		return s
+	}},
+	{"boot_cd_with_medium", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDDrive, s.CDROM, s.Boot = true, "/data/cache/rescue.iso", BootCD
+		return s
+	}},
+	{"boot_disk_before_installer", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDDrive, s.CDROM, s.Boot = true, "/iso/installer.iso", BootDisk
+		return s
+	}},
+	{"boot_network", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDDrive, s.Boot = true, BootNetwork
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
 		return s
 	}},
 	{"comma_in_paths", func() Spec {

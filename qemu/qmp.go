@@ -79,8 +79,17 @@ func (m *Monitor) Done() <-chan struct{} { return m.done }
 // Close ends the session.
 func (m *Monitor) Close() error { return m.mon.Disconnect() }
 
-func (m *Monitor) run(cmd string, reply any) error {
-	req, err := json.Marshal(map[string]string{"execute": cmd})
+// run sends one command. go-qemu reads replies line by line with a
+// bounded buffer, so only commands with small replies belong here (never
+// query-qmp-schema or a large query-block).
+func (m *Monitor) run(cmd string, reply any) error { return m.runArgs(cmd, nil, reply) }
+
+func (m *Monitor) runArgs(cmd string, args map[string]any, reply any) error {
+	msg := map[string]any{"execute": cmd}
+	if args != nil {
+		msg["arguments"] = args
+	}
+	req, err := json.Marshal(msg)
 	if err != nil {
 		return err
 	}
@@ -100,21 +109,34 @@ func (m *Monitor) run(cmd string, reply any) error {
 	return json.Unmarshal(r.Return, reply)
 }
 
-// Status is QMP query-status's answer.
-type Status struct {
-	Running bool   `json:"running"`
-	Status  string `json:"status"`
-}
-
-// QueryStatus asks QEMU for the run state.
-func (m *Monitor) QueryStatus() (Status, error) {
-	var s Status
-	err := m.run("query-status", &s)
-	return s, err
-}
-
 // Powerdown presses the ACPI power button.
 func (m *Monitor) Powerdown() error { return m.run("system_powerdown", nil) }
 
 // Quit ends QEMU at once (the guest gets no say).
 func (m *Monitor) Quit() error { return m.run("quit", nil) }
+
+// Reset is a hard reset of the machine (system_reset).
+func (m *Monitor) Reset() error { return m.run("system_reset", nil) }
+
+// NMI injects a non-maskable interrupt into every vCPU.
+func (m *Monitor) NMI() error { return m.run("inject-nmi", nil) }
+
+// Stop pauses the vCPUs.
+func (m *Monitor) Stop() error { return m.run("stop", nil) }
+
+// Cont resumes paused vCPUs.
+func (m *Monitor) Cont() error { return m.run("cont", nil) }
+
+// ChangeMedium puts the raw image at path into the removable drive of the
+// device named id, opening its tray by force (a guest that locked it is
+// overruled, as a real drive's eject hole would).
+func (m *Monitor) ChangeMedium(id, path string) error {
+	return m.runArgs("blockdev-change-medium", map[string]any{
+		"id": id, "filename": path, "format": "raw", "read-only-mode": "read-only",
+	}, nil)
+}
+
+// Eject removes the medium of the device named id, by force.
+func (m *Monitor) Eject(id string) error {
+	return m.runArgs("eject", map[string]any{"id": id, "force": true}, nil)
+}

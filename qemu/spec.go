@@ -6,11 +6,13 @@ package qemu
 // exist or will, the accelerator is decided, fds are numbered.
 type Spec struct {
 	Name      string
+	UUID      string // SMBIOS UUID; "": QEMU's default
 	Machine   string
 	Accel     string // "kvm" or "tcg"
 	CPU       string
 	MemoryMiB int
 	CPUs      int
+	Sandbox   bool // QEMU's seccomp filter (-sandbox)
 
 	Firmware *Firmware // nil: SeaBIOS
 
@@ -28,8 +30,10 @@ type Spec struct {
 	DiskBus    string  // BusVirtio (also ""), BusSCSI, BusNVMe or BusIDE
 	DiskCache  string  // cache= of every disk; "": QEMU's default
 	DiskAIO    string  // aio= of every disk; "": QEMU's default
-	CDROM      string  // installer ISO, booted first; empty: none
-	Seed       string  // cloud-init ISO; empty: none
+	CDROM      string  // the CD drive's medium (an installer ISO); empty: none
+	CDDrive    bool    // a CD drive even without a medium, so one can be inserted live
+	Boot       BootDevice
+	Seed       string // cloud-init ISO; empty: none
 	NICs       []NIC
 	QMPSockets []string
 	VNCDisplay int // display number (port-5900); -1: no graphics
@@ -51,6 +55,19 @@ type Share struct {
 	SecurityModel string
 	ReadOnly      bool // 9p: QEMU refuses writes
 }
+
+// BootDevice picks what the firmware boots first.
+type BootDevice string
+
+const (
+	BootDefault BootDevice = ""        // the CD when it has a medium, then the disk
+	BootDisk    BootDevice = "disk"    // the disk only
+	BootCD      BootDevice = "cd"      // the CD, then the disk
+	BootNetwork BootDevice = "network" // PXE on the first NIC, then the disk
+)
+
+// CDDevice is the qdev id of the CD drive, which QMP's medium commands name.
+const CDDevice = "cd0dev"
 
 // Disk buses (DISK_TYPE).
 const (

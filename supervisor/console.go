@@ -61,18 +61,21 @@ func NewFanout(report func(name, what string, err error), dests map[string]io.Wr
 
 func (f *Fanout) drain(s *sink) {
 	defer close(s.done)
+	var spare []byte // the buffer written last, reused for what comes next
 	for {
 		s.mu.Lock()
-		b, closed := s.pending, s.closed
-		s.pending = nil
-		s.mu.Unlock()
-		if len(b) == 0 {
+		if len(s.pending) == 0 {
+			closed := s.closed
+			s.mu.Unlock()
 			if closed {
 				return
 			}
 			<-s.wake
 			continue
 		}
+		b := s.pending
+		s.pending = spare[:0]
+		s.mu.Unlock()
 		if _, err := s.w.Write(b); err != nil {
 			s.mu.Lock()
 			s.dead, s.pending = true, nil
@@ -80,6 +83,7 @@ func (f *Fanout) drain(s *sink) {
 			f.report(s.name, "failed", err)
 			return
 		}
+		spare = b
 	}
 }
 

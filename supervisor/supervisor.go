@@ -2,14 +2,12 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,72 +25,73 @@ const (
 	ExitForced     = 3
 )
 
-// forceGrace is how long QEMU gets to honour QMP quit before SIGKILL.
-const forceGrace = 3 * time.Second
-
-// Options describes one supervised QEMU run.
+// Options describes one QEMU process.
 type Options struct {
-	Binary          string
-	Args            []string
-	ExtraFiles      []*os.File // become fds 3, 4, … in QEMU
-	QMPSocket       string
-	SerialLog       string    // the guest's console is appended here …
-	SerialLogMax    int64     // … rotated to SerialLog.1 beyond this size (0: never) …
-	Console         io.Writer // … and mirrored here
-	Input           io.Reader // typed into the serial console; nil: nothing
-	StopRequests    <-chan struct{}
-	ShutdownTimeout time.Duration
-	Reaper          *Reaper
-	Log             *zap.Logger
+	Binary     string
+	Args       []string
+	ExtraFiles []*os.File          // become fds 3, 4, … in QEMU
+	Credential *syscall.Credential // QEMU's user; nil: vmrunner's
+	QMPSocket  string
+	OnEvent    func(qemu.Event) // QMP events, from one goroutine
+	SerialLog  string           // the guest's console is appended here …
+	// SerialLogMax rotates SerialLog to SerialLog.1 beyond this size (0: never).
+	SerialLogMax int64
+	Console      io.Writer // … mirrored here (stdout) …
+	Viewers      io.Writer // … and here (attached consoles); nil: none
+	Reaper       *Reaper
+	Log          *zap.Logger
 }
 
-// Run starts QEMU and supervises it until it ends; it returns the
-// contract's exit status.
-func Run(ctx context.Context, o Options) int {
+// Process is one running QEMU: its console drained, its QMP connected as
+// soon as QEMU listens, its exit status once it ends. Decisions (when to
+// stop, what an exit means) belong to its caller.
+type Process struct {
+	PID int
+	// Stdin types into the guest's serial console.
+	Stdin io.Writer
+	// QMP receives the connected monitor once; it is closed without one
+	// when QMP never answers before QEMU ends.
+	QMP <-chan *qemu.Monitor
+
+	done       chan struct{}
+	status     unix.WaitStatus
+	stderrTail string
+}
+
+// Start execs QEMU and returns once it runs.
+func Start(o Options) (*Process, error) {
 	log := o.Log
 	serial, err := OpenRotating(o.SerialLog, o.SerialLogMax)
 	if err != nil {
-		log.Error("opening serial log", zap.Error(err))
-		return ExitFault
+		return nil, fmt.Errorf("opening serial log: %w", err)
 	}
-	defer serial.Close()
-
 	q, err := start(o)
 	if err != nil {
-		log.Error("starting QEMU", zap.Error(err))
-		return ExitFault
+		serial.Close()
+		return nil, err
 	}
-	log.Info("QEMU started", zap.Int("pid", q.pid))
 	console := NewFanout(func(name, what string, err error) {
 		if what == "failed" {
 			log.Warn("console output to "+name+" failed: dropping it from now on", zap.Error(err))
 			return
 		}
 		log.Warn(name + " cannot keep up with the console: dropping output")
-	}, map[string]io.Writer{"serial.log": serial, "stdout": o.Console})
+	}, map[string]io.Writer{"serial.log": serial, "stdout": o.Console, "viewers": o.Viewers})
 	consoleDone := make(chan struct{})
 	go func() {
 		defer close(consoleDone)
+		defer serial.Close()
 		_, _ = io.Copy(console, q.stdout)
 		console.Close(time.Second)
 	}()
 	stderrTail := make(chan string, 1)
 	go func() { stderrTail <- logLines(log, q.stderr) }()
-	if o.Input != nil {
-		go func() { _, _ = io.Copy(q.stdin, o.Input) }()
-	}
 
-	dialCtx, cancelDial := context.WithCancel(ctx)
-	defer cancelDial()
+	dialCtx, cancelDial := context.WithCancel(context.Background())
 	monCh := make(chan *qemu.Monitor, 1)
-	var shutdownReason atomic.Value // QMP SHUTDOWN's reason, e.g. guest-shutdown, host-signal
 	go func() {
-		m, err := qemu.Dial(dialCtx, o.QMPSocket, func(ev qemu.Event) {
-			log.Info("QMP event", zap.String("event", ev.Event), zap.Any("data", ev.Data))
-			if r, ok := ev.Data["reason"].(string); ok && ev.Event == "SHUTDOWN" {
-				shutdownReason.Store(r)
-			}
-		})
+		defer close(monCh)
+		m, err := qemu.Dial(dialCtx, o.QMPSocket, o.OnEvent)
 		if err != nil {
 			if dialCtx.Err() == nil {
 				log.Warn("QMP unavailable", zap.Error(err))
@@ -101,102 +100,56 @@ func Run(ctx context.Context, o Options) int {
 		}
 		monCh <- m
 	}()
-
-	var (
-		mon       *qemu.Monitor
-		stopping  bool
-		forced    bool
-		deadline  <-chan time.Time
-		killTimer <-chan time.Time
-	)
-	defer func() {
-		if mon != nil {
-			mon.Close()
-		}
-	}()
-	// powerdown runs beside the loop: a QMP that stalls must not keep the
-	// deadline from forcing the stop.
-	powerdown := func(m *qemu.Monitor) {
-		go func() {
-			if err := m.Powerdown(); err != nil {
-				log.Warn("system_powerdown failed", zap.Error(err))
-			}
-		}()
-	}
-	force := func(why string) {
-		if forced {
-			return
-		}
-		forced = true
-		log.Warn("stopping QEMU by force", zap.String("reason", why))
-		if mon != nil {
-			go func() { _ = mon.Quit() }()
-		}
-		killTimer = time.After(forceGrace)
-	}
-	for {
+	p := &Process{PID: q.pid, Stdin: q.stdin, QMP: monCh, done: make(chan struct{})}
+	go func() {
+		ws := <-q.exit
+		cancelDial()
+		q.stdin.Close()
+		// QEMU's pipes close with it, unless a child of its own still
+		// holds them: then stop waiting for the last console bytes.
+		drain := time.NewTimer(2 * time.Second)
+		defer drain.Stop()
 		select {
-		case m := <-monCh:
-			mon = m
-			log.Debug("QMP connected", zap.String("socket", o.QMPSocket))
-			if stopping && !forced {
-				powerdown(mon)
-			}
-		case <-o.StopRequests:
-			if stopping {
-				force("second stop request")
-				continue
-			}
-			stopping = true
-			log.Info("stop requested: pressing the ACPI power button", zap.Duration("timeout", o.ShutdownTimeout))
-			deadline = time.After(o.ShutdownTimeout)
-			if mon != nil {
-				powerdown(mon)
-			}
-		case <-deadline:
-			force(fmt.Sprintf("guest did not power off within %s", o.ShutdownTimeout))
-		case <-killTimer:
-			log.Warn("QEMU ignored quit: SIGKILL")
-			_ = unix.Kill(q.pid, unix.SIGKILL)
-			killTimer = nil
-		case ws := <-q.exit:
-			cancelDial()
-			// QEMU's pipes close with it, unless a child of its own still
-			// holds them: then stop waiting for the last console bytes.
-			tail := ""
-			drain := time.NewTimer(2 * time.Second)
-			defer drain.Stop()
+		case <-consoleDone:
 			select {
-			case <-consoleDone:
-				select {
-				case tail = <-stderrTail:
-				case <-drain.C:
-				}
+			case p.stderrTail = <-stderrTail:
 			case <-drain.C:
 			}
-			reason, _ := shutdownReason.Load().(string)
-			return exitCode(log, ws, stopping, forced, reason == "host-signal" || strings.Contains(tail, "terminating on signal"), tail)
+		case <-drain.C:
 		}
-	}
+		p.status = ws
+		close(p.done)
+	}()
+	return p, nil
 }
 
-// exitCode maps how QEMU ended to the contract's status. QEMU turns
+// Done is closed once QEMU has ended and its console is drained.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Status is QEMU's wait status and the last lines of its stderr; valid
+// once Done is closed.
+func (p *Process) Status() (unix.WaitStatus, string) { return p.status, p.stderrTail }
+
+// Kill sends QEMU SIGKILL.
+func (p *Process) Kill() error { return unix.Kill(p.PID, unix.SIGKILL) }
+
+// Describe says how a wait status ended a process, for logs.
+func Describe(ws unix.WaitStatus) string { return describe(ws) }
+
+// ExitCode is the contract's exit status of a QEMU run that ended with ws;
+// forced: the run was stopped by force (quit or SIGKILL). QEMU turns
 // SIGTERM, SIGINT and SIGHUP into a clean exit 0; vmrunner never sends them
 // (it stops QEMU over QMP or with SIGKILL), so such an exit (hostSignal) was
 // someone else killing the VM: a fault, not a power-off.
-func exitCode(log *zap.Logger, ws unix.WaitStatus, stopping, forced, hostSignal bool, stderrTail string) int {
+func ExitCode(ws unix.WaitStatus, forced, hostSignal bool) int {
 	switch {
 	case forced:
-		log.Warn("QEMU stopped by force", zap.String("status", describe(ws)))
 		return ExitForced
 	case hostSignal:
-		log.Error("QEMU was stopped by a signal vmrunner did not send", zap.String("status", describe(ws)), zap.String("stderr", stderrTail))
 		return ExitFault
 	case ws.Exited() && ws.ExitStatus() == 0:
-		log.Info("guest powered off", zap.Bool("after_stop_request", stopping))
 		return ExitPoweredOff
 	default:
-		log.Error("QEMU ended unexpectedly", zap.String("status", describe(ws)), zap.String("stderr", stderrTail))
 		return ExitFault
 	}
 }
@@ -218,7 +171,9 @@ func start(o Options) (*process, error) {
 	// (timeout, a shell's job control) reaches only vmrunner, which then
 	// stops the guest properly.
 	cmd.Env = qemu.ChildEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// Go switches to Credential before it arms Pdeathsig, which a change
+	// of user would clear.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: o.Credential}
 	var p process
 	var childEnds []*os.File
 	pipe := func(childReads bool) (*os.File, *os.File, error) {
@@ -291,29 +246,4 @@ func logLines(log *zap.Logger, r io.Reader) string {
 		}
 	})
 	return strings.Join(tail, "\n")
-}
-
-// ErrNotRunning is returned by Health when the VM is not running.
-var ErrNotRunning = errors.New("VM is not running")
-
-// Health asks the VM's probe QMP socket whether the guest is running.
-func Health(ctx context.Context, socket string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := os.Stat(socket); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotRunning, err)
-	}
-	m, err := qemu.Dial(ctx, socket, nil)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotRunning, err)
-	}
-	defer m.Close()
-	st, err := m.QueryStatus()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotRunning, err)
-	}
-	if !st.Running {
-		return fmt.Errorf("%w: status %s", ErrNotRunning, st.Status)
-	}
-	return nil
 }

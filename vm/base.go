@@ -21,7 +21,7 @@ const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc,
 // file or address is refused before anything is made or converted),
 // converted when QEMU should not back an overlay with its format, or, for
 // an ISO, attached as an installer CD with a blank disk.
-func (p *Plan) baseImage(ctx context.Context, t Tools) error {
+func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	path := p.BasePath
 	if d := p.Config.Boot.Download; d != nil {
 		req := *d
@@ -41,7 +41,7 @@ func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 	}
 	switch {
 	case info.Format == image.FormatISO:
-		p.Spec.CDROM, p.BasePath = path, ""
+		out.CDROM = path
 		return nil
 	case image.NeedsConversion(info.Format):
 		dst, err := p.convertedPath(path)
@@ -61,14 +61,14 @@ func (p *Plan) baseImage(ctx context.Context, t Tools) error {
 		}
 		path = dst
 	}
-	p.useBase(path, info)
+	out.useBase(path, info)
 	return nil
 }
 
-// useBase records the base the VM's disk is made on, and how QEMU opens it.
-func (p *Plan) useBase(path string, info image.Info) {
-	p.BasePath, p.Base = path, &info
-	p.Spec.DiskBase, p.Spec.DiskBaseFormat = path, string(info.Format)
+// useBase records the base the VM's disk is made on; QEMUSpec tells QEMU
+// how to open it.
+func (out *Prepared) useBase(path string, info image.Info) {
+	out.BasePath, out.Base = path, &info
 }
 
 // inspectBase reads the user's image (BOOT_FROM or its download) and
@@ -101,23 +101,6 @@ func (p *Plan) inspectBase(path string) (image.Info, error) {
 		return image.Info{}, &config.Error{Var: variable, Value: value, Accepted: selfContained, Err: err}
 	}
 	return info, nil
-}
-
-// ApplyLocalBase does for --dry-run what baseImage does without writing:
-// a local ISO becomes the installer CD, another image the disk's base (the
-// command line shows both).
-func (p *Plan) ApplyLocalBase() {
-	if p.BasePath == "" {
-		return
-	}
-	info, err := p.inspectBase(p.BasePath)
-	switch {
-	case err != nil:
-	case info.Format == image.FormatISO:
-		p.Spec.CDROM, p.BasePath = p.BasePath, ""
-	default:
-		p.useBase(p.BasePath, info)
-	}
 }
 
 // downloadError makes a download's failure a configuration error when the

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // ResolveAccel decides the accelerator. auto means KVM when the host's
@@ -92,4 +94,38 @@ func DecidePersist(setting *bool, dataDirMounted bool) bool {
 		return *setting
 	}
 	return dataDirMounted
+}
+
+// QEMUFiles sorts the files QEMU opens by path: those in the state
+// folder (the VM's own: disks, UEFI variables, seed), those elsewhere it
+// only reads (kernel, initrd, base image, installer CD, firmware code),
+// and those elsewhere it writes (host devices).
+// spec is the run's (its CD medium, firmware) and base the disk's base.
+func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
+	inState := func(f string) bool { return filepath.Dir(f) == p.Paths.State }
+	add := func(f string, writable bool) {
+		switch {
+		case f == "":
+		case inState(f):
+			own = append(own, f)
+		case writable:
+			write = append(write, f)
+		default:
+			read = append(read, f)
+		}
+	}
+	add(s.Kernel, false)
+	add(s.Initrd, false)
+	add(base, false)
+	add(s.CDROM, false)
+	add(s.Seed, false)
+	add(s.Disk, true)
+	for _, d := range s.MoreDisks {
+		add(d.Path, true)
+	}
+	if s.Firmware != nil {
+		add(s.Firmware.Code, false)
+		add(s.Firmware.Vars, true)
+	}
+	return own, read, write
 }

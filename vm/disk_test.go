@@ -240,8 +240,9 @@ func TestBaseRefs(t *testing.T) {
 		p := preparePlan(t, env, false)
 		prep := mustPrepare(t, p)
 		defer prep.Release()
-		if p.Spec.DiskBase != tests[0].path || p.Spec.DiskBaseFormat != "raw" || len(p.Base.Refs) != 0 {
-			t.Errorf("base %s (%s), %+v", p.Spec.DiskBase, p.Spec.DiskBaseFormat, p.Base)
+		spec, err := p.QEMUSpec(prep, FirstSettings(prep))
+		if err != nil || spec.DiskBase != tests[0].path || spec.DiskBaseFormat != "raw" || len(prep.Base.Refs) != 0 {
+			t.Errorf("base %s (%s), %+v, %v", spec.DiskBase, spec.DiskBaseFormat, prep.Base, err)
 		}
 		if o, err := image.Inspect(p.Paths.Disk); err != nil || o.BackingFormat != "raw" {
 			t.Errorf("overlay %+v, %v", o, err)

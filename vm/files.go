@@ -29,8 +29,8 @@ const (
 var ErrNotPrivate = errors.New("not a private file of this user")
 
 // privateDir makes dir (mode 0700, with its missing parents) or checks the
-// existing one: a real folder, not a symlink, owned by this user. A wider
-// mode than 0700 is narrowed. It reports whether it made dir.
+// existing one: a real folder, not a symlink, owned by this user. Read or
+// write access for others is removed. It reports whether it made dir.
 func privateDir(dir string) (bool, error) {
 	made := false
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -57,8 +57,10 @@ func privateDir(dir string) (bool, error) {
 	if err := ownedByUs(dir, st.Uid); err != nil {
 		return false, err
 	}
-	if st.Mode&0o077 != 0 {
-		if err := unix.Fchmod(fd, 0o700); err != nil {
+	// Search (x) may stay: QEMU, run as its own user, reaches its files
+	// through this folder (supervisor.QEMUUser.Grant); it lists nothing.
+	if st.Mode&0o066 != 0 {
+		if err := unix.Fchmod(fd, st.Mode&0o7711); err != nil {
 			return false, fmt.Errorf("making %s private: %w", dir, err)
 		}
 	}
@@ -79,7 +81,11 @@ func checkPrivate(path string, socketOK bool) error {
 	case m&fs.ModeSymlink != 0:
 		target, _ := os.Readlink(path)
 		return notPrivate(path, fmt.Sprintf("is a symlink (to %s)", target))
-	case m.IsRegular(), socketOK && m&fs.ModeSocket != 0:
+	case socketOK && m&fs.ModeSocket != 0:
+		// QEMU, run as its own user, makes its sockets; one a killed run
+		// left is removed before QEMU starts, never connected to.
+		return nil
+	case m.IsRegular():
 	default:
 		return notPrivate(path, "is a "+m.Type().String()+", not a file")
 	}

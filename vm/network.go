@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // HostLink is the host side of a bridge or direct NIC, as planned.
@@ -79,66 +80,63 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 	return nil
 }
 
-// network creates the host side of bridge and direct NICs and appends
-// their fds to out.Files in the order MakePlan numbered them. When one NIC
-// fails, the links made for earlier ones are removed before returning, as
-// Prepare only undoes earlier steps.
-func (p *Plan) network(out *Prepared) (func(), bool, error) {
-	var taps []*netcfg.Tap
-	var vhosts []*os.File
-	undo := func() {
-		for _, f := range vhosts {
-			f.Close()
-		}
-		for i := len(taps) - 1; i >= 0; i-- {
-			if err := taps[i].Remove(); err != nil {
-				// Release has no logger; this must not go unseen.
-				fmt.Fprintf(os.Stderr, "vmrunner: removing %s: %v\n", taps[i].Name, err)
-			}
-		}
-	}
-	fail := func(err error) (func(), bool, error) {
-		undo()
-		return nil, false, err
-	}
-	for _, n := range p.NICs {
-		if n.Link == nil {
-			continue
-		}
-		if n.Tap.FD != firstFD+len(out.Files) {
-			return fail(fmt.Errorf("NIC %d: planned fd %d, but it would be fd %d", n.Index, n.Tap.FD, firstFD+len(out.Files)))
-		}
+// network creates the host side of bridge and direct NICs; QEMU inherits
+// their fds. Each link and file is registered for removal at the end of
+// the run.
+func (p *Plan) network(out *Run) error {
+	return p.attachTaps(&out.Spec, &out.inherited, func(n NICPlan) (*os.File, *os.File, error) {
 		t, err := addLink(n)
 		if err != nil {
-			return fail(explain(n, err))
+			return nil, nil, explain(n, err)
 		}
-		taps = append(taps, t)
-		out.Files = append(out.Files, t.File)
+		out.c.always("link "+t.Name, t.Remove)
 		if t.Replaced {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("NIC %d: replaced macvtap %s that an earlier, killed run left behind", n.Index, t.Name))
 		}
-		if n.Tap.VhostFD >= 0 {
-			v, err := netcfg.OpenVhostNet()
-			if err != nil {
-				return fail(fmt.Errorf("NIC %d: %w", n.Index, err))
-			}
-			vhosts = append(vhosts, v)
-			out.Files = append(out.Files, v)
+		if !n.Vhost {
+			return t.File, nil, nil
 		}
-	}
-	if len(taps) == 0 {
-		return nil, false, nil
-	}
-	if len(vhosts) < len(taps) {
-		if advice := netcfg.VhostAdvice(netcfg.ProbeVhostNet()); advice != "" {
-			out.Warnings = append(out.Warnings, advice)
+		v, err := netcfg.OpenVhostNet()
+		if err != nil {
+			return nil, nil, fmt.Errorf("NIC %d: %w", n.Index, err)
 		}
-	}
-	return undo, true, nil
+		out.c.always(fmt.Sprintf("vhost-net of NIC %d", n.Index), v.Close)
+		return t.File, v, nil
+	})
 }
 
-// firstFD is the number of out.Files[0] in QEMU (after stdin, out, err).
+// attachTaps opens each bridge and direct NIC's tap (and vhost-net) with
+// open, in NIC order, and points the spec's netdev at the fds the files
+// get. --dry-run numbers them the same way, with no files.
+func (p *Plan) attachTaps(spec *qemu.Spec, in *inherited, open func(NICPlan) (tap, vhost *os.File, err error)) error {
+	for i, n := range p.NICs {
+		if n.Link == nil {
+			continue
+		}
+		tap, vhost, err := open(n)
+		if err != nil {
+			return err
+		}
+		t := qemu.TapNet{FD: in.add(tap), VhostFD: -1}
+		if n.Vhost {
+			t.VhostFD = in.add(vhost)
+		}
+		spec.NICs[i].Backend = t
+	}
+	return nil
+}
+
+// firstFD is the number of QEMU's first inherited file.
 const firstFD = 3
+
+// inherited hands out QEMU's fd numbers as files are added: fd 3 (after
+// stdin, stdout, stderr) for the first, then 4, …
+type inherited struct{ files []*os.File }
+
+func (in *inherited) add(f *os.File) int {
+	in.files = append(in.files, f)
+	return firstFD + len(in.files) - 1
+}
 
 func addLink(n NICPlan) (*netcfg.Tap, error) {
 	l := n.Link

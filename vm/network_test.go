@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,7 +51,11 @@ func TestPlanNumbersTapFDsInNICOrder(t *testing.T) {
 			want = []string{"tap,id=net1,fd=3,vhost=on,vhostfd=4", "user,id=net2", "tap,id=net3,fd=5,vhost=on,vhostfd=6", "tap,id=net4,fd=7,vhost=on,vhostfd=8"}
 		}
 		var got []string
-		args := qemu.Args(p.Spec)
+		spec, _, err := p.DryRunSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := qemu.Args(spec)
 		for i, a := range args {
 			if a == "-netdev" {
 				got = append(got, strings.SplitN(args[i+1], ",ipv", 2)[0])
@@ -201,4 +206,19 @@ func tunErr(op string, errno syscall.Errno) error {
 
 func macvtapErr(op string, errno syscall.Errno) error {
 	return &netcfg.DeviceError{Op: op, Path: "/dev/vmrunner-vmv525400123456", Driver: netcfg.DriverMacvtap, Major: 246, Minor: 3, Err: errno}
+}
+
+// TestVhostAdviceIsAPlanWarning: the one vhost-net probe's advice becomes
+// a warning of a plan with a tap NIC that goes without vhost-net, once.
+func TestVhostAdviceIsAPlanWarning(t *testing.T) {
+	f := testFacts()
+	f.VhostAdvice = "docker run --device /dev/vhost-net would make networking faster"
+	p := plan(t, map[string]string{"DATA_DIR": "/data", "NETWORK_MODE": "bridge", "NETWORK2_MODE": "bridge"}, f)
+	if n := strings.Count(strings.Join(p.Warnings, "\n"), f.VhostAdvice); n != 1 {
+		t.Errorf("warnings %q carry the advice %d times, want once", p.Warnings, n)
+	}
+	p = plan(t, map[string]string{"DATA_DIR": "/data"}, f)
+	if slices.Contains(p.Warnings, f.VhostAdvice) {
+		t.Errorf("a nat-only plan warns about vhost-net: %q", p.Warnings)
+	}
 }

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
-	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -17,6 +17,7 @@ type Facts struct {
 	KVMUsable      bool   // KVM ran a test guest (ProbeKVM)
 	KVMWhy         string // why not, when it did not
 	VhostNet       bool   // /dev/vhost-net opens
+	VhostAdvice    string // how to give the container the host's vhost-net; "" when it has it or the host lacks it
 	HostIPv6       bool
 	DefaultMTU     int
 	FirmwareExists func(string) bool
@@ -29,8 +30,8 @@ type Facts struct {
 
 // Paths are the files of the state folder.
 type Paths struct {
-	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt string
-	QGA                                                           string // the guest agent's socket
+	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt, UUID, Control string
+	QGA                                                                          string // the guest agent's socket
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -47,8 +48,14 @@ func PathsFor(c *config.Config) Paths {
 		Lock:      filepath.Join(s, "lock"),
 		Salt:      filepath.Join(s, "password-salt"),
 		QGA:       filepath.Join(s, "qga.sock"),
+		UUID:      filepath.Join(s, "uuid"),
+		Control:   ControlSocket(s),
 	}
 }
+
+// ControlSocket is the controller's socket in the state folder stateDir;
+// clients find it from DATA_DIR and GUEST_NAME alone.
+func ControlSocket(stateDir string) string { return filepath.Join(stateDir, "control.sock") }
 
 // ExtraDisk is where DISKn_SIZE's disk lives.
 func (p Paths) ExtraDisk(n int) string {
@@ -58,10 +65,12 @@ func (p Paths) ExtraDisk(n int) string {
 // NICPlan is one NIC with everything decided.
 type NICPlan struct {
 	config.NIC
-	MAC  net.HardwareAddr
-	MTU  int
-	Tap  *qemu.TapNet // set for bridge and direct: the fds QEMU will inherit
-	Link *HostLink    // set for bridge and direct: the tap or macvtap to create
+	MAC net.HardwareAddr
+	MTU int
+	// Vhost: open /dev/vhost-net for the NIC's tap (bridge and direct,
+	// when the host has it).
+	Vhost bool
+	Link  *HostLink // set for bridge and direct: the tap or macvtap to create
 }
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
@@ -70,15 +79,21 @@ type Plan struct {
 	Paths    Paths
 	Spec     qemu.Spec
 	NICs     []NICPlan
-	BasePath string      // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
-	Base     *image.Info // BasePath's header, read once by the base image step
-	VarsTmpl string      // UEFI vars template to copy, empty for legacy
-	Persist  bool        // keep the state folder when the VM ends
-	Warnings []string
+	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	// Firmwares are the UEFI firmwares found on the host, by boot mode
+	// (uefi, secure): BOOT_MODE's, and those a switch may choose.
+	Firmwares map[config.BootMode]Firmware
+	Persist   bool // keep the state folder when the VM ends
+	Warnings  []string
 	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
 	// guest mounts (cloud-init).
 	Virtiofsd []VirtiofsdPlan
 	Mounts    []cloudinit.Mount
+}
+
+// Firmware is a UEFI code file and the template of its variables.
+type Firmware struct {
+	Code, VarsTemplate string
 }
 
 // maxSocketPath is sun_path's size less its terminating NUL.
@@ -105,6 +120,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		CPU:        ResolveCPU(c.CPUModel, accel),
 		MemoryMiB:  c.MemoryMiB,
 		CPUs:       c.CPUs,
+		Sandbox:    c.Sandbox,
 		Kernel:     c.Kernel,
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
@@ -116,13 +132,21 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if c.VNCPort != 0 {
 		s.VNCDisplay = c.VNCPort - 5900
 	}
+	p.Firmwares = map[config.BootMode]Firmware{}
+	for _, mode := range []config.BootMode{config.BootUEFI, config.BootSecure} {
+		if f.FirmwareExists == nil {
+			break
+		}
+		if code, vars, err := FirmwareFiles(mode, f.FirmwareExists); err == nil {
+			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
+		}
+	}
 	if c.BootMode != config.BootLegacy {
-		code, vars, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
+		code, _, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
 		if err != nil {
 			return nil, err
 		}
 		s.Firmware = &qemu.Firmware{Code: code, Vars: p.Paths.Vars, Secure: c.BootMode == config.BootSecure}
-		p.VarsTmpl = vars
 	}
 	switch {
 	case c.Boot.Path != "":
@@ -142,7 +166,6 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if err := p.planShares(&s, f); err != nil {
 		return nil, err
 	}
-	nextFD := 3
 	for _, n := range c.NICs {
 		np := NICPlan{NIC: n}
 		if np.MAC, err = netcfg.ChooseMAC(n.MAC, f.KeptMACs[n.Index], c.GuestName, n.Index); err != nil {
@@ -161,17 +184,16 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			}
 			qn.Backend = u
 		case config.NetBridge, config.NetDirect:
-			t := &qemu.TapNet{FD: nextFD, VhostFD: -1}
-			nextFD++
-			if f.VhostNet {
-				t.VhostFD = nextFD
-				nextFD++
-			}
-			np.Tap = t
-			qn.Backend = *t
+			// By name until start-up opens it and numbers its fds
+			// (attachTaps).
+			np.Vhost = f.VhostNet
+			qn.Backend = qemu.TapNet{FD: -1, Ifname: np.Link.Name, VhostFD: -1}
 		}
 		p.NICs = append(p.NICs, np)
 		s.NICs = append(s.NICs, qn)
+		if np.Link != nil && !np.Vhost && f.VhostAdvice != "" && !slices.Contains(p.Warnings, f.VhostAdvice) {
+			p.Warnings = append(p.Warnings, f.VhostAdvice)
+		}
 	}
 	p.Spec = s
 	return p, nil

@@ -73,6 +73,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		CPU:       "host",
 		MemoryMiB: 4096,
 		CPUs:      2,
+		Sandbox:   true,
 		Firmware:  &qemu.Firmware{Code: ovmfCode, Vars: st + "/efivars.fd"},
 		Disk:      st + "/disk.qcow2",
 		DiskBus:   "virtio",
@@ -93,15 +94,16 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	wantPaths := Paths{
 		State: st, Disk: st + "/disk.qcow2", Seed: st + "/seed.iso", Vars: st + "/efivars.fd",
 		QMP: st + "/qmp.sock", QMPProbe: st + "/qmp-probe.sock", SerialLog: st + "/serial.log",
-		Lock: st + "/lock", Salt: st + "/password-salt", QGA: st + "/qga.sock",
+		Lock: st + "/lock", Salt: st + "/password-salt", UUID: st + "/uuid", Control: st + "/control.sock",
+		QGA: st + "/qga.sock",
 	}
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
 	}
-	if p.VarsTmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
-		t.Errorf("VarsTmpl %q, BasePath %q, Warnings %q", p.VarsTmpl, p.BasePath, p.Warnings)
+	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
+		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
 	}
-	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Tap != nil || p.NICs[0].Link != nil {
+	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Vhost || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
 	}
 }
@@ -147,8 +149,12 @@ func TestMakePlanTapFDs(t *testing.T) {
 		f := testFacts()
 		f.VhostNet = tc.vhost
 		p := plan(t, env, f)
+		spec, _, err := p.DryRunSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := map[string]qemu.TapNet{}
-		for _, n := range p.Spec.NICs {
+		for _, n := range spec.NICs {
 			if tap, ok := n.Backend.(qemu.TapNet); ok {
 				got[n.ID] = tap
 			}
@@ -156,14 +162,15 @@ func TestMakePlanTapFDs(t *testing.T) {
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("vhost %v: taps %+v, want %+v", tc.vhost, got, tc.want)
 		}
-		for _, np := range p.NICs {
+		for i, np := range p.NICs {
 			isTap := np.Mode == config.NetBridge || np.Mode == config.NetDirect
-			if isTap != (np.Tap != nil) || isTap != (np.Link != nil) {
-				t.Errorf("NIC %d (%s): Tap %+v, Link %+v", np.Index, np.Mode, np.Tap, np.Link)
+			if isTap != (np.Link != nil) || np.Vhost != (isTap && tc.vhost) {
+				t.Errorf("NIC %d (%s): Vhost %v, Link %+v", np.Index, np.Mode, np.Vhost, np.Link)
 				continue
 			}
-			if isTap && *np.Tap != tc.want["net"+string(rune('0'+np.Index))] {
-				t.Errorf("NIC %d plan Tap %+v differs from the spec", np.Index, *np.Tap)
+			// Before start-up, the plan names the tap; it has no fd yet.
+			if isTap && p.Spec.NICs[i].Backend != (qemu.TapNet{FD: -1, Ifname: np.Link.Name, VhostFD: -1}) {
+				t.Errorf("NIC %d plan backend %+v", np.Index, p.Spec.NICs[i].Backend)
 			}
 		}
 	}
@@ -297,7 +304,7 @@ func TestMakePlanBootFrom(t *testing.T) {
 	}
 	// Kernel boot without a disk.
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
-	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.VarsTmpl != "" || p.BasePath != "" || p.Spec.Kernel != img {
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
 	}
 }
@@ -353,9 +360,14 @@ func TestMakePlanTouchesNothing(t *testing.T) {
 // baseEnv is the configuration the per-variable table starts from.
 var baseEnv = map[string]string{"DATA_DIR": "/data", "GUEST_NAME": "web", "BOOT_FROM": "blank"}
 
+// argv is the command line --dry-run prints.
 func argv(t testing.TB, env map[string]string, f Facts) []string {
 	t.Helper()
-	return qemu.Args(plan(t, env, f).Spec)
+	spec, _, err := plan(t, env, f).DryRunSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qemu.Args(spec)
 }
 
 func checkGolden(t *testing.T, name string, args []string) {
@@ -507,7 +519,10 @@ func TestArgvPerVariable(t *testing.T) {
 			nil, []string{"-kernel " + kernel, "-initrd " + initrd, "-append console=ttyS0 root=/dev/vda1"}},
 		{"KERNEL without a disk", map[string]string{"KERNEL": kernel, "BOOT_FROM": ""}, nil,
 			[]string{diskDrive, diskDevice}, []string{"-kernel " + kernel}},
-		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, nil, nil},
+		// --dry-run shows the base QEMU opens, on its own node.
+		{"BOOT_FROM=file", map[string]string{"BOOT_FROM": img}, nil, []string{diskDrive}, []string{
+			`-blockdev {"driver":"raw","node-name":"disk0-base","read-only":true,"file":{"driver":"file","filename":"` + img + `","aio":"native","cache":{"direct":true}}}`,
+			diskDrive + ",backing=disk0-base"}},
 		{"DISTRO with BOOT_FROM", map[string]string{"DISTRO": "debian-12"}, nil, nil, nil},
 		{"DISK_SIZE=40G", map[string]string{"DISK_SIZE": "40G"}, nil, nil, nil},
 		{"DISK2_SIZE DISK5_SIZE", map[string]string{"DISK2_SIZE": "1G", "DISK5_SIZE": "2G"}, nil, nil, []string{
@@ -536,7 +551,7 @@ func TestArgvPerVariable(t *testing.T) {
 			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writeback,aio=io_uring"}},
 		{"PERSIST=0", map[string]string{"PERSIST": "0"}, nil, nil, nil},
 		{"DATA_DIR a mount point", nil, func(f *Facts) { f.DataDirMounted = true }, nil, nil},
-		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed, nil},
+		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed[1:], nil}, // the CD drive keeps the controller,
 		{"cloud-init content", map[string]string{"GUEST_USER": "ops", "GUEST_PASSWORD": "x", "SSH_PUBKEY": "ssh-ed25519 AAAA k", "CLOUD_INIT_USER_DATA": userData}, nil, nil, nil},
 		{"GUEST_NAME=db", map[string]string{"GUEST_NAME": "db"}, nil,
 			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1, qga}, qmp...),
@@ -557,6 +572,9 @@ func TestArgvPerVariable(t *testing.T) {
 				"-chardev socket,id=qga0,path=/srv/vmr/vms/web/qga.sock,server=on,wait=off"}},
 		{"SHUTDOWN_TIMEOUT LOG_FORMAT LOG_VERBOSE QEMU_BINARY", map[string]string{"SHUTDOWN_TIMEOUT": "5", "LOG_FORMAT": "json", "LOG_VERBOSE": "1", "QEMU_BINARY": "/opt/qemu"}, nil, nil, nil},
 		{"SSH_PORT=2200", map[string]string{"SSH_PORT": "2200"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2200-:22"}},
+		{"SSH_PORT=0", map[string]string{"SSH_PORT": "0"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on"}},
+		{"SSH_PORT=0 PORT_FWD", map[string]string{"SSH_PORT": "0", "PORT_FWD": "8080:80"}, nil, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:8080-:80"}},
 		{"PORT_FWD", map[string]string{"PORT_FWD": "8080:80,5353:53/udp"}, nil, []string{nat1},
 			[]string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2222-:22,hostfwd=tcp:0.0.0.0:8080-:80,hostfwd=udp:0.0.0.0:5353-:53"}},
 		{"PORT_FWD_ADDR=127.0.0.1", map[string]string{"PORT_FWD_ADDR": "127.0.0.1"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:127.0.0.1:2222-:22"}},

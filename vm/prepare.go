@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +20,7 @@ import (
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // RunFunc runs a helper command to completion, killing it if ctx ends
@@ -31,97 +35,191 @@ type Tools struct {
 	Log      func(msg string, keysAndValues ...any) // download events
 }
 
-// Prepared is what start-up created and the run needs.
+// Prepared is what the once-per-VM start-up made: the state folder, its
+// lock and disks, and the facts the QEMU runs need.
 type Prepared struct {
-	Files    []*os.File // inherited by QEMU as fds 3, 4, …
+	BasePath string      // the image the disk overlays (downloaded, converted); "" for blank or no disk
+	Base     *image.Info // BasePath's header, read once by the base image step
+	CDROM    string      // a local ISO BOOT_FROM: the installer medium
+	UUID     string      // the VM's SMBIOS UUID, kept in the state folder
 	Warnings []string
-	undo     []func()
+	c        cleanups
 }
 
-// Release undoes start-up in reverse order: network links, then the lock.
-// It is safe to call once the VM has ended.
-func (p *Prepared) Release() {
-	for i := len(p.undo) - 1; i >= 0; i-- {
-		p.undo[i]()
-	}
-	p.undo = nil
-}
+// Release lets go of what Prepare made, in reverse order: the state
+// folder's removal (PERSIST off), then the lock. Call it once the last
+// QEMU run has ended; the errors of every release are joined.
+func (p *Prepared) Release() error { return p.c.run(false) }
 
-// step is one named start-up action. It returns how to undo itself; keep
-// is what stays undone-able after a successful start (the lock, the links)
-// while the rest is only rolled back on failure.
-type step struct {
-	name string
-	do   func(*Prepared) (undo func(), keep bool, err error)
-}
+// Undo removes what Prepare made, as a failed Prepare would: for a VM
+// whose first start failed, so nothing half-made stays behind.
+func (p *Prepared) Undo() error { return p.c.run(true) }
 
-// Prepare creates the state folder's files and the host network devices,
-// in order. When a step fails, every earlier step is undone, so a failed
-// start leaves nothing half-made behind.
-// ctx cancels a download in progress.
+// Prepare runs the once-per-VM start-up steps, in order: the base image,
+// the state folder, its lock, MACs, disks and UUID. When a step fails,
+// everything made before it is undone, so a failed start leaves nothing
+// half-made behind. ctx cancels a download in progress.
 func Prepare(ctx context.Context, p *Plan, t Tools) (*Prepared, error) {
 	out := &Prepared{}
-	var rollback []func()
 	steps := []step{
 		// The base image comes first: a wrong URL must leave no state.
-		{"base image", func(*Prepared) (func(), bool, error) { return nil, false, p.baseImage(ctx, t) }},
-		{"state folder", p.stateFolder},
-		{"lock", p.lock},
-		{"removal at the end", p.removeAtEnd},
-		{"stale sockets", p.staleSockets},
-		{"MAC addresses", p.macs},
-		{"disks", func(*Prepared) (func(), bool, error) { return p.disks(ctx, t.Run) }},
-		{"UEFI variables", p.uefiVars},
-		{"cloud-init seed", p.seed},
-		{"network", p.network},
-		{"virtiofsd", p.virtiofsds},
+		{"base image", func(ctx context.Context) error { return p.baseImage(ctx, t, out) }},
+		{"state folder", func(context.Context) error { return p.stateFolder(out) }},
+		{"lock", func(context.Context) error { return p.lock(out) }},
+		{"removal at the end", func(context.Context) error { return p.removeAtEnd(out) }},
+		{"MAC addresses", func(context.Context) error { return p.macs() }},
+		{"disks", func(ctx context.Context) error { return p.disks(ctx, t.Run, out) }},
+		{"UUID", func(context.Context) error { return p.uuid(out) }},
 	}
-	for _, s := range steps {
-		undo, keep, err := s.do(out)
-		if err != nil {
-			for i := len(rollback) - 1; i >= 0; i-- {
-				rollback[i]()
-			}
-			return nil, fmt.Errorf("%s: %w", s.name, err)
-		}
-		if undo == nil {
-			continue
-		}
-		rollback = append(rollback, undo)
-		if keep {
-			out.undo = append(out.undo, undo)
-		}
+	if err := runSteps(ctx, &out.c, steps); err != nil {
+		return nil, err
 	}
-	out.Warnings = append(out.Warnings, p.Warnings...)
+	out.Warnings = append(append([]string{}, p.Warnings...), out.Warnings...)
 	return out, nil
+}
+
+// DryRunSpec is the spec a first start would run, made without touching
+// the host: --dry-run prints it.
+func (p *Plan) DryRunSpec() (qemu.Spec, []string, error) {
+	prep, err := DryRun(p)
+	if err != nil {
+		return qemu.Spec{}, nil, err
+	}
+	spec, err := p.QEMUSpec(prep, FirstSettings(prep))
+	if err != nil {
+		return spec, nil, err
+	}
+	noFiles := func(NICPlan) (*os.File, *os.File, error) { return nil, nil, nil }
+	return spec, prep.Warnings, p.attachTaps(&spec, &inherited{}, noFiles)
+}
+
+// DryRun is what Prepare would return, without writing anything: a local
+// ISO becomes the installer CD, another image the disk's base (the
+// command line shows both), and an image a start would refuse is refused.
+func DryRun(p *Plan) (*Prepared, error) {
+	out := &Prepared{UUID: "00000000-0000-0000-0000-000000000000", Warnings: p.Warnings}
+	if b, err := readPrivate(p.Paths.UUID, 4096); err == nil && validUUID(strings.TrimSpace(string(b))) {
+		out.UUID = strings.TrimSpace(string(b))
+	}
+	if p.BasePath == "" {
+		return out, nil
+	}
+	info, err := p.inspectBase(p.BasePath)
+	switch {
+	case err != nil:
+		return nil, err
+	case info.Format == image.FormatISO:
+		out.CDROM = p.BasePath
+	default:
+		out.useBase(p.BasePath, info)
+	}
+	return out, nil
+}
+
+// Settings are the choices a controller makes for one QEMU run.
+type Settings struct {
+	Boot     qemu.BootDevice // "" (the configured order), disk, cd or network
+	BootMode config.BootMode // "": BOOT_MODE
+	Medium   string          // the CD drive's medium; "": empty
+}
+
+// FirstSettings are the settings of the VM's first start: the installer
+// ISO, if any, in the CD drive, and the configured boot order.
+func FirstSettings(prep *Prepared) Settings { return Settings{Medium: prep.CDROM} }
+
+// Run is what the per-run start-up made for one QEMU process: the spec it
+// runs and the files it inherits.
+type Run struct {
+	Spec     qemu.Spec
+	Warnings []string
+	inherited
+	c cleanups
+}
+
+// Files are what QEMU inherits as fds 3, 4, …
+func (r *Run) Files() []*os.File { return r.files }
+
+// Release undoes the run's start-up once its QEMU has ended: network links
+// removed, inherited files and stale sockets gone.
+func (r *Run) Release() error { return r.c.run(false) }
+
+// StartRun runs the per-run start-up steps (sockets, UEFI variables, the
+// cloud-init seed, the host network links) and returns the run's spec.
+// A failing step undoes the earlier ones.
+func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, error) {
+	spec, err := p.QEMUSpec(prep, s)
+	if err != nil {
+		return nil, err
+	}
+	out := &Run{Spec: spec}
+	steps := []step{
+		{"stale sockets", func(context.Context) error { return p.staleSockets(out) }},
+		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
+		{"cloud-init seed", func(context.Context) error { return p.seed(out) }},
+		{"network", func(context.Context) error { return p.network(out) }},
+		{"virtiofsd", func(context.Context) error { return p.virtiofsds(out) }},
+	}
+	if err := runSteps(ctx, &out.c, steps); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// QEMUSpec is the spec of one QEMU run: the plan's, with what start-up made
+// and the run's settings. --dry-run and a real start both use it.
+func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
+	spec := p.Spec
+	spec.NICs = slices.Clone(p.Spec.NICs) // start-up fills in the taps' fds
+	spec.UUID = prep.UUID
+	if prep.Base != nil {
+		spec.DiskBase, spec.DiskBaseFormat = prep.BasePath, string(prep.Base.Format)
+	}
+	spec.CDROM = s.Medium
+	spec.CDDrive = true
+	spec.Boot = s.Boot
+	if s.Boot == "" && s.Medium != "" && s.Medium != prep.CDROM && spec.Disk != "" {
+		// The installer ISO boots first; a medium inserted later does
+		// not take the disk's place unless asked to (boot cd).
+		spec.Boot = qemu.BootDisk
+	}
+	mode := s.BootMode
+	if mode == "" {
+		mode = p.Config.BootMode
+	}
+	spec.Firmware = nil
+	if mode != config.BootLegacy {
+		fw, ok := p.Firmwares[mode]
+		if !ok {
+			return spec, fmt.Errorf("no firmware for boot mode %s on this host", mode)
+		}
+		spec.Firmware = &qemu.Firmware{Code: fw.Code, Vars: p.Paths.Vars, Secure: mode == config.BootSecure}
+	}
+	return spec, nil
 }
 
 // stateFolder makes the state folder private to this user (0700) and
 // refuses one where a file vmrunner would open is a symlink or another
 // user's, before anything is written there.
-func (p *Plan) stateFolder(*Prepared) (func(), bool, error) {
+func (p *Plan) stateFolder(out *Prepared) error {
 	dir := p.Paths.State
 	if _, err := privateDir(filepath.Dir(dir)); err != nil {
-		return nil, false, err
+		return err
 	}
 	made, err := privateDir(dir)
 	if err != nil {
-		return nil, false, err
+		return err
 	}
-	if err := p.checkStateFiles(); err != nil {
-		return nil, false, err
+	if made {
+		out.c.onFailure("state folder", func() error { return os.RemoveAll(dir) })
 	}
-	if !made {
-		return nil, false, nil
-	}
-	return func() { os.RemoveAll(dir) }, false, nil
+	return p.checkStateFiles()
 }
 
 // checkStateFiles checks every path vmrunner or QEMU opens in the state
 // folder (see checkPrivate).
 func (p *Plan) checkStateFiles() error {
 	ps := p.Paths
-	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.Lock, ps.Salt,
+	files := []string{ps.Disk, ps.Seed, ps.Vars, ps.Vars + ".tmp", ps.SerialLog, ps.SerialLog + ".1", ps.Lock, ps.Salt, ps.UUID,
 		p.statePath(guestPasswordFile), p.statePath(ephemeralMarker)}
 	for n := 2; n <= config.MaxDisks; n++ {
 		files = append(files, ps.ExtraDisk(n))
@@ -133,7 +231,7 @@ func (p *Plan) checkStateFiles() error {
 	for _, f := range files {
 		errs = append(errs, checkPrivate(f, false))
 	}
-	for _, s := range []string{ps.QMP, ps.QMPProbe} {
+	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control} {
 		errs = append(errs, checkPrivate(s, true))
 	}
 	return errors.Join(errs...)
@@ -144,23 +242,24 @@ func (p *Plan) statePath(name string) string { return filepath.Join(p.Paths.Stat
 // lock takes the state folder's lock. Holding it, a PERSIST=0 run's marker
 // means that run was killed before it could remove the folder: what it
 // left is removed now rather than reused.
-func (p *Plan) lock(out *Prepared) (func(), bool, error) {
+func (p *Plan) lock(out *Prepared) error {
 	f, err := openPrivate(p.Paths.Lock, os.O_CREATE|os.O_RDWR)
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, false, fmt.Errorf("another vmrunner is running the VM in %s: %w", p.Paths.State, err)
+		return fmt.Errorf("another vmrunner is running the VM in %s: %w", p.Paths.State, err)
 	}
 	if _, err := os.Lstat(p.statePath(ephemeralMarker)); err == nil {
 		if err := p.wipeState(); err != nil {
 			f.Close()
-			return nil, false, err
+			return err
 		}
 		out.Warnings = append(out.Warnings, fmt.Sprintf("removed what a killed PERSIST=0 run of this VM left in %s; starting afresh", p.Paths.State))
 	}
-	return func() { f.Close() }, true, nil
+	out.c.always("lock", f.Close)
+	return nil
 }
 
 // wipeState empties the state folder but for the lock, which is held.
@@ -181,83 +280,77 @@ func (p *Plan) wipeState() error {
 }
 
 // staleSockets removes sockets a killed run left, so that QMP clients never
-// reach a dead QEMU's path.
-func (p *Plan) staleSockets(*Prepared) (func(), bool, error) {
-	for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.QGA} {
-		if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, false, err
+// reach a dead QEMU's path; the run's own go with it.
+func (p *Plan) staleSockets(out *Run) error {
+	remove := func() error {
+		var errs []error
+		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.QGA} {
+			if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
+		return errors.Join(errs...)
 	}
-	return func() {
-		os.Remove(p.Paths.QMP)
-		os.Remove(p.Paths.QMPProbe)
-		os.Remove(p.Paths.QGA)
-	}, true, nil
+	if err := remove(); err != nil {
+		return err
+	}
+	out.c.always("QMP sockets", remove)
+	return nil
 }
 
-func (p *Plan) macs(*Prepared) (func(), bool, error) {
+func (p *Plan) macs() error {
 	for _, n := range p.NICs {
 		if err := netcfg.KeepMAC(p.Paths.State, n.Index, n.MAC); err != nil {
-			return nil, false, err
+			return err
 		}
 	}
-	return nil, false, nil
+	return nil
 }
 
 // removeAtEnd makes the state folder go with the VM when PERSIST is off.
 // It runs before the lock is let go, so that a next vmrunner of the same
 // VM never sees a folder half removed. A marker says so meanwhile, for the
 // next start after a kill (see lock).
-func (p *Plan) removeAtEnd(*Prepared) (func(), bool, error) {
+func (p *Plan) removeAtEnd(out *Prepared) error {
 	if p.Persist {
-		return nil, false, nil
+		return nil
 	}
 	if err := writePrivate(p.statePath(ephemeralMarker), []byte("PERSIST=0: this folder is removed when its VM ends\n")); err != nil {
-		return nil, false, err
+		return err
 	}
-	return func() { os.RemoveAll(p.Paths.State) }, true, nil
+	out.c.always("state folder (PERSIST off)", func() error { return os.RemoveAll(p.Paths.State) })
+	return nil
 }
 
 // disks makes or grows the VM's disk and the extra ones; a failure removes
-// the disks this step made.
-func (p *Plan) disks(ctx context.Context, run RunFunc) (func(), bool, error) {
-	var made []string
-	undo := func() {
-		for _, f := range made {
-			os.Remove(f)
-		}
-	}
+// the disks this start made.
+func (p *Plan) disks(ctx context.Context, run RunFunc, out *Prepared) error {
 	ensure := func(sizeVar, path, basePath string, size int64) error {
-		created, err := p.ensureDisk(ctx, run, sizeVar, path, basePath, size)
+		created, err := p.ensureDisk(ctx, run, sizeVar, path, basePath, size, out)
 		if created {
-			made = append(made, path)
+			out.c.onFailure(path, func() error { return os.Remove(path) })
 		}
 		return err
 	}
 	if p.Spec.Disk != "" {
-		if err := ensure("DISK_SIZE", p.Paths.Disk, p.BasePath, p.Config.DiskSize); err != nil {
-			undo()
-			return nil, false, err
+		if err := ensure("DISK_SIZE", p.Paths.Disk, out.BasePath, p.Config.DiskSize); err != nil {
+			return err
 		}
 	}
 	for _, d := range p.Config.ExtraDisks {
 		if err := ensure(fmt.Sprintf("DISK%d_SIZE", d.Index), p.Paths.ExtraDisk(d.Index), "", d.Size); err != nil {
-			undo()
-			return nil, false, err
+			return err
 		}
 	}
-	if len(made) == 0 {
-		return nil, false, nil
-	}
-	return undo, false, nil
+	return nil
 }
 
 // ensureDisk creates the qcow2 at path (on basePath, if given) or grows it
 // to size, and says whether it created it.
-func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, basePath string, size int64) (bool, error) {
+func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, basePath string, size int64, out *Prepared) (bool, error) {
 	var base *image.Info
 	if basePath != "" {
-		base = p.Base // read once, by the base image step
+		base = out.Base // read once, by the base image step
 	}
 	var overlay *image.Info
 	switch img, err := image.Inspect(path); {
@@ -271,7 +364,7 @@ func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, baseP
 		return false, err
 	}
 	if act.Warning != "" {
-		p.Warnings = append(p.Warnings, act.Warning)
+		out.Warnings = append(out.Warnings, act.Warning)
 	}
 	args := act.QemuImgArgs(path, basePath)
 	if args == nil {
@@ -286,17 +379,55 @@ func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, baseP
 	return act.Create, nil
 }
 
-func (p *Plan) uefiVars(*Prepared) (func(), bool, error) {
-	if p.VarsTmpl == "" {
-		return nil, false, nil
+// uuid keeps the VM's SMBIOS UUID in the state folder: a guest (and a BMC)
+// sees the same machine across runs.
+func (p *Plan) uuid(out *Prepared) error {
+	b, err := readPrivate(p.Paths.UUID, 4096)
+	if err == nil && validUUID(strings.TrimSpace(string(b))) {
+		out.UUID = strings.TrimSpace(string(b))
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return err
+	}
+	r[6] = r[6]&0x0f | 0x40 // version 4
+	r[8] = r[8]&0x3f | 0x80 // RFC 4122 variant
+	out.UUID = fmt.Sprintf("%x-%x-%x-%x-%x", r[0:4], r[4:6], r[6:8], r[8:10], r[10:16])
+	if err := writePrivate(p.Paths.UUID, []byte(out.UUID+"\n")); err != nil {
+		return err
+	}
+	out.c.onFailure("uuid", func() error { return os.Remove(p.Paths.UUID) })
+	return nil
+}
+
+var uuidForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+func validUUID(s string) bool { return uuidForm.MatchString(s) }
+
+// uefiVars gives the VM its own copy of the firmware's variables, once:
+// the guest's boot entries then survive every later run. It runs at each
+// start since the boot mode may have been switched to UEFI meanwhile.
+func (p *Plan) uefiVars(out *Run) error {
+	fw := out.Spec.Firmware
+	if fw == nil {
+		return nil
 	}
 	if _, err := os.Stat(p.Paths.Vars); err == nil {
-		return nil, false, nil
+		return nil
 	}
-	if err := copyFile(p.VarsTmpl, p.Paths.Vars); err != nil {
-		return nil, false, err
+	mode := config.BootUEFI
+	if fw.Secure {
+		mode = config.BootSecure
 	}
-	return func() { os.Remove(p.Paths.Vars) }, false, nil
+	if err := copyFile(p.Firmwares[mode].VarsTemplate, p.Paths.Vars); err != nil {
+		return err
+	}
+	out.c.onFailure("UEFI variables", func() error { return os.Remove(p.Paths.Vars) })
+	return nil
 }
 
 func copyFile(from, to string) error {
@@ -322,18 +453,18 @@ func copyFile(from, to string) error {
 	return os.Rename(tmp, to)
 }
 
-func (p *Plan) seed(out *Prepared) (func(), bool, error) {
+func (p *Plan) seed(out *Run) error {
 	if p.Spec.Seed == "" {
-		return nil, false, nil
+		return nil
 	}
 	c := p.Config
 	salt, err := p.salt()
 	if err != nil {
-		return nil, false, err
+		return err
 	}
-	password, err := p.guestPassword(out)
+	password, err := p.guestPassword(&out.Warnings)
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	s := cloudinit.Seed{
 		Hostname:      c.GuestName,
@@ -349,9 +480,9 @@ func (p *Plan) seed(out *Prepared) (func(), bool, error) {
 	}
 	files, err := s.Files()
 	if err != nil {
-		return nil, false, err
+		return err
 	}
-	return nil, false, cloudinit.WriteISO(p.Paths.Seed, files)
+	return cloudinit.WriteISO(p.Paths.Seed, files)
 }
 
 // salt keeps the password hash's salt in the state folder, so an unchanged
@@ -366,7 +497,7 @@ func (p *Plan) salt() (string, error) {
 // random password kept in the state folder (and told once, when made),
 // so that no VM shares a known default; with a key alone, none: password
 // login is off and the password locked.
-func (p *Plan) guestPassword(out *Prepared) (string, error) {
+func (p *Plan) guestPassword(warnings *[]string) (string, error) {
 	c := p.Config
 	if c.GuestPassword != "" || c.SSHPubKey != "" {
 		return c.GuestPassword, nil
@@ -374,7 +505,7 @@ func (p *Plan) guestPassword(out *Prepared) (string, error) {
 	path := p.statePath(guestPasswordFile)
 	pw, made, err := keptSecret(path, cloudinit.NewPassword)
 	if made {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("neither GUEST_PASSWORD nor SSH_PUBKEY is set: %s's generated password is %s (kept in %s; shown only now)",
+		*warnings = append(*warnings, fmt.Sprintf("neither GUEST_PASSWORD nor SSH_PUBKEY is set: %s's generated password is %s (kept in %s; shown only now)",
 			c.GuestUser, pw, path))
 	}
 	return pw, err

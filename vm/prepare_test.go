@@ -10,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
+	"github.com/vmrunner/vmrunner/qemu"
 )
 
 // prepareEnv is a VM with a blank disk, one extra disk, UEFI and nothing
@@ -28,8 +30,9 @@ func preparePlan(t *testing.T, env map[string]string, mounted bool) *Plan {
 	f := testFacts()
 	f.DataDirMounted = mounted
 	p := plan(t, env, f)
-	p.VarsTmpl = filepath.Join(env["DATA_DIR"], "..", "OVMF_VARS.fd")
-	if err := os.WriteFile(p.VarsTmpl, []byte("template"), 0o644); err != nil {
+	tmpl := filepath.Join(env["DATA_DIR"], "..", "OVMF_VARS.fd")
+	p.Firmwares[config.BootUEFI] = Firmware{Code: p.Spec.Firmware.Code, VarsTemplate: tmpl}
+	if err := os.WriteFile(tmpl, []byte("template"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -44,11 +47,20 @@ func needQemuImg(t *testing.T) {
 
 func runCmd(_ context.Context, cmd *exec.Cmd) ([]byte, error) { return cmd.CombinedOutput() }
 
+// mustPrepare runs the once-per-VM start-up and one run's, which it
+// releases at once.
 func mustPrepare(t *testing.T, p *Plan) *Prepared {
 	t.Helper()
 	prep, err := Prepare(context.Background(), p, Tools{Run: runCmd})
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
+	}
+	r, err := StartRun(context.Background(), p, prep, FirstSettings(prep))
+	if err != nil {
+		t.Fatalf("StartRun: %v", err)
+	}
+	if err := r.Release(); err != nil {
+		t.Fatalf("releasing the run: %v", err)
 	}
 	return prep
 }
@@ -179,5 +191,43 @@ func TestPrepareUndoesDisksOnFailure(t *testing.T) {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s after a failed start: %v", f, err)
 		}
+	}
+}
+
+// TestQEMUSpecBootOrder: the installer ISO boots before the disk; another
+// medium only when asked; the UUID and an always-present CD drive are
+// there; a boot mode without firmware is refused.
+func TestQEMUSpecBootOrder(t *testing.T) {
+	p := plan(t, map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank"}, testFacts())
+	installer := &Prepared{CDROM: "/iso/installer.iso", UUID: "u"}
+	blank := &Prepared{UUID: "u"}
+	for _, tc := range []struct {
+		name string
+		prep *Prepared
+		s    Settings
+		boot qemu.BootDevice
+		cd   string
+	}{
+		{"installer first", installer, FirstSettings(installer), qemu.BootDefault, "/iso/installer.iso"},
+		{"installer ejected", installer, Settings{}, qemu.BootDefault, ""},
+		{"inserted medium after the disk", blank, Settings{Medium: "/iso/rescue.iso"}, qemu.BootDisk, "/iso/rescue.iso"},
+		{"inserted medium asked for", blank, Settings{Medium: "/iso/rescue.iso", Boot: qemu.BootCD}, qemu.BootCD, "/iso/rescue.iso"},
+		{"network", blank, Settings{Boot: qemu.BootNetwork}, qemu.BootNetwork, ""},
+	} {
+		spec, err := p.QEMUSpec(tc.prep, tc.s)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if spec.Boot != tc.boot || spec.CDROM != tc.cd || !spec.CDDrive || spec.UUID != "u" {
+			t.Errorf("%s: boot %q cd %q drive %v uuid %q; want boot %q cd %q", tc.name, spec.Boot, spec.CDROM, spec.CDDrive, spec.UUID, tc.boot, tc.cd)
+		}
+	}
+	spec, err := p.QEMUSpec(blank, Settings{BootMode: config.BootLegacy})
+	if err != nil || spec.Firmware != nil {
+		t.Errorf("legacy: firmware %+v, %v", spec.Firmware, err)
+	}
+	delete(p.Firmwares, config.BootSecure)
+	if _, err := p.QEMUSpec(blank, Settings{BootMode: config.BootSecure}); err == nil {
+		t.Error("secure without its firmware: no error")
 	}
 }

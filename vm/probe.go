@@ -194,6 +194,7 @@ var (
 	kvmCreateVM            = ioc(iocNone, 0x01, 0)
 	kvmGetVCPUMmapSize     = ioc(iocNone, 0x04, 0)
 	kvmCreateVCPU          = ioc(iocNone, 0x41, 0)
+	kvmSetTSSAddr          = ioc(iocNone, 0x47, 0)
 	kvmSetUserMemoryRegion = ioc(iocWrite, 0x46, unsafe.Sizeof(kvmUserspaceMemoryRegion{}))
 	kvmRunIoctl            = ioc(iocNone, 0x80, 0)
 	kvmSetRegs             = ioc(iocWrite, 0x82, unsafe.Sizeof(kvmRegs{}))
@@ -255,6 +256,9 @@ const (
 	probePort  = 0x10
 	probeValue = 0x42
 	probeAddr  = 0x1000 // guest-physical address of probeCode, and of its page
+	// probeTSSAddr is where QEMU puts it: just below the BIOS area under
+	// 4 GiB, far from the probe guest's one page.
+	probeTSSAddr = 0xfffbd000
 )
 
 type probeVM struct {
@@ -300,6 +304,10 @@ func newProbeVM(kvm int) (v *probeVM, err error) {
 	if _, err := ioctl(v.vm, kvmSetUserMemoryRegion, uintptr(unsafe.Pointer(&region))); err != nil {
 		return v, fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
+	// Intel CPUs without "unrestricted guest" run real mode through a
+	// task state segment that KVM needs an address for (QEMU's choice);
+	// elsewhere it is unused.
+	_, _ = ioctl(v.vm, kvmSetTSSAddr, probeTSSAddr)
 	if fd, err = ioctl(v.vm, kvmCreateVCPU, 0); err != nil {
 		return v, fmt.Errorf("KVM_CREATE_VCPU: %w", err)
 	}

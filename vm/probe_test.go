@@ -99,6 +99,7 @@ func TestKVMIoctlNumbers(t *testing.T) {
 		{"KVM_CREATE_VM", kvmCreateVM, 0xae01},
 		{"KVM_GET_VCPU_MMAP_SIZE", kvmGetVCPUMmapSize, 0xae04},
 		{"KVM_CREATE_VCPU", kvmCreateVCPU, 0xae41},
+		{"KVM_SET_TSS_ADDR", kvmSetTSSAddr, 0xae47},
 		{"KVM_SET_USER_MEMORY_REGION", kvmSetUserMemoryRegion, 0x4020ae46},
 		{"KVM_RUN", kvmRunIoctl, 0xae80},
 		{"KVM_SET_REGS", kvmSetRegs, 0x4090ae82},

@@ -93,34 +93,39 @@ func (v VirtiofsdPlan) Args(sandbox string) []string {
 const virtiofsdWait = 10 * time.Second
 
 // virtiofsds starts one virtiofsd per virtiofs share before QEMU, which
-// connects to their sockets at start-up. They end with the VM: undo (kept
-// until Release) kills them; each also exits by itself when QEMU goes.
-func (p *Plan) virtiofsds(out *Prepared) (func(), bool, error) {
+// connects to their sockets at start-up. A virtiofsd serves one QEMU
+// connection, so this is a per-run step: the run's release kills them and
+// removes their sockets; each also exits by itself when QEMU goes.
+func (p *Plan) virtiofsds(out *Run) error {
 	var procs []daemon
-	stop := func() {
+	stop := func() error {
 		for _, d := range procs {
 			d.proc.Kill()
 			<-d.exited
 		}
+		var errs []error
 		for _, v := range p.Virtiofsd {
-			os.Remove(v.Socket)
+			if err := os.Remove(v.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
+		return errors.Join(errs...)
 	}
 	for _, v := range p.Virtiofsd {
 		d, sandbox, err := startVirtiofsd(v)
 		if err != nil {
 			stop()
-			return nil, false, err
+			return err
 		}
 		if sandbox != "namespace" {
 			out.Warnings = append(out.Warnings, "virtiofsd for "+v.Source+": no namespaces here; confined with chroot instead")
 		}
 		procs = append(procs, d)
 	}
-	if len(procs) == 0 {
-		return nil, false, nil
+	if len(procs) > 0 {
+		out.c.always("virtiofsd", stop)
 	}
-	return stop, true, nil
+	return nil
 }
 
 type daemon struct {

@@ -68,19 +68,17 @@ func TestVirtiofsdStep(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "virtiofs-1.sock")
 	p := &Plan{Virtiofsd: []VirtiofsdPlan{{Binary: bin, Source: t.TempDir(), Socket: sock}}}
-	out := &Prepared{}
-	undo, keep, err := p.virtiofsds(out)
-	if err != nil {
+	out := &Run{}
+	if err := p.virtiofsds(out); err != nil {
 		t.Fatal(err)
-	}
-	if !keep || undo == nil {
-		t.Fatal("virtiofsd is not kept to the end of the VM")
 	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
 		t.Errorf("socket: %v", err)
 	}
 	t.Logf("warnings: %q", out.Warnings)
-	undo()
+	if err := out.Release(); err != nil {
+		t.Error(err)
+	}
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket after undo: %v", err)
 	}
@@ -89,7 +87,7 @@ func TestVirtiofsdStep(t *testing.T) {
 func TestVirtiofsdStepFails(t *testing.T) {
 	dir := t.TempDir()
 	p := &Plan{Virtiofsd: []VirtiofsdPlan{{Binary: "/bin/false", Source: dir, Socket: filepath.Join(dir, "s.sock")}}}
-	if _, _, err := p.virtiofsds(&Prepared{}); err == nil || !strings.Contains(err.Error(), "FILESYSTEM_DRIVER=9p") {
+	if err := p.virtiofsds(&Run{}); err == nil || !strings.Contains(err.Error(), "FILESYSTEM_DRIVER=9p") {
 		t.Errorf("err %v", err)
 	}
 }
