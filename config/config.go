@@ -156,6 +156,8 @@ type Config struct {
 	VNCPort int // 0: no VNC
 
 	Redfish Redfish
+
+	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
 }
 
 // Redfish is the BMC endpoint (REDFISH_*).

@@ -20,6 +20,7 @@ var sections = []section{
 	{"", reflect.TypeOf(rawMachine{}), ""},
 	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", reflect.TypeOf(rawNIC{}), "NETWORK_"},
 	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), reflect.TypeOf(rawDisk{}), ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), reflect.TypeOf(rawShare{}), "FILESYSTEM_"},
 }
 
 // WriteHelp lists every variable with its default and meaning.

@@ -27,6 +27,8 @@ needs=(
   /usr/lib/python3/dist-packages/sushy/__init__.py python3-sushy
   sushycli python3-sushy-cli
   redfishtool redfishtool
+  /usr/sbin/qemu-ga qemu-guest-agent
+  /usr/lib/qemu/virtiofsd qemu-system-common
 )
 
 missing=()

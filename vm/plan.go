@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
@@ -24,11 +25,13 @@ type Facts struct {
 	Links          map[string]netcfg.Link // bridges and parent NICs the NICs name; absent: missing
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
+	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 }
 
 // Paths are the files of the state folder.
 type Paths struct {
 	State, Disk, Seed, Vars, QMP, QMPProbe, SerialLog, Lock, Salt, UUID, Control string
+	QGA                                                                          string // the guest agent's socket
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -44,6 +47,7 @@ func PathsFor(c *config.Config) Paths {
 		SerialLog: filepath.Join(s, "serial.log"),
 		Lock:      filepath.Join(s, "lock"),
 		Salt:      filepath.Join(s, "password-salt"),
+		QGA:       filepath.Join(s, "qga.sock"),
 		UUID:      filepath.Join(s, "uuid"),
 		Control:   ControlSocket(s),
 	}
@@ -81,6 +85,10 @@ type Plan struct {
 	Firmwares map[config.BootMode]Firmware
 	Persist   bool // keep the state folder when the VM ends
 	Warnings  []string
+	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
+	// guest mounts (cloud-init).
+	Virtiofsd []VirtiofsdPlan
+	Mounts    []cloudinit.Mount
 }
 
 // Firmware is a UEFI code file and the template of its variables.
@@ -118,6 +126,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
 		VNCDisplay: -1,
+		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
 	if c.VNCPort != 0 {
@@ -153,6 +162,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed
+	}
+	if err := p.planShares(&s, f); err != nil {
+		return nil, err
 	}
 	for _, n := range c.NICs {
 		np := NICPlan{NIC: n}

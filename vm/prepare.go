@@ -157,6 +157,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
 		{"cloud-init seed", func(context.Context) error { return p.seed(out) }},
 		{"network", func(context.Context) error { return p.network(out) }},
+		{"virtiofsd", func(context.Context) error { return p.virtiofsds(out) }},
 	}
 	if err := runSteps(ctx, &out.c, steps); err != nil {
 		return nil, err
@@ -283,7 +284,7 @@ func (p *Plan) wipeState() error {
 func (p *Plan) staleSockets(out *Run) error {
 	remove := func() error {
 		var errs []error
-		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe} {
+		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.QGA} {
 			if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -472,6 +473,7 @@ func (p *Plan) seed(out *Run) error {
 		UserData:      c.UserData,
 		NetworkConfig: c.NetworkConfig,
 		Salt:          salt,
+		Mounts:        p.Mounts,
 	}
 	if c.SSHPubKey != "" {
 		s.SSHKeys = []string{c.SSHPubKey}
