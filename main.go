@@ -331,6 +331,7 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
+		Virtiofsd:      vm.FindVirtiofsd(),
 	}
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
