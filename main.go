@@ -40,11 +40,16 @@ const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --h
        vmrunner boot-mode uefi|legacy|secure
        vmrunner media insert URL-OR-PATH | vmrunner media eject
        vmrunner console
+       vmrunner exec [--timeout D] [-i] [--] COMMAND-LINE | PROGRAM ARG...
+                (also: guest-exec)
 
 Without arguments, runs one QEMU VM configured by environment variables
 (see --help). The other verbs talk to that running vmrunner through
 control.sock in its state folder, found from DATA_DIR and GUEST_NAME
-(docs/lifecycle.md).
+(docs/lifecycle.md). exec runs a command in the guest through the QEMU
+guest agent and exits with its status: 124 when --timeout passed, 125
+when no vmrunner answers, 127 when the VM is off or no agent answers
+(docs/guest.md).
 `
 
 func main() {

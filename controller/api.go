@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 )
 
 // PowerState is where the VM is in its life.
@@ -136,4 +137,10 @@ type API interface {
 	// SetDisplayPassword changes the VNC password of the running QEMU and
 	// of the next starts.
 	SetDisplayPassword(ctx context.Context, password string) error
+
+	// GuestExec runs a command in the guest through the QEMU guest agent,
+	// streaming its output to cmd.Stdout and cmd.Stderr; ErrState when no
+	// QEMU runs, guestagent.ErrNoAgent or ErrNoChannel when no agent
+	// answers. When ctx ends first the command is sent SIGTERM.
+	GuestExec(ctx context.Context, cmd guestagent.Command) (guestagent.Result, error)
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 	"github.com/vmrunner/vmrunner/qemu"
 	"github.com/vmrunner/vmrunner/supervisor"
 	"github.com/vmrunner/vmrunner/vm"
@@ -67,8 +68,12 @@ type Controller struct {
 	over   chan struct{} // closed when Run has returned
 	serial *serialHub
 
-	mu     sync.Mutex // guards status and subs
+	mu     sync.Mutex // guards status, subs and agent
 	status Status
+	// agent is the current run's guest agent client; nil when no QEMU
+	// runs or it has no agent channel. Calls on it run outside the loop:
+	// a guest command may take minutes.
+	agent  *guestagent.Client
 	subs   map[int]chan Event
 	nextID int
 
@@ -237,6 +242,7 @@ func (c *Controller) onLateQMP(m *qemu.Monitor, ok bool) {
 	}
 	r.mon = m
 	c.log.Info("QMP connected late", zap.Duration("after", time.Since(r.started)))
+	c.restrictAgent(r.made.Spec.GuestAgent)
 	switch {
 	case r.forced:
 		go func() { _ = m.Quit() }()
@@ -351,11 +357,17 @@ func (c *Controller) powerOn(reason string) error {
 	r := &run{gen: gen, proc: proc, made: made, settings: s, started: time.Now()}
 	c.cur = r
 	c.serial.setInput(proc.Stdin)
+	if made.Spec.GuestAgent != "" {
+		c.mu.Lock()
+		c.agent = guestagent.New(made.Spec.GuestAgent, guestagent.Options{})
+		c.mu.Unlock()
+	}
 	select {
 	case m, ok := <-proc.QMP:
 		r.mon, r.qmpGone = m, !ok
 		if ok {
 			c.log.Debug("QMP connected", zap.String("socket", p.Paths.QMP))
+			c.restrictAgent(made.Spec.GuestAgent)
 		}
 	case <-proc.Done():
 		// onExit, from the loop, says how it ended.
@@ -420,6 +432,14 @@ func (c *Controller) onExit() {
 	if r.mon != nil {
 		_ = r.mon.Close()
 	}
+	c.mu.Lock()
+	if a := c.agent; a != nil {
+		// Close waits for a call in flight (up to its timeout); the loop
+		// must not. That call fails on the dead socket anyway.
+		go func() { _ = a.Close() }()
+		c.agent = nil
+	}
+	c.mu.Unlock()
 	c.serial.setInput(nil)
 	if err := r.made.Release(); err != nil {
 		c.log.Warn("undoing the run's start-up", zap.Error(err))
@@ -521,6 +541,17 @@ func (c *Controller) force(why string) {
 		return
 	}
 	_ = r.proc.Kill()
+}
+
+// restrictAgent narrows the agent socket to its owner once QEMU has made
+// it: QEMU answers QMP only after creating its chardevs.
+func (c *Controller) restrictAgent(path string) {
+	if path == "" {
+		return
+	}
+	if err := guestagent.Restrict(path); err != nil {
+		c.log.Warn("restricting the guest agent socket", zap.Error(err))
+	}
 }
 
 // qmp runs a QMP command on the current run, bounded by qmpTimeout.
@@ -759,6 +790,21 @@ func (c *Controller) EjectMedia(ctx context.Context) error {
 
 func (c *Controller) AttachSerial(ctx context.Context) (io.ReadWriteCloser, error) {
 	return c.serial.attach(), nil
+}
+
+// GuestExec runs cmd in the guest through the current run's agent,
+// outside the controller's goroutine.
+func (c *Controller) GuestExec(ctx context.Context, cmd guestagent.Command) (guestagent.Result, error) {
+	c.mu.Lock()
+	a, power := c.agent, c.status.Power
+	c.mu.Unlock()
+	switch {
+	case power == Off || power == Starting:
+		return guestagent.Result{}, fmt.Errorf("%w: the VM is %s", ErrState, power)
+	case a == nil:
+		return guestagent.Result{}, fmt.Errorf("this VM has no agent channel: %w", guestagent.ErrNoChannel)
+	}
+	return a.Exec(ctx, cmd)
 }
 
 // DialDisplay connects to the running QEMU's VNC server (RFB, no
