@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,22 @@ import (
 
 	"github.com/vmrunner/vmrunner/guestagent"
 )
+
+// vmExec runs `vmrunner exec args…` against v, as a user would, and
+// returns its stdout, stderr and exit status.
+func vmExec(t *testing.T, v *VM, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"exec"}, args...)...)
+	cmd.Env = []string{"DATA_DIR=" + v.DataDir, "GUEST_NAME=" + v.Name, "PATH=" + os.Getenv("PATH")}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("vmrunner exec %q: %v", args, err)
+	}
+	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
 
 // agentExec runs argv in the guest through the agent and returns stdout,
 // stderr and the exit code; a failed call fails the test.
@@ -237,6 +254,17 @@ func TestGuestAgentAbsent(t *testing.T) {
 	t.Logf("exec without agent failed after %s: %v", took.Round(time.Millisecond), err)
 	if took > guestagent.DefaultSyncTimeout+10*time.Second {
 		t.Errorf("took %s; the sync timeout is %s", took, guestagent.DefaultSyncTimeout)
+	}
+	// The same through the controller, as a user meets it.
+	t0 = time.Now()
+	out, stderr, code := vmExec(t, v, "echo", "hi")
+	took = time.Since(t0)
+	t.Logf("vmrunner exec without agent: exit %d after %s: %s", code, took.Round(time.Millisecond), strings.TrimSpace(stderr))
+	if code != 127 || out != "" || !strings.Contains(stderr, "qemu-guest-agent") {
+		t.Errorf("vmrunner exec without agent: exit %d, stdout %q, stderr %q; want 127 naming qemu-guest-agent", code, out, stderr)
+	}
+	if took > guestagent.DefaultSyncTimeout+10*time.Second {
+		t.Errorf("vmrunner exec took %s; the sync timeout is %s", took, guestagent.DefaultSyncTimeout)
 	}
 	v.Signal(syscall.SIGTERM)
 	v.Wait(2 * time.Minute)
