@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 	"github.com/vmrunner/vmrunner/supervisor"
 	"github.com/vmrunner/vmrunner/vm"
 )
@@ -545,5 +546,30 @@ func TestRequestsAfterTheEndAreRefused(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("PowerOn after the end blocks")
+	}
+}
+
+// TestGuestExecFollowsTheRun: no command runs while the VM is off; while
+// it runs, the run's agent client answers (this fake QEMU makes no agent
+// socket: ErrNoChannel), and the client goes with the run.
+func TestGuestExecFollowsTheRun(t *testing.T) {
+	f := newFixture(t, options{keepAlive: true})
+	time.Sleep(50 * time.Millisecond)
+	cmd := guestagent.Command{Path: "true"}
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, ErrState) {
+		t.Errorf("exec while off: %v, want ErrState", err)
+	}
+	if err := f.c.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, guestagent.ErrNoChannel) {
+		t.Errorf("exec without an agent socket: %v, want ErrNoChannel", err)
+	}
+	if err := f.c.PowerOff(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	f.waitPower(Off)
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, ErrState) {
+		t.Errorf("exec after the run: %v, want ErrState", err)
 	}
 }
