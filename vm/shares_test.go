@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,12 @@ func TestPlanShares(t *testing.T) {
 	}
 	if len(p.Warnings) != 0 {
 		t.Errorf("warnings %q", p.Warnings)
+	}
+	// A confined QEMU gets virtiofsd's socket with its own files; the 9p
+	// folders are not handed over.
+	own, read, write := p.QEMUFiles(p.Spec, "")
+	if !slices.Contains(own, st+"/virtiofs-1.sock") || slices.Contains(read, dir) || slices.Contains(write, dir) {
+		t.Errorf("QEMU's files: own %q, read %q, write %q; want the virtiofs socket among its own", own, read, write)
 	}
 
 	// No virtiofsd: the default driver falls back with a warning …
