@@ -101,6 +101,7 @@ type run struct {
 	stopping  bool
 	forced    bool
 	deadline  <-chan time.Time
+	agentAsk  <-chan time.Time // halfway to deadline: ask the guest agent
 	killTimer <-chan time.Time
 	shutdown  string // the reason of QMP's SHUTDOWN event
 	qmpGone   bool   // QMP never connected and never will (QEMU ended)
@@ -199,11 +200,12 @@ func (c *Controller) Run(ctx context.Context) int {
 		var (
 			done      <-chan struct{}
 			deadline  <-chan time.Time
+			agentAsk  <-chan time.Time
 			killTimer <-chan time.Time
 			late      <-chan *qemu.Monitor
 		)
 		if r := c.cur; r != nil {
-			done, deadline, killTimer = r.proc.Done(), r.deadline, r.killTimer
+			done, deadline, agentAsk, killTimer = r.proc.Done(), r.deadline, r.agentAsk, r.killTimer
 			if r.mon == nil && !r.qmpGone {
 				late = r.proc.QMP
 			}
@@ -218,6 +220,9 @@ func (c *Controller) Run(ctx context.Context) int {
 		case <-ctx.Done():
 			c.onShutdown()
 			ctx = context.Background() // once
+		case <-agentAsk:
+			c.cur.agentAsk = nil
+			c.askAgentShutdown()
 		case <-deadline:
 			c.force(fmt.Sprintf("guest did not power off within %s", c.o.Plan.Config.ShutdownTimeout))
 		case <-killTimer:
@@ -509,6 +514,7 @@ func (c *Controller) stop(graceful bool, reason string) {
 	timeout := c.o.Plan.Config.ShutdownTimeout
 	c.log.Info("stop requested: pressing the ACPI power button", zap.Duration("timeout", timeout))
 	r.deadline = time.After(timeout)
+	r.agentAsk = time.After(timeout / 2)
 	paused := c.power() == Paused
 	c.setPower(Stopping, reason)
 	if m := r.mon; m != nil {
@@ -530,7 +536,7 @@ func (c *Controller) force(why string) {
 	if r == nil || r.forced {
 		return
 	}
-	r.forced, r.stopping, r.deadline = true, true, nil
+	r.forced, r.stopping, r.deadline, r.agentAsk = true, true, nil, nil
 	c.log.Warn("stopping QEMU by force", zap.String("reason", why))
 	if c.power() != Stopping {
 		c.setPower(Stopping, why)
@@ -541,6 +547,29 @@ func (c *Controller) force(why string) {
 		return
 	}
 	_ = r.proc.Kill()
+}
+
+// askAgentShutdown is the stop policy's second try: a guest that has
+// ignored the ACPI button for half of SHUTDOWN_TIMEOUT (no acpid, a
+// desktop asking its absent user) is asked through its agent, if one
+// answers, before the deadline forces it.
+func (c *Controller) askAgentShutdown() {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil {
+		return
+	}
+	c.log.Info("the guest ignores the ACPI button: asking its guest agent to power off")
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), guestagent.DefaultSyncTimeout+qmpTimeout)
+		defer cancel()
+		if err := a.Shutdown(ctx, guestagent.PowerDown); err != nil {
+			c.log.Info("the guest agent did not take the power-off", zap.Error(err))
+			return
+		}
+		c.log.Info("the guest agent took the power-off")
+	}()
 }
 
 // restrictAgent narrows the agent socket to its owner once QEMU has made

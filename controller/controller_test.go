@@ -214,6 +214,10 @@ func TestIgnoredButtonIsForcedAfterTimeout(t *testing.T) {
 	if !strings.Contains(f.qmpLog(), "quit") {
 		t.Errorf("no quit sent: %q", f.qmpLog())
 	}
+	// Halfway, the guest agent was asked (this fake QEMU has none).
+	if f.logs.FilterMessage("the guest ignores the ACPI button: asking its guest agent to power off").Len() != 1 {
+		t.Errorf("the guest agent was not asked halfway; transitions %v", f.transitions())
+	}
 }
 
 func TestIgnoredQuitIsKilled(t *testing.T) {
