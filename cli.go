@@ -271,6 +271,12 @@ func printStatus(w io.Writer, s *controller.Status) {
 	for _, n := range s.NICs {
 		fmt.Fprintf(tw, "nic %d\t%s %s %s\n", n.Index, n.Mode, n.MAC, strings.Join(n.Forwards, ", "))
 	}
+	if g := s.Guest; g != nil {
+		fmt.Fprintf(tw, "guest\t%s, %s (%s), agent seen %s ago\n", g.HostName, g.OS, g.Kernel, time.Since(g.Updated).Round(time.Second))
+		for _, a := range g.Addresses {
+			fmt.Fprintf(tw, "guest address\t%s\n", a)
+		}
+	}
 	_ = tw.Flush()
 }
 

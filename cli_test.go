@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -99,6 +101,23 @@ func TestExecExitCodes(t *testing.T) {
 	} {
 		if code := client(tc.args, env); code != tc.want {
 			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.want)
+		}
+	}
+}
+
+func TestPrintStatusShowsTheGuest(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, &controller.Status{Name: "vm", Power: controller.Running})
+	if strings.Contains(b.String(), "guest") {
+		t.Errorf("without an agent:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, &controller.Status{Name: "vm", Power: controller.Running, Guest: &controller.GuestInfo{
+		HostName: "web1", OS: "Debian GNU/Linux 12 (bookworm)", Kernel: "6.1.0-28-amd64",
+		Addresses: []string{"eth0 10.0.2.15/24"}, Updated: time.Now()}})
+	for _, want := range []string{"web1, Debian GNU/Linux 12 (bookworm) (6.1.0-28-amd64)", "guest address  eth0 10.0.2.15/24"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
 }

@@ -74,6 +74,8 @@ type Status struct {
 	Media     Media           `json:"media"`
 	NICs      []NIC           `json:"nics"`
 	LastExit  string          `json:"last_exit,omitempty"` // how the last QEMU run ended
+	// Guest is what the guest agent last reported; nil while none answers.
+	Guest *GuestInfo `json:"guest,omitempty"`
 }
 
 // Event is one transition of the power state.

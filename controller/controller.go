@@ -104,6 +104,7 @@ type run struct {
 	agentAsk  <-chan time.Time // halfway to deadline: ask the guest agent
 	killTimer <-chan time.Time
 	shutdown  string // the reason of QMP's SHUTDOWN event
+	endWatch  func() // stops watchGuest
 	qmpGone   bool   // QMP never connected and never will (QEMU ended)
 }
 
@@ -363,9 +364,13 @@ func (c *Controller) powerOn(reason string) error {
 	c.cur = r
 	c.serial.setInput(proc.Stdin)
 	if made.Spec.GuestAgent != "" {
+		a := guestagent.New(made.Spec.GuestAgent, guestagent.Options{})
 		c.mu.Lock()
-		c.agent = guestagent.New(made.Spec.GuestAgent, guestagent.Options{})
+		c.agent = a
 		c.mu.Unlock()
+		var ctx context.Context
+		ctx, r.endWatch = context.WithCancel(context.Background())
+		go c.watchGuest(ctx, a)
 	}
 	select {
 	case m, ok := <-proc.QMP:
@@ -437,7 +442,11 @@ func (c *Controller) onExit() {
 	if r.mon != nil {
 		_ = r.mon.Close()
 	}
+	if r.endWatch != nil {
+		r.endWatch()
+	}
 	c.mu.Lock()
+	c.status.Guest = nil
 	if a := c.agent; a != nil {
 		// Close waits for a call in flight (up to its timeout); the loop
 		// must not. That call fails on the dead socket anyway.
