@@ -2,7 +2,7 @@ package integration
 
 import (
 	"bytes"
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrunner/vmrunner/controller"
 	"github.com/vmrunner/vmrunner/guestagent"
 )
 
@@ -35,41 +36,54 @@ func vmExec(t *testing.T, v *VM, args ...string) (string, string, int) {
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
 
-// agentExec runs argv in the guest through the agent and returns stdout,
-// stderr and the exit code; a failed call fails the test.
-func agentExec(t *testing.T, c *guestagent.Client, timeout time.Duration, argv ...string) (string, string, int) {
+// agentExec runs argv in the guest through `vmrunner exec` (the
+// controller owns the agent channel) and returns stdout, stderr and the
+// exit code; a command that did not run fails the test.
+func agentExec(t *testing.T, v *VM, timeout time.Duration, argv ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out, errb bytes.Buffer
-	res, err := c.Exec(ctx, guestagent.Command{Path: argv[0], Args: argv[1:], Stdout: &out, Stderr: &errb})
-	if err != nil {
-		t.Fatalf("exec %q: %v (stdout %q, stderr %q)", argv, err, out.String(), errb.String())
+	out, errOut, code := vmExec(t, v, append([]string{"--timeout", timeout.String(), "--"}, argv...)...)
+	if code >= 124 && code <= 127 && strings.Contains(errOut, "vmrunner exec:") {
+		t.Fatalf("exec %q: exit %d: %s (stdout %q)", argv, code, errOut, out)
 	}
-	return out.String(), errb.String(), res.ExitCode
+	return out, errOut, code
 }
 
-// waitAgent pings the agent until it answers (the guest has booted and
+// waitAgent runs `true` until the agent answers (the guest has booted and
 // started qemu-guest-agent).
-func waitAgent(t *testing.T, v *VM, c *guestagent.Client, timeout time.Duration) {
+func waitAgent(t *testing.T, v *VM, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var err error
+	var errOut string
 	for time.Now().Before(deadline) {
 		select {
 		case <-v.exited:
 			t.Fatalf("vmrunner exited (status %d) while waiting for the guest agent", v.ExitCode())
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = c.Ping(ctx)
-		cancel()
-		if err == nil {
+		var code int
+		if _, errOut, code = vmExec(t, v, "true"); code == 0 {
 			return
 		}
 		time.Sleep(2 * time.Second)
 	}
-	t.Fatalf("the guest agent never answered within %s: %v", timeout, err)
+	t.Fatalf("the guest agent never answered within %s: %s", timeout, errOut)
+}
+
+// guestStatus waits for `vmrunner status --json` to carry what the guest
+// agent reports.
+func guestStatus(t *testing.T, v *VM, timeout time.Duration) *controller.GuestInfo {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		cmd := exec.Command(binary, "status", "--json")
+		cmd.Env = []string{"DATA_DIR=" + v.DataDir, "GUEST_NAME=" + v.Name, "PATH=" + os.Getenv("PATH")}
+		b, err := cmd.Output()
+		var st controller.Status
+		if err == nil && json.Unmarshal(b, &st) == nil && st.Guest != nil {
+			return st.Guest
+		}
+	}
+	t.Fatalf("vmrunner status never showed the guest within %s", timeout)
+	return nil
 }
 
 // lockedBuffer collects a stream and tells when it holds want.
@@ -98,11 +112,11 @@ func (b *lockedBuffer) String() string {
 }
 
 // TestGuestAgent boots the Debian 12 cloud guest and works it only through
-// the guest agent on STATE/qga.sock: the socket is the owner's alone,
-// exec keeps stdout, stderr and the exit code apart and streams output
-// while the command runs, the hostname resolves (sudo is quiet), the info
-// commands answer, and guest-shutdown powers the guest off (vmrunner
-// exits 0).
+// its guest agent, as a user does with `vmrunner exec` and `vmrunner
+// status`: the socket is the owner's alone, exec keeps stdout, stderr and
+// the exit code apart and streams output while the command runs, the
+// hostname resolves (sudo is quiet), status shows what the agent reports,
+// and a poweroff run through exec ends vmrunner with 0.
 func TestGuestAgent(t *testing.T) {
 	img := needCloudGuest(t)
 	t.Parallel()
@@ -124,29 +138,16 @@ func TestGuestAgent(t *testing.T) {
 	start := time.Now()
 	v := Start(t, env)
 	sock := filepath.Join(v.StateDir(), "qga.sock")
-	c := guestagent.New(sock, guestagent.Options{})
-	defer c.Close()
-	waitAgent(t, v, c, 20*time.Minute) // a loaded 2-core host took 8 min
+	waitAgent(t, v, 20*time.Minute) // a loaded 2-core host took 8 min
 	t.Logf("vmrunner start to the agent's first answer: %s", time.Since(start).Round(time.Second))
 
-	// Only the owner can connect: QEMU made the socket with vmrunner's
-	// umask; Restrict (the controller's job once QEMU runs) makes it 0600.
-	fi, err := os.Stat(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("qga.sock as QEMU made it: %v", fi.Mode())
-	if fi.Mode().Perm()&0o022 != 0 {
-		t.Errorf("qga.sock mode %v lets others connect", fi.Mode())
-	}
-	if err := guestagent.Restrict(sock); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(sock); fi.Mode().Perm() != 0o600 {
-		t.Errorf("qga.sock mode %v after Restrict, want 0600", fi.Mode().Perm())
+	// Only the owner can connect: the controller narrows it to 0600 once
+	// QEMU runs.
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("qga.sock: %v, %v; want mode 0600", fi, err)
 	}
 
-	out, errOut, code := agentExec(t, c, 2*time.Minute, "sh", "-c", "echo out; echo err >&2; exit 7")
+	out, errOut, code := agentExec(t, v, 2*time.Minute, "sh", "-c", "echo out; echo err >&2; exit 7")
 	if out != "out\n" || errOut != "err\n" || code != 7 {
 		t.Errorf("stdout %q stderr %q exit %d; want \"out\\n\" \"err\\n\" 7", out, errOut, code)
 	}
@@ -156,11 +157,11 @@ func TestGuestAgent(t *testing.T) {
 	first := &lockedBuffer{want: "first\n", seen: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		_, err := c.Exec(ctx, guestagent.Command{Path: "sh", Args: []string{"-c",
-			"echo first; while [ ! -e /run/vmtest-release ]; do sleep 0.2; done; echo second"}, Stdout: first})
-		done <- err
+		cmd := exec.Command(binary, "exec", "--timeout", "5m",
+			"echo first; while [ ! -e /run/vmtest-release ]; do sleep 0.2; done; echo second")
+		cmd.Env = []string{"DATA_DIR=" + v.DataDir, "GUEST_NAME=" + v.Name, "PATH=" + os.Getenv("PATH")}
+		cmd.Stdout = first
+		done <- cmd.Run()
 	}()
 	select {
 	case <-first.seen:
@@ -169,7 +170,7 @@ func TestGuestAgent(t *testing.T) {
 	case <-time.After(5 * time.Minute):
 		t.Fatal("its first line never arrived while the command ran")
 	}
-	if _, _, code := agentExec(t, c, 2*time.Minute, "touch", "/run/vmtest-release"); code != 0 {
+	if _, _, code := agentExec(t, v, 2*time.Minute, "touch", "/run/vmtest-release"); code != 0 {
 		t.Fatal("touch failed")
 	}
 	if err := <-done; err != nil || first.String() != "first\nsecond\n" {
@@ -180,57 +181,43 @@ func TestGuestAgent(t *testing.T) {
 	var times []time.Duration
 	for range 5 {
 		t0 := time.Now()
-		agentExec(t, c, time.Minute, "true")
+		agentExec(t, v, time.Minute, "true")
 		times = append(times, time.Since(t0))
 	}
 	slices.Sort(times)
-	t.Logf("exec true round trip: median %s (min %s, max %s, 5 runs, TCG)", times[2].Round(time.Millisecond), times[0].Round(time.Millisecond), times[4].Round(time.Millisecond))
+	t.Logf("vmrunner exec true round trip: median %s (min %s, max %s, 5 runs, TCG)", times[2].Round(time.Millisecond), times[0].Round(time.Millisecond), times[4].Round(time.Millisecond))
 
 	// A command that runs for minutes (its progress dots stream): the
 	// guest's first boot. manage_etc_hosts has run by the time it is done.
-	if out, _, code := agentExec(t, c, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
+	if out, _, code := agentExec(t, v, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
 		t.Errorf("cloud-init status --wait: exit %d: %s", code, out)
 	}
 	// The hostname resolves: sudo prints nothing.
-	if out, errOut, code := agentExec(t, c, time.Minute, "sudo", "true"); code != 0 || out+errOut != "" {
+	if out, errOut, code := agentExec(t, v, time.Minute, "sudo", "true"); code != 0 || out+errOut != "" {
 		t.Errorf("sudo true: exit %d, output %q", code, out+errOut)
 	}
-	if out, _, code := agentExec(t, c, time.Minute, "getent", "hosts", "agentvm"); code != 0 || !strings.Contains(out, "agentvm") {
+	if out, _, code := agentExec(t, v, time.Minute, "getent", "hosts", "agentvm"); code != 0 || !strings.Contains(out, "agentvm") {
 		t.Errorf("getent hosts agentvm: exit %d %q", code, out)
 	}
 	// No spool file is left behind.
-	if out, _, _ := agentExec(t, c, time.Minute, "sh", "-c", "ls /run /tmp | grep -c vmrunner-exec || true"); strings.TrimSpace(out) != "0" {
+	if out, _, _ := agentExec(t, v, time.Minute, "sh", "-c", "ls /run /tmp | grep -c vmrunner-exec || true"); strings.TrimSpace(out) != "0" {
 		t.Errorf("spool files left in the guest: %q", out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if h, err := c.HostName(ctx); err != nil || h != "agentvm" {
-		t.Errorf("host name %q, %v", h, err)
-	}
-	if o, err := c.OSInfo(ctx); err != nil || o.ID != "debian" || o.VersionID != "12" {
-		t.Errorf("OS info %+v, %v", o, err)
-	}
-	ifs, err := c.Interfaces(ctx)
-	var addrs []string
-	for _, i := range ifs {
-		for _, a := range i.Addresses {
-			addrs = append(addrs, a.String())
-		}
-	}
-	if err != nil || !slices.Contains(addrs, "10.0.2.15/24") {
-		t.Errorf("addresses %q, %v; want QEMU user networking's 10.0.2.15/24", addrs, err)
+	g := guestStatus(t, v, 2*time.Minute)
+	t.Logf("status: guest %+v", *g)
+	if g.HostName != "agentvm" || !strings.Contains(g.OS, "Debian") || !slices.ContainsFunc(g.Addresses, func(a string) bool { return strings.HasSuffix(a, " 10.0.2.15/24") }) {
+		t.Errorf("status guest %+v; want agentvm, Debian, QEMU user networking's 10.0.2.15/24", *g)
 	}
 
-	// guest-shutdown: the guest powers itself off, vmrunner exits 0.
+	// A poweroff through exec: the guest powers itself off, vmrunner
+	// exits 0 (exec itself may lose its answer as the VM goes).
 	stop := time.Now()
-	if err := c.Shutdown(ctx, guestagent.PowerDown); err != nil {
-		t.Fatal(err)
-	}
+	vmExec(t, v, "--timeout", "1m", "systemctl", "poweroff")
 	if code := v.Wait(5 * time.Minute); code != 0 {
-		t.Errorf("vmrunner exit status %d after guest-shutdown, want 0", code)
+		t.Errorf("vmrunner exit status %d after poweroff, want 0", code)
 	}
-	t.Logf("guest-shutdown to vmrunner exit: %s", time.Since(stop).Round(time.Second))
+	t.Logf("poweroff to vmrunner exit: %s", time.Since(stop).Round(time.Second))
 	if _, err := os.Stat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("qga.sock still there after the VM ended: %v", err)
 	}
@@ -243,22 +230,10 @@ func TestGuestAgentAbsent(t *testing.T) {
 	t.Parallel()
 	v := Start(t, GuestEnv(t))
 	v.WaitReady()
-	c := guestagent.New(filepath.Join(v.StateDir(), "qga.sock"), guestagent.Options{})
-	defer c.Close()
+	// The controller owns the channel; a user meets it through exec.
 	t0 := time.Now()
-	_, err := c.Exec(context.Background(), guestagent.Command{Path: "true"})
-	took := time.Since(t0)
-	if !errors.Is(err, guestagent.ErrNoAgent) || !strings.Contains(err.Error(), "qemu-guest-agent") {
-		t.Errorf("exec without agent: %v; want ErrNoAgent naming qemu-guest-agent", err)
-	}
-	t.Logf("exec without agent failed after %s: %v", took.Round(time.Millisecond), err)
-	if took > guestagent.DefaultSyncTimeout+10*time.Second {
-		t.Errorf("took %s; the sync timeout is %s", took, guestagent.DefaultSyncTimeout)
-	}
-	// The same through the controller, as a user meets it.
-	t0 = time.Now()
 	out, stderr, code := vmExec(t, v, "echo", "hi")
-	took = time.Since(t0)
+	took := time.Since(t0)
 	t.Logf("vmrunner exec without agent: exit %d after %s: %s", code, took.Round(time.Millisecond), strings.TrimSpace(stderr))
 	if code != 127 || out != "" || !strings.Contains(stderr, "qemu-guest-agent") {
 		t.Errorf("vmrunner exec without agent: exit %d, stdout %q, stderr %q; want 127 naming qemu-guest-agent", code, out, stderr)
@@ -331,14 +306,12 @@ func TestSharedFolders(t *testing.T) {
 		"FILESYSTEM_DRIVER": "virtiofs",
 	}
 	v := Start(t, env)
-	c := guestagent.New(filepath.Join(v.StateDir(), "qga.sock"), guestagent.Options{})
-	defer c.Close()
-	waitAgent(t, v, c, 15*time.Minute)
-	if out, _, code := agentExec(t, c, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
+	waitAgent(t, v, 15*time.Minute)
+	if out, _, code := agentExec(t, v, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
 		t.Errorf("cloud-init status --wait: exit %d: %s", code, out)
 	}
 	sh := func(script string) (string, string, int) {
-		return agentExec(t, c, 5*time.Minute, "sh", "-c", script)
+		return agentExec(t, v, 5*time.Minute, "sh", "-c", script)
 	}
 	if out, _, _ := sh("findmnt -n -o SOURCE,FSTYPE /srv/host; grep share1 /etc/fstab"); out != "share1 virtiofs\nshare1 /srv/host virtiofs nofail 0 0\n" {
 		t.Errorf("mount and fstab:\n%s", out)
