@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -32,7 +33,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `usage: vmrunner [--dry-run | --show-config | --list-distros | --help | --version]
+const usage = `usage: vmrunner [--no-console] [--dry-run | --show-config | --cleanup | --help | --version]
+       vmrunner --list-distros [--arch ARCH] [--type TYPE] [--search WORD]
        vmrunner health [--alive]
        vmrunner status [--json]
        vmrunner start | stop | kill | reset | reboot | pause | resume | nmi
@@ -60,11 +62,20 @@ func main() {
 }
 
 func run(args []string, environ []string) int {
+	args, environ = noConsoleFlag(args, environ)
+	if len(args) > 1 && args[0] == "--list-distros" {
+		return listDistros(config.EnvMap(environ)["CATALOG"], args[1:])
+	}
 	mode := ""
 	if len(args) > 0 {
 		mode = args[0]
 	}
 	switch mode {
+	case "--cleanup":
+		return cleanup(environ)
+	case "--show-xml":
+		fmt.Fprintln(os.Stderr, "vmrunner: --show-xml printed the seed project's libvirt domain XML; vmrunner runs QEMU without libvirt: --dry-run prints the QEMU command line")
+		return supervisor.ExitConfig
 	case "", "--dry-run", "--show-config":
 		if len(args) > 1 {
 			fmt.Fprint(os.Stderr, usage)
@@ -78,7 +89,7 @@ func run(args []string, environ []string) int {
 		fmt.Println(versionString())
 		return 0
 	case "--list-distros":
-		return listDistros(config.EnvMap(environ)["CATALOG"])
+		return listDistros(config.EnvMap(environ)["CATALOG"], nil)
 	default:
 		if isClientVerb(mode) {
 			return client(args, config.EnvMap(environ))
@@ -114,6 +125,42 @@ func run(args []string, environ []string) int {
 		return 0
 	}
 	return supervise(plan, log)
+}
+
+// noConsoleFlag takes the seed project's --no-console out of args, as
+// NO_CONSOLE=1, wherever it stands.
+func noConsoleFlag(args, environ []string) ([]string, []string) {
+	var rest []string
+	for _, a := range args {
+		if a == "--no-console" {
+			environ = append(environ, "NO_CONSOLE=1")
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return rest, environ
+}
+
+// cleanup removes the state folder of DATA_DIR and GUEST_NAME's VM: 0 when
+// removed or absent, 1 while the VM runs or on a failure, 2 for a bad
+// configuration.
+func cleanup(environ []string) int {
+	cfg, err := config.LoadState(config.EnvMap(environ), config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	paths := vm.PathsFor(cfg)
+	removed, err := vm.Cleanup(paths)
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "vmrunner --cleanup:", err)
+		return supervisor.ExitFault
+	case removed:
+		fmt.Fprintln(os.Stderr, "vmrunner: removed", paths.State)
+	default:
+		fmt.Fprintln(os.Stderr, "vmrunner: nothing to remove at", paths.State)
+	}
+	return 0
 }
 
 func supervise(plan *vm.Plan, log *zap.Logger) int {
@@ -175,6 +222,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 	}
 
 	cfg := plan.Config
+	// NO_CONSOLE: the serial console is still logged and served to
+	// `vmrunner console`, but not mirrored to stdout nor fed from stdin.
+	var console io.Writer = os.Stdout
+	if cfg.Hardware.NoConsole {
+		console = io.Discard
+	}
 	if !cfg.Sandbox {
 		log.Warn("SANDBOX=0: QEMU runs without its seccomp sandbox; a guest that takes QEMU over may exec programs and use every system call")
 	}
@@ -183,7 +236,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		Prepared:       prep,
 		Reaper:         reaper,
 		Log:            log,
-		Console:        os.Stdout,
+		Console:        console,
 		KeepAlive:      cfg.KeepAlive,
 		PowerOnAtStart: cfg.PowerOnAtStart,
 		Confine: func(spec qemu.Spec, base string) (*syscall.Credential, string, error) {
@@ -208,8 +261,10 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 			ctl.Shutdown()
 		}
 	}()
-	restore := consoleInput(ctl, log)
-	defer restore()
+	if !cfg.Hardware.NoConsole {
+		restore := consoleInput(ctl, log)
+		defer restore()
+	}
 	code := ctl.Run(context.Background())
 	if !ctl.Started() && ctl.StartError() != nil {
 		release = prep.Undo
@@ -315,15 +370,40 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 	}
 }
 
-func listDistros(catalog string) int {
+// listDistros prints the catalog, filtered by the seed project's --arch,
+// --type and --search flags.
+func listDistros(catalog string, flags []string) int {
+	var f image.Filter
+	for i := 0; i < len(flags); i += 2 {
+		if i+1 >= len(flags) {
+			fmt.Fprintf(os.Stderr, "vmrunner: %s needs a value\n%s", flags[i], usage)
+			return supervisor.ExitConfig
+		}
+		switch v := flags[i+1]; flags[i] {
+		case "--arch":
+			f.Arch = v
+		case "--type":
+			f.Type = v
+		case "--search":
+			f.Search = v
+		default:
+			fmt.Fprintf(os.Stderr, "vmrunner: unknown argument %q\n%s", flags[i], usage)
+			return supervisor.ExitConfig
+		}
+	}
 	cat, err := image.LoadCatalog(catalog)
 	if err != nil {
 		return configError(&config.Error{Var: "CATALOG", Value: catalog, Accepted: "a readable catalog YAML file", Err: err})
 	}
+	distros, err := cat.Select(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmrunner:", err)
+		return supervisor.ExitConfig
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISTRO\tFIRMWARE\tUSER\tDESCRIPTION")
-	for _, d := range cat.List() {
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", d.Name, d.Firmware, d.User, d.Description)
+	fmt.Fprintln(tw, "DISTRO\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
+	for _, d := range distros {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", d.Name, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
 	}
 	_ = tw.Flush()
 	return 0

@@ -17,6 +17,7 @@ import (
 type Seed struct {
 	Hostname string // local-hostname
 	User     string
+	Shell    string // User's login shell; "": /bin/bash
 	// Password is plain text; only its hash is written. Empty with SSH
 	// keys: the password is locked and SSH password login is off.
 	Password string
@@ -168,6 +169,9 @@ func (s Seed) setup() ([]byte, error) {
 		Shell:             "/bin/bash",
 		LockPasswd:        true,
 		SSHAuthorizedKeys: s.SSHKeys,
+	}
+	if s.Shell != "" {
+		u.Shell = s.Shell
 	}
 	if s.Password != "" {
 		u.LockPasswd, u.HashedPasswd = false, HashPassword(s.Password, s.Salt)

@@ -266,3 +266,29 @@ func TestFilesKeyOnlyLocksPassword(t *testing.T) {
 		})
 	}
 }
+
+func TestSeedShell(t *testing.T) {
+	for shell, want := range map[string]string{"": "/bin/bash", "/bin/sh": "/bin/sh", "/usr/bin/zsh": "/usr/bin/zsh"} {
+		s := Seed{Hostname: "vm", User: "user", Shell: shell, Password: "pw", Salt: "abcdefgh"}
+		files, err := s.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			Users []struct {
+				Shell string `yaml:"shell"`
+			} `yaml:"users"`
+			SystemInfo struct {
+				DefaultUser struct {
+					Shell string `yaml:"shell"`
+				} `yaml:"default_user"`
+			} `yaml:"system_info"`
+		}
+		if err := yaml.Unmarshal(files["user-data"], &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Users) != 1 || cfg.Users[0].Shell != want || cfg.SystemInfo.DefaultUser.Shell != want {
+			t.Errorf("SHELL %q: user-data has %+v, want shell %s", shell, cfg, want)
+		}
+	}
+}

@@ -117,9 +117,9 @@ type Config struct {
 	Machine         string
 	Accel           Accel
 	RequireKVM      bool
-	DiskSize        int64 // bytes
+	DiskSize        int64 // bytes; DISK_SIZE=max and half are resolved against DATA_DIR's free space
 	DiskBus         DiskBus
-	DiskCache       string // none, writeback, writethrough or unsafe
+	DiskCache       string // none, writeback, writethrough, directsync or unsafe
 	DiskIO          string // native, threads or io_uring
 	ExtraDisks      []ExtraDisk
 	Devices         []Device
@@ -155,7 +155,8 @@ type Config struct {
 
 	VNCPort int // 0: no VNC
 
-	Redfish Redfish
+	Hardware Hardware // the seed project's machine and console options
+	Redfish  Redfish
 
 	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
 }

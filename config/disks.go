@@ -17,7 +17,7 @@ import (
 const MaxDisks = 6
 
 var (
-	diskCaches = []string{"none", "writeback", "writethrough", "unsafe"}
+	diskCaches = []string{"none", "writeback", "writethrough", "directsync", "unsafe"}
 	diskIOs    = []string{"native", "threads", "io_uring"}
 	// numberedDiskVar matches DISKn_SIZE (group 1) and DEVICEn (group 2).
 	numberedDiskVar = regexp.MustCompile(`^(?:DISK([0-9]+)_SIZE|DEVICE([0-9]+))$`)
@@ -34,7 +34,11 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 	case BusVirtio, BusSCSI, BusNVMe, BusIDE:
 		c.DiskBus = b
 	default:
-		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: "virtio, scsi, nvme or ide"})
+		accepted := "virtio, scsi, nvme or ide"
+		if advice := refusedValue("DISK_TYPE", raw.DiskType); advice != "" {
+			accepted = advice
+		}
+		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: accepted})
 	}
 	var err error
 	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches)
@@ -75,17 +79,18 @@ func oneOf(name, v string, accepted []string) (string, error) {
 }
 
 // loadDiskIO defaults to native AIO, which needs O_DIRECT: so only with
-// DISK_CACHE=none, where QEMU refuses it otherwise.
+// DISK_CACHE=none or directsync, where QEMU refuses it otherwise.
 func loadDiskIO(v, cache string) (string, error) {
+	direct := cache == "none" || cache == "directsync"
 	if v == "" {
-		if cache == "none" {
+		if direct {
 			return "native", nil
 		}
 		return "threads", nil
 	}
 	io, err := oneOf("DISK_IO", v, diskIOs)
-	if err == nil && io == "native" && cache != "none" {
-		return "", &Error{Var: "DISK_IO", Value: v, Accepted: "threads or io_uring with DISK_CACHE=" + cache + " (native needs DISK_CACHE=none)"}
+	if err == nil && io == "native" && !direct {
+		return "", &Error{Var: "DISK_IO", Value: v, Accepted: "threads or io_uring with DISK_CACHE=" + cache + " (native needs DISK_CACHE=none or directsync)"}
 	}
 	return io, err
 }

@@ -11,16 +11,16 @@ import (
 // section is one table of variables: --help and docs/reference.md list
 // the same sections, read from the struct tags that Load parses with.
 type section struct {
-	title  string // "" for the main table
-	raw    reflect.Type
+	title  string         // "" for the main table
+	raws   []reflect.Type // one aligned table from these structs' fields
 	prefix string
 }
 
 var sections = []section{
-	{"", reflect.TypeOf(rawMachine{}), ""},
-	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", reflect.TypeOf(rawNIC{}), "NETWORK_"},
-	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), reflect.TypeOf(rawDisk{}), ""},
-	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), reflect.TypeOf(rawShare{}), "FILESYSTEM_"},
+	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{})}, ""},
+	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{reflect.TypeOf(rawNIC{})}, "NETWORK_"},
+	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{reflect.TypeOf(rawDisk{})}, ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{reflect.TypeOf(rawShare{})}, "FILESYSTEM_"},
 }
 
 // WriteHelp lists every variable with its default and meaning.
@@ -33,7 +33,7 @@ func WriteHelp(w io.Writer) error {
 		if i == 0 {
 			fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
 		}
-		for _, f := range fields(sec.raw, sec.prefix) {
+		for _, f := range sec.fields() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.def, f.help)
 		}
 		if err := tw.Flush(); err != nil {
@@ -52,13 +52,22 @@ func WriteReference(w io.Writer) error {
 		}
 		fmt.Fprintln(w, "| variable | default | meaning |")
 		fmt.Fprintln(w, "| --- | --- | --- |")
-		for _, f := range fields(sec.raw, sec.prefix) {
+		for _, f := range sec.fields() {
 			if _, err := fmt.Fprintf(w, "| `%s` | %s | %s |\n", f.name, cell(f.def), cell(f.help)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// fields lists the section's variables in struct order.
+func (sec section) fields() []field {
+	var out []field
+	for _, t := range sec.raws {
+		out = append(out, fields(t, sec.prefix)...)
+	}
+	return out
 }
 
 type field struct {
@@ -146,6 +155,8 @@ func (c *Config) Effective() [][2]string {
 			{"REDFISH_TLS_CERT", r.TLSCert}, {"REDFISH_TLS_KEY", r.TLSKey},
 		}...)
 	}
+	out = append(out, c.downloadEffective()...)
+	out = append(out, c.Hardware.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
 	}

@@ -67,6 +67,9 @@ func TestWriteHelpListsEveryField(t *testing.T) {
 	for _, sf := range envTags(t, reflect.TypeOf(rawMachine{}), "") {
 		check(sf, sf.Tag.Get("env"))
 	}
+	for _, sf := range envTags(t, reflect.TypeOf(rawHardware{}), "") {
+		check(sf, sf.Tag.Get("env"))
+	}
 	for _, sf := range envTags(t, reflect.TypeOf(rawNIC{}), "NETWORK_") {
 		check(sf, "NETWORK_"+sf.Tag.Get("env"))
 	}

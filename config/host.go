@@ -1,10 +1,15 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProbeHost reads the facts Load needs from this machine: the cgroup's
@@ -12,6 +17,7 @@ import (
 func ProbeHost() Host {
 	h := Host{StateHome: os.Getenv("XDG_STATE_HOME"), CPUs: runtime.NumCPU()}
 	h.Hostname, _ = os.Hostname()
+	h.FreeBytes = freeBytes
 	h.HomeDir, _ = os.UserHomeDir()
 	h.MemoryMiB = memTotalMiB(readFile("/proc/meminfo"))
 	if lim, ok := cgroupMemoryLimit(readFile("/sys/fs/cgroup/memory.max"), readFile("/sys/fs/cgroup/memory/memory.limit_in_bytes")); ok {
@@ -21,6 +27,23 @@ func ProbeHost() Host {
 		h.CPUs = min(h.CPUs, n)
 	}
 	return h
+}
+
+// freeBytes is what an unprivileged user may still write on path's
+// filesystem; a path not made yet is measured at its nearest parent.
+func freeBytes(path string) (int64, error) {
+	for {
+		var st unix.Statfs_t
+		err := unix.Statfs(path, &st)
+		if err == nil {
+			return int64(st.Bavail) * st.Bsize, nil
+		}
+		parent := filepath.Dir(path)
+		if !errors.Is(err, unix.ENOENT) || parent == path {
+			return 0, fmt.Errorf("free space of %s: %w", path, err)
+		}
+		path = parent
+	}
 }
 
 func readFile(path string) string {

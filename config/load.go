@@ -31,8 +31,12 @@ type Host struct {
 	Hostname  string
 	HomeDir   string
 	StateHome string // $XDG_STATE_HOME, may be empty
-	MemoryMiB int    // what this process may use (cgroup limit or RAM)
-	CPUs      int    // CPUs this process may use
+	// FreeBytes is the space free for an unprivileged user on the
+	// filesystem that holds path (or its nearest existing parent), for
+	// DISK_SIZE=max and half; nil or an error: unknown.
+	FreeBytes func(path string) (int64, error)
+	MemoryMiB int // what this process may use (cgroup limit or RAM)
+	CPUs      int // CPUs this process may use
 }
 
 func nicPrefix(i int) string {
@@ -61,6 +65,8 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 
 	check(loadMachine(c, raw, host))
 	check(loadBoot(c, raw, environ["DISTRO"] != ""))
+	check(loadHardware(c, environ))
+	check(checkRefused(environ))
 	check(loadDisks(c, raw, environ))
 	check(loadNICs(c, environ))
 	check(loadPorts(c, raw))
@@ -99,6 +105,8 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	switch {
 	case raw.BootFrom == "blank":
 		c.Boot.Blank = true
+	case refusedBootFrom(raw.BootFrom) != "":
+		errs = append(errs, &Error{Var: "BOOT_FROM", Value: raw.BootFrom, Accepted: refusedBootFrom(raw.BootFrom)})
 	case strings.HasPrefix(raw.BootFrom, "http://") || strings.HasPrefix(raw.BootFrom, "https://"):
 		c.Boot.Download = &image.FetchRequest{URL: raw.BootFrom, CacheDir: c.CacheDir()}
 		if raw.BootFromSHA != "" {
@@ -216,7 +224,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	c.CPUs, err = parseCPUs(raw.CPUs, host.CPUs)
 	add(err)
 
-	c.CPUModel = raw.CPUModel
+	c.CPUModel = cpuModel(raw.CPUModel)
 	if !qemuName.MatchString(raw.CPUModel) {
 		add(&Error{Var: "CPU_MODEL", Value: raw.CPUModel, Accepted: "a QEMU -cpu model such as host, max or Skylake-Server"})
 	}
@@ -235,10 +243,9 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	if c.RequireKVM && c.Accel == AccelTCG {
 		add(&Error{Var: "ACCEL", Value: raw.Accel, Accepted: "auto or kvm when REQUIRE_KVM=1"})
 	}
-	c.DiskSize, err = parseSize("DISK_SIZE", raw.DiskSize)
+	add(loadState(c, raw.GuestName, raw.DataDir, raw.Distro, hostWithName(host, raw.Hostname)))
+	c.DiskSize, err = parseDiskSize(raw.DiskSize, c.DataDir, host.FreeBytes)
 	add(err)
-
-	add(loadState(c, raw.GuestName, raw.DataDir, host))
 
 	secs, err := strconv.Atoi(raw.ShutdownTimeout)
 	if err != nil || secs < 0 || secs > 86400 {
@@ -275,15 +282,11 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 }
 
 // loadState sets GUEST_NAME and DATA_DIR, which name the state folder.
-func loadState(c *Config, name, dataDir string, host Host) error {
+func loadState(c *Config, name, dataDir, distro string, host Host) error {
 	var errs []error
 	c.GuestName = name
 	if c.GuestName == "" {
-		// A host's FQDN names the VM by its first label.
-		c.GuestName, _, _ = strings.Cut(host.Hostname, ".")
-		if !guestName.MatchString(c.GuestName) {
-			c.GuestName = "vm"
-		}
+		c.GuestName = defaultGuestName(host, distro)
 	}
 	if !guestName.MatchString(c.GuestName) {
 		errs = append(errs, &Error{Var: "GUEST_NAME", Value: c.GuestName, Accepted: "1-63 letters, digits and inner hyphens (it becomes the hostname and a folder name)"})
@@ -310,7 +313,11 @@ func loadState(c *Config, name, dataDir string, host Host) error {
 // configuration names was edited or removed since it started.
 func LoadState(environ map[string]string, host Host) (*Config, error) {
 	c := &Config{}
-	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], host); err != nil {
+	distro := environ["DISTRO"]
+	if distro == "" {
+		distro = defaultDistro
+	}
+	if err := loadState(c, environ["GUEST_NAME"], environ["DATA_DIR"], distro, hostWithName(host, environ["HOSTNAME"])); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -362,7 +369,8 @@ func parseMemory(v string, hostMiB int) (int, error) {
 	var mib int
 	switch s := strings.ToLower(strings.TrimSpace(v)); {
 	case s == "max":
-		mib = hostMiB
+		// QEMU itself and the supervisor need room beside the guest.
+		mib = hostMiB - memoryReserveMiB
 	case s == "half":
 		mib = hostMiB / 2
 	default:
@@ -463,7 +471,11 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	case NetNAT, NetBridge, NetDirect, NetNone:
 		n.Mode = m
 	default:
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: "nat, bridge, direct or none"})
+		accepted := "nat, bridge, direct or none"
+		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
+			accepted = advice
+		}
+		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
 	}
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {

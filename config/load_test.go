@@ -144,6 +144,7 @@ func TestLoadDefaults(t *testing.T) {
 		CloudInit:       true,
 		GuestUser:       "user",
 		VNCPort:         0,
+		Hardware:        Hardware{DownloadRetries: 5, RNG: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -257,8 +258,8 @@ func TestLoadMemory(t *testing.T) {
 		{"512M", 8192, 512},
 		{"1.5G", 8192, 1536},
 		{"2GiB", 8192, 2048},
-		{"max", 8192, 8192},
-		{"MAX", 8192, 8192},
+		{"max", 8192, 7680}, // less 512 MiB for QEMU, as the seed project
+		{"MAX", 8192, 7680},
 		{"half", 8192, 4096},
 		{"Half", 1001, 500},
 		{" 1024 ", 8192, 1024},
@@ -488,7 +489,7 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"NETWORK2_MODE": "tap"}, "NETWORK2_MODE", "tap", "nat, bridge, direct or none"},
 		{map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_MODEL": "foo"}, "NETWORK2_MODEL", "foo", "virtio"},
 		{map[string]string{"DISK_TYPE": "sata"}, "DISK_TYPE", "sata", "virtio, scsi, nvme or ide"},
-		{map[string]string{"DISK_CACHE": "directsync"}, "DISK_CACHE", "directsync", "none, writeback, writethrough, unsafe"},
+		{map[string]string{"DISK_CACHE": "direct"}, "DISK_CACHE", "direct", "none, writeback, writethrough, directsync, unsafe"},
 		{map[string]string{"DISK_IO": "aio"}, "DISK_IO", "aio", "native, threads, io_uring"},
 		{map[string]string{"DISK_IO": "native", "DISK_CACHE": "writeback"}, "DISK_IO", "native", "native needs DISK_CACHE=none"},
 		{map[string]string{"PERSIST": "always"}, "PERSIST", "always", "yes/no"},
@@ -811,10 +812,10 @@ func TestLoadGuestName(t *testing.T) {
 		{"testhost", "", "testhost"},
 		{"3f2a9c1b7d4e", "", "3f2a9c1b7d4e"}, // a docker container id
 		{"web-1", "", "web-1"},
-		{"", "", "vm"},
-		{"my_host", "", "vm"},
-		{"-bad", "", "vm"},
-		{strings.Repeat("h", 64), "", "vm"},
+		{"", "", "ubuntu-2404"}, // then the distro, as the seed project
+		{"my_host", "", "ubuntu-2404"},
+		{"-bad", "", "ubuntu-2404"},
+		{strings.Repeat("h", 64), "", "ubuntu-2404"},
 		{"testhost", "db", "db"},
 		{"", "A1", "A1"},
 		{"testhost", strings.Repeat("n", 63), strings.Repeat("n", 63)},

@@ -18,19 +18,20 @@ type rawMachine struct {
 	KernelCmdline string `env:"KERNEL_CMDLINE" help:"kernel command line for direct kernel boot (-append)"`
 	BootMode      string `env:"BOOT_MODE" envDefault:"uefi" help:"firmware: uefi, legacy (SeaBIOS) or secure (UEFI Secure Boot)"`
 
-	Memory          string `env:"MEMORY" envDefault:"4096" help:"guest memory: MiB, a size such as 2G, or max/half of what the container may use"`
+	Memory          string `env:"MEMORY" envDefault:"4096" help:"guest memory: MiB, a size such as 2G, max (what the container may use less 512 MiB for QEMU) or half of it"`
 	CPUs            string `env:"CPUS" envDefault:"2" help:"vCPUs, or max/half of the CPUs the container may use"`
 	CPUModel        string `env:"CPU_MODEL" envDefault:"host" help:"-cpu model under KVM; under TCG 'host' becomes 'max'"`
 	Machine         string `env:"MACHINE" envDefault:"q35" help:"-machine type"`
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
-	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G"`
+	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G; max: 90 % of the space free in DATA_DIR, half: half of it"`
 	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
-	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough or unsafe"`
-	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none, which it needs), threads (the default otherwise) or io_uring"`
+	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough, directsync (O_DIRECT and a sync per write; writethrough where refused) or unsafe"`
+	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none or directsync, which it needs), threads (the default otherwise) or io_uring"`
 	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`
 	Persist         string `env:"PERSIST" help:"1: keep the state folder (disks, UEFI variables) when the VM ends; 0: remove it (default: 1 when DATA_DIR is a mount point, such as a volume, else 0)"`
-	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: the hostname, else 'vm')"`
+	Hostname        string `env:"HOSTNAME" help:"the VM's name when GUEST_NAME is unset (Docker sets it to the container's hostname; default: the machine's hostname)"`
+	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: $HOSTNAME or the hostname, else the DISTRO name, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
 	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" envDefault:"0" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner"`

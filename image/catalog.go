@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"regexp"
@@ -28,6 +29,7 @@ const (
 type Distro struct {
 	Name        string     `yaml:"-"`
 	Description string     `yaml:"description"`
+	Aliases     []string   `yaml:"aliases"` // more names, e.g. the seed project's
 	URL         string     `yaml:"url"`
 	SHA256      string     `yaml:"sha256"`       // pinned digest, or
 	ChecksumURL string     `yaml:"checksum_url"` // the project's checksum file
@@ -82,7 +84,10 @@ func (c *Catalog) Lookup(name string) (Distro, error) {
 		return d, nil
 	}
 	names := make([]string, 0, len(c.distros))
-	for n := range c.distros {
+	for _, n := range slices.Sorted(maps.Keys(c.distros)) {
+		if slices.Contains(c.distros[n].Aliases, name) {
+			return c.distros[n], nil
+		}
 		names = append(names, n)
 	}
 	return Distro{}, &UnknownDistroError{Name: name, Suggestions: suggest(name, names, 3)}
@@ -149,6 +154,11 @@ func parseCatalog(file string, data []byte) (*Catalog, error) {
 		if err != nil {
 			return nil, fail(k.Line, "distro %q: %v", k.Value, err)
 		}
+		for _, a := range d.Aliases {
+			if !distroName.MatchString(a) {
+				return nil, fail(k.Line, "distro %q: alias %q: names use lower-case letters, digits, '.', '_' and '-'", k.Value, a)
+			}
+		}
 		if _, dup := c.distros[d.Name]; dup {
 			return nil, fail(k.Line, "distro %q is defined twice", d.Name)
 		}
@@ -157,7 +167,7 @@ func parseCatalog(file string, data []byte) (*Catalog, error) {
 	return c, nil
 }
 
-var distroKeys = []string{"description", "url", "sha256", "checksum_url", "user", "firmware"}
+var distroKeys = []string{"description", "aliases", "url", "sha256", "checksum_url", "user", "firmware"}
 
 func decodeDistro(name string, v *yaml.Node) (Distro, error) {
 	if !distroName.MatchString(name) {
@@ -222,4 +232,50 @@ func checkURL(raw string) error {
 		return fmt.Errorf("%q has no host", raw)
 	}
 	return nil
+}
+
+// Filter is --list-distros' --arch, --type and --search, as in the seed
+// project; empty fields match everything.
+type Filter struct {
+	Arch   string // x86_64 (amd64) or aarch64 (arm64)
+	Type   string // cloud-image, iso or disk-image
+	Search string // a word in the name, an alias or the description
+}
+
+// Filter errors name the flag and what it accepts.
+var (
+	ErrFilterArch = errors.New("--arch: accepted are x86_64 (amd64) and aarch64 (arm64)")
+	ErrFilterType = errors.New("--type: accepted are cloud-image, iso and disk-image")
+)
+
+// Select returns the entries f matches, sorted by name. Every entry is an
+// x86_64 cloud image: aarch64, iso and disk-image match none.
+func (c *Catalog) Select(f Filter) ([]Distro, error) {
+	var arch, typ bool
+	switch strings.ToLower(f.Arch) {
+	case "", "x86_64", "amd64":
+		arch = true
+	case "aarch64", "arm64":
+	default:
+		return nil, ErrFilterArch
+	}
+	switch strings.ToLower(f.Type) {
+	case "", "cloud-image", "cloud":
+		typ = true
+	case "iso", "disk-image":
+	default:
+		return nil, ErrFilterType
+	}
+	var out []Distro
+	if !arch || !typ {
+		return out, nil
+	}
+	word := strings.ToLower(f.Search)
+	for _, d := range c.List() {
+		text := strings.ToLower(d.Name + " " + strings.Join(d.Aliases, " ") + " " + d.Description)
+		if strings.Contains(text, word) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }

@@ -162,3 +162,51 @@ func TestLoadCatalogRejects(t *testing.T) {
 		t.Error("a missing catalog file was accepted")
 	}
 }
+
+func TestCatalogAliases(t *testing.T) {
+	c, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for alias, name := range map[string]string{"ubuntu-24.04-cloud-amd64": "ubuntu-2404", "debian-12-cloud-amd64": "debian-12", "fedora-44-cloud-amd64": "fedora"} {
+		d, err := c.Lookup(alias)
+		if err != nil || d.Name != name {
+			t.Errorf("Lookup(%q) = %q, %v; want %s", alias, d.Name, err, name)
+		}
+	}
+	if _, err := parseCatalog("t", []byte("distros:\n  x:\n    aliases: [Bad Name]\n    url: https://e.com/x.img\n")); err == nil {
+		t.Error("an alias that is no distro name was accepted")
+	}
+}
+
+func TestCatalogSelect(t *testing.T) {
+	c, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := len(c.List())
+	tests := []struct {
+		f    Filter
+		want int // -1: every entry
+	}{
+		{Filter{}, -1}, {Filter{Arch: "amd64"}, -1}, {Filter{Arch: "x86_64", Type: "cloud-image"}, -1},
+		{Filter{Arch: "arm64"}, 0}, {Filter{Type: "iso"}, 0}, {Filter{Type: "disk-image"}, 0},
+		{Filter{Search: "UBUNTU"}, 2}, {Filter{Search: "24.04"}, 1}, {Filter{Search: "no-such-thing"}, 0},
+	}
+	for _, tc := range tests {
+		got, err := c.Select(tc.f)
+		want := tc.want
+		if want < 0 {
+			want = all
+		}
+		if err != nil || len(got) != want {
+			t.Errorf("Select(%+v) = %d entries, %v; want %d", tc.f, len(got), err, want)
+		}
+	}
+	if _, err := c.Select(Filter{Arch: "mips"}); err != ErrFilterArch {
+		t.Errorf("--arch mips: %v", err)
+	}
+	if _, err := c.Select(Filter{Type: "vm"}); err != ErrFilterType {
+		t.Errorf("--type vm: %v", err)
+	}
+}

@@ -172,8 +172,15 @@ func TestHygieneForeignOwnerRefused(t *testing.T) {
 		must(t, os.MkdirAll(state, 0o755))
 		must(t, os.Chmod(state, 0o777))
 		runTo(t, env) // the stand-in QEMU fails; start-up ran
-		if st, err := os.Stat(state); err != nil || st.Mode().Perm() != 0o700 {
-			t.Errorf("state folder mode %v, %v; want 0700", st.Mode().Perm(), err)
+		// Others keep at most search (x): a confined QEMU passes through;
+		// the group reads and writes only when it is QEMU's own.
+		st, err := os.Stat(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perm, gid := st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid
+		if perm&0o006 != 0 || (perm&0o060 != 0 && gid == 0) {
+			t.Errorf("state folder mode %v group %d; want no access for others and the group only if it is QEMU's", perm, gid)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package qemu
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -11,7 +12,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
 		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
@@ -29,13 +30,11 @@ func baseArgs(s Spec) []string {
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
 		"-accel", s.Accel,
-		"-cpu", s.CPU,
+		"-cpu", cpuOption(s),
 		"-m", fmt.Sprint(s.MemoryMiB),
 		"-smp", fmt.Sprint(s.CPUs),
-		// Guests draw on entropy early (SSH host keys, cloud-init); without a
-		// virtio RNG a TCG guest can stall for seconds.
-		"-device", "virtio-rng-pci",
 	}
+	a = append(a, rngArgs(s)...)
 	if s.UUID != "" {
 		a = append(a, "-uuid", s.UUID)
 	}
@@ -90,11 +89,14 @@ func diskArgs(s Spec) []string {
 	if scsiDisks(s) {
 		a = scsiController()
 	}
+	if ioThread(s) {
+		a = append(a, "-object", "iothread,id="+ioThreadID)
+	}
 	for i, d := range drives {
 		dev := diskDevice(s, i, d.ID)
 		drive := driveOption(s, d)
 		if s.Disk != "" && i == 0 {
-			dev += bootIndex(diskBootIndex(s.Boot))
+			dev += bootIndexOption(s, BootDisk)
 			if s.DiskBase != "" {
 				a = append(a, "-blockdev", baseNode(s, d.ID+"-base"))
 				drive += ",backing=" + d.ID + "-base"
@@ -130,7 +132,7 @@ func baseNode(s Spec, name string) string {
 	if s.DiskBaseFormat == "qcow2" {
 		n.Backing = json.RawMessage("null")
 	}
-	if s.DiskCache == "none" {
+	if s.DiskCache == "none" || s.DiskCache == "directsync" { // both open with O_DIRECT
 		n.File.Cache = &cache{Direct: true}
 	}
 	b, err := json.Marshal(n)
@@ -162,6 +164,9 @@ func diskDevice(s Spec, i int, id string) string {
 	case BusIDE:
 		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
 	}
+	if ioThread(s) {
+		return "virtio-blk-pci,drive=" + id + ",iothread=" + ioThreadID
+	}
 	return "virtio-blk-pci,drive=" + id
 }
 
@@ -192,35 +197,40 @@ func scsiDisks(s Spec) bool {
 	return s.DiskBus == BusSCSI && (s.Disk != "" || len(s.MoreDisks) > 0)
 }
 
-// bootIndex is the bootindex property, or nothing for -1.
-func bootIndex(i int) string {
-	if i < 0 {
-		return ""
-	}
-	return fmt.Sprintf(",bootindex=%d", i)
-}
-
-// diskBootIndex puts the disk first when asked to, else after the CD or
-// the network it follows.
-func diskBootIndex(b BootDevice) int {
-	if b == BootDisk {
-		return 0
-	}
-	return 1
-}
-
-// cdBootIndex boots the CD first when it holds a medium (the installer
-// order) or when asked to; -1 when the disk or network must win.
-func cdBootIndex(s Spec) int {
-	switch s.Boot {
-	case BootCD:
-		return 0
-	case BootDefault:
-		if s.CDROM != "" {
-			return 0
+// bootIndex is the firmware's boot position of dev (BootDisk: the VM's
+// disk, BootCD: the CD drive, BootNetwork: the first NIC); ok is false for
+// a device that must not boot. The controller's override (Boot) puts its
+// device first and the disk after it; without one, BOOT_ORDER's list
+// (BootOrder) decides; without that, the CD boots first when it holds a
+// medium (the installer), then the disk.
+func bootIndex(s Spec, dev BootDevice) (int, bool) {
+	switch {
+	case s.Boot != BootDefault:
+		switch dev {
+		case s.Boot:
+			return 0, true
+		case BootDisk:
+			return 1, true
 		}
+		return 0, false
+	case len(s.BootOrder) > 0:
+		i := slices.Index(s.BootOrder, dev)
+		return i, i >= 0
 	}
-	return -1
+	switch dev {
+	case BootCD:
+		return 0, s.CDROM != ""
+	case BootDisk:
+		return 1, true
+	}
+	return 0, false
+}
+
+func bootIndexOption(s Spec, dev BootDevice) string {
+	if i, ok := bootIndex(s, dev); ok {
+		return fmt.Sprintf(",bootindex=%d", i)
+	}
+	return ""
 }
 
 // cdArgs attaches the installer ISO and the seed as CDs on virtio-scsi:
@@ -243,7 +253,7 @@ func cdArgs(s Spec) []string {
 			drive = "file=" + escape(s.CDROM) + "," + drive + ",format=raw"
 		}
 		a = append(a, "-drive", drive,
-			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,id="+CDDevice+bootIndex(cdBootIndex(s)))
+			"-device", "scsi-cd,bus=scsi0.0,drive=cd0,id="+CDDevice+bootIndexOption(s, BootCD))
 	}
 	if s.Seed != "" {
 		a = append(a,
@@ -257,8 +267,8 @@ func nicArgs(s Spec) []string {
 	var a []string
 	for i, n := range s.NICs {
 		dev := n.Model + ",netdev=" + n.ID + ",mac=" + n.MAC
-		if i == 0 && s.Boot == BootNetwork {
-			dev += bootIndex(0)
+		if i == 0 {
+			dev += bootIndexOption(s, BootNetwork)
 		}
 		if n.MTU != 0 && n.Model == "virtio-net-pci" {
 			dev += fmt.Sprintf(",host_mtu=%d", n.MTU)

@@ -247,6 +247,40 @@ var scenarios = []struct {
 		s.GuestAgent = "/data/vms/vm/qga.sock"
 		return s
 	}},
+	{"seed_hardware", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.CDROM = "/data/install.iso"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.BootOrder = []BootDevice{BootNetwork, BootCD, BootDisk}
+		s.Hardware = Hardware{NoRNG: true, USB: true, Balloon: true, IOThread: true, HyperV: true}
+		return s
+	}},
+	{"boot_order_hd_only", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDROM = "/data/install.iso"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.BootOrder = []BootDevice{BootDisk}
+		return s
+	}},
+	{"boot_override_over_boot_order", func() Spec {
+		// `vmrunner boot cd` wins over BOOT_ORDER=network,hd for its start.
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDDrive, s.CDROM, s.Boot = true, "/data/cache/rescue.iso", BootCD
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.BootOrder = []BootDevice{BootNetwork, BootDisk}
+		return s
+	}},
+	{"iothread_on_scsi_disks", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBus = BusSCSI
+		s.Hardware.IOThread = true
+		return s
+	}},
 }
 
 // moreDisks is an extra blank disk and a host device, as MakePlan names them.

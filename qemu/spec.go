@@ -42,6 +42,21 @@ type Spec struct {
 	GuestAgent string
 	Shares     []Share // host folders, in order
 	Extra      []string
+
+	// BootOrder lists BootDisk, BootCD and BootNetwork (the first NIC) in
+	// the order the firmware tries them when Boot is BootDefault (BOOT_ORDER);
+	// empty: the CD when it has a medium, then the disk.
+	BootOrder []BootDevice
+	Hardware  Hardware
+}
+
+// Hardware is the optional devices; the zero value is the default set.
+type Hardware struct {
+	NoRNG    bool // no virtio-rng
+	USB      bool // qemu-xhci with a USB tablet
+	Balloon  bool // virtio-balloon
+	IOThread bool // virtio-blk disks run in an iothread
+	HyperV   bool // Hyper-V enlightenments on -cpu
 }
 
 // Share is a host folder the guest mounts by Tag.
@@ -60,7 +75,7 @@ type Share struct {
 type BootDevice string
 
 const (
-	BootDefault BootDevice = ""        // the CD when it has a medium, then the disk
+	BootDefault BootDevice = ""        // BootOrder, or the CD when it has a medium, then the disk
 	BootDisk    BootDevice = "disk"    // the disk only
 	BootCD      BootDevice = "cd"      // the CD, then the disk
 	BootNetwork BootDevice = "network" // PXE on the first NIC, then the disk

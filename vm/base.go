@@ -41,7 +41,7 @@ func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	}
 	switch {
 	case info.Format == image.FormatISO:
-		out.CDROM = path
+		out.useISO(path, FileExists(p.Paths.Disk))
 		return nil
 	case image.NeedsConversion(info.Format):
 		dst, err := p.convertedPath(path)

@@ -73,17 +73,19 @@ func FileExists(p string) bool {
 }
 
 // ResolveDiskCache keeps DISK_CACHE and DISK_IO unless the state folder's
-// filesystem refuses O_DIRECT, which cache=none (and so native AIO) needs:
-// QEMU would fail to open the disk, so writeback with threads is used
-// instead, with a warning.
+// filesystem refuses O_DIRECT, which cache=none and directsync (and so
+// native AIO) need: QEMU would fail to open the disk, so writeback (for
+// directsync writethrough, which still syncs every write) with threads is
+// used instead, with a warning.
 func ResolveDiskCache(cache, aio string, directIO bool) (string, string, string) {
-	if cache != "none" || directIO {
+	fallback := map[string]string{"none": "writeback", "directsync": "writethrough"}[cache]
+	if fallback == "" || directIO {
 		return cache, aio, ""
 	}
 	if aio == "native" {
 		aio = "threads"
 	}
-	return "writeback", aio, "the state folder's filesystem refuses O_DIRECT (tmpfs before Linux 6.6, some overlay filesystems), which DISK_CACHE=none needs: using cache=writeback,aio=" + aio + "; put DATA_DIR on a volume to avoid it"
+	return fallback, aio, "the state folder's filesystem refuses O_DIRECT (tmpfs before Linux 6.6, some overlay filesystems), which DISK_CACHE=" + cache + " needs: using cache=" + fallback + ",aio=" + aio + "; put DATA_DIR on a volume to avoid it"
 }
 
 // DecidePersist says whether the state folder outlives the VM: PERSIST when

@@ -32,7 +32,11 @@ type DiskAction struct {
 	Resize     bool   // qemu-img resize (grow)
 	Size       int64  // target virtual size in bytes
 	BackingFmt string // with Create and a base
-	Warning    string // e.g. a refused shrink
+	// Preallocate reserves the disk's space on the host (ALLOCATE=1):
+	// falloc, and for an overlay on a base extended L2 entries, without
+	// which qcow2 cannot preallocate over a backing file.
+	Preallocate bool
+	Warning     string // e.g. a refused shrink
 }
 
 // PlanDisk decides how to bring the overlay to the wanted size, asked for
@@ -75,13 +79,22 @@ func PlanDisk(base *image.Info, basePath string, overlay *image.Info, want int64
 
 // QemuImgArgs returns the qemu-img arguments that carry out a.
 func (a DiskAction) QemuImgArgs(overlay, basePath string) []string {
+	size := strconv.FormatInt(a.Size, 10)
 	switch {
 	case a.Create && basePath != "":
-		return []string{"create", "-q", "-f", "qcow2", "-F", a.BackingFmt, "-b", basePath, overlay, strconv.FormatInt(a.Size, 10)}
+		opts := []string{"-F", a.BackingFmt, "-b", basePath}
+		if a.Preallocate {
+			opts = append(opts, "-o", "extended_l2=on,preallocation=falloc")
+		}
+		return append(append([]string{"create", "-q", "-f", "qcow2"}, opts...), overlay, size)
+	case a.Create && a.Preallocate:
+		return []string{"create", "-q", "-f", "qcow2", "-o", "preallocation=falloc", overlay, size}
 	case a.Create:
-		return []string{"create", "-q", "-f", "qcow2", overlay, strconv.FormatInt(a.Size, 10)}
+		return []string{"create", "-q", "-f", "qcow2", overlay, size}
+	case a.Resize && a.Preallocate:
+		return []string{"resize", "-q", "--preallocation=falloc", overlay, size}
 	case a.Resize:
-		return []string{"resize", "-q", overlay, strconv.FormatInt(a.Size, 10)}
+		return []string{"resize", "-q", overlay, size}
 	}
 	return nil
 }

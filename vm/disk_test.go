@@ -136,6 +136,12 @@ func TestQemuImgArgs(t *testing.T) {
 			[]string{"create", "-q", "-f", "qcow2", "/data/vms/vm/disk.qcow2", "1073741824"}},
 		{"resize", DiskAction{Resize: true, Size: 32 << 30}, "/img/base.qcow2",
 			[]string{"resize", "-q", "/data/vms/vm/disk.qcow2", "34359738368"}},
+		{"ALLOCATE=1 on base", DiskAction{Create: true, Size: 1 << 30, BackingFmt: "qcow2", Preallocate: true}, "/img/base.qcow2",
+			[]string{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "/img/base.qcow2", "-o", "extended_l2=on,preallocation=falloc", "/data/vms/vm/disk.qcow2", "1073741824"}},
+		{"ALLOCATE=1 blank", DiskAction{Create: true, Size: 1 << 30, Preallocate: true}, "",
+			[]string{"create", "-q", "-f", "qcow2", "-o", "preallocation=falloc", "/data/vms/vm/disk.qcow2", "1073741824"}},
+		{"ALLOCATE=1 resize", DiskAction{Resize: true, Size: 32 << 30, Preallocate: true}, "/img/base.qcow2",
+			[]string{"resize", "-q", "--preallocation=falloc", "/data/vms/vm/disk.qcow2", "34359738368"}},
 		{"nothing", DiskAction{Size: 1 << 30}, "/img/base.qcow2", nil},
 		{"shrink refused", DiskAction{Size: 1 << 30, Warning: "keeping"}, "", nil},
 	}

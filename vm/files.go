@@ -28,13 +28,31 @@ const (
 // or owned by another user.
 var ErrNotPrivate = errors.New("not a private file of this user")
 
+// mkdirSearchable makes dir and its missing parents searchable but not
+// listable by others (0711, whatever the umask): a confined QEMU, run as
+// its own user, must pass through a DATA_DIR that vmrunner made.
+func mkdirSearchable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirSearchable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, 0o711)
+}
+
 // privateDir makes dir (mode 0700, with its missing parents) or checks the
 // existing one: a real folder, not a symlink, owned by this user. Read or
 // write access for others is removed. It reports whether it made dir.
 func privateDir(dir string) (bool, error) {
 	made := false
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		if err := mkdirSearchable(filepath.Dir(dir)); err != nil {
 			return false, err
 		}
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {

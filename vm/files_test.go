@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCheckPrivate(t *testing.T) {
@@ -110,5 +112,24 @@ func TestPrivateDir(t *testing.T) {
 	}
 	if _, err := privateDir(link); !errors.Is(err, ErrNotPrivate) {
 		t.Errorf("privateDir of a symlink: %v, want ErrNotPrivate", err)
+	}
+}
+
+// A DATA_DIR that vmrunner makes must let a confined QEMU pass through to
+// the state folder: searchable, not listable, despite umask 077.
+func TestPrivateDirMakesSearchableParents(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	root := t.TempDir()
+	state := filepath.Join(root, "data", "vms", "vm")
+	if _, err := privateDir(state); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(root, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o711 {
+		t.Errorf("made DATA_DIR has mode %v, want 0711", st.Mode().Perm())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
@@ -141,6 +142,12 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
 		}
 	}
+	if err := planHardware(&s, c); err != nil {
+		return nil, err
+	}
+	if w := shellWarning(c); w != "" {
+		p.Warnings = append(p.Warnings, w)
+	}
 	if c.BootMode != config.BootLegacy {
 		code, _, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
 		if err != nil {
@@ -235,4 +242,52 @@ func forwards(c *config.Config) []qemu.Forward {
 		fw = append(fw, qemu.Forward{Proto: string(f.Proto), HostAddr: c.PortFwdAddr, HostPort: f.HostPort, GuestPort: f.GuestPort})
 	}
 	return fw
+}
+
+// bootDevices are BOOT_ORDER's words as the spec's boot devices.
+var bootDevices = map[string]qemu.BootDevice{
+	config.BootHD:      qemu.BootDisk,
+	config.BootCDROM:   qemu.BootCD,
+	config.BootNetwork: qemu.BootNetwork,
+}
+
+// planHardware carries BOOT_ORDER and the seed project's device switches
+// into the spec.
+func planHardware(s *qemu.Spec, c *config.Config) error {
+	h := c.Hardware
+	for _, d := range h.BootOrder {
+		s.BootOrder = append(s.BootOrder, bootDevices[d])
+	}
+	if slices.Contains(h.BootOrder, config.BootNetwork) && len(c.NICs) == 0 {
+		return &config.Error{Var: "BOOT_ORDER", Value: strings.Join(h.BootOrder, ","), Accepted: "network only together with a NIC (NETWORK_MODE is none)"}
+	}
+	s.Hardware = qemu.Hardware{NoRNG: !h.RNG, USB: h.USB, Balloon: h.Balloon, IOThread: h.IOThread, HyperV: h.HyperV}
+	return nil
+}
+
+// shellWarning reminds that SHELL, which a login shell on the host also
+// sets, becomes the guest user's shell and must exist in the image.
+func shellWarning(c *config.Config) string {
+	if c.Hardware.Shell == "" || !c.CloudInit {
+		return ""
+	}
+	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset SHELL for /bin/bash)", c.Hardware.Shell, c.GuestUser)
+}
+
+// SeedFor is the cloud-init seed of c with the password and salt decided
+// at start-up.
+func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
+	s := cloudinit.Seed{
+		Hostname:      c.GuestName,
+		User:          c.GuestUser,
+		Shell:         c.Hardware.Shell,
+		Password:      password,
+		UserData:      c.UserData,
+		NetworkConfig: c.NetworkConfig,
+		Salt:          salt,
+	}
+	if c.SSHPubKey != "" {
+		s.SSHKeys = []string{c.SSHPubKey}
+	}
+	return s
 }

@@ -486,6 +486,7 @@ func TestArgvPerVariable(t *testing.T) {
 	varsDrive := "-drive if=pflash,format=raw,unit=1,file=" + st + "/efivars.fd"
 	diskDrive := "-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native"
 	diskDevice := "-device virtio-blk-pci,drive=disk0,bootindex=1"
+	cdDevice := "-device scsi-cd,bus=scsi0.0,drive=cd0,id=cd0dev"
 	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
 	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
 	qga := "-chardev socket,id=qga0,path=" + st + "/qga.sock,server=on,wait=off"
@@ -500,7 +501,7 @@ func TestArgvPerVariable(t *testing.T) {
 	}{
 		{"MEMORY=2G", map[string]string{"MEMORY": "2G"}, nil, []string{"-m 4096"}, []string{"-m 2048"}},
 		{"MEMORY=1536", map[string]string{"MEMORY": "1536"}, nil, []string{"-m 4096"}, []string{"-m 1536"}},
-		{"MEMORY=max", map[string]string{"MEMORY": "max"}, nil, []string{"-m 4096"}, []string{"-m 8192"}},
+		{"MEMORY=max", map[string]string{"MEMORY": "max"}, nil, []string{"-m 4096"}, []string{"-m 7680"}}, // less 512 MiB for QEMU
 		{"CPUS=4", map[string]string{"CPUS": "4"}, nil, []string{"-smp 2"}, []string{"-smp 4"}},
 		{"CPUS=max", map[string]string{"CPUS": "max"}, nil, []string{"-smp 2"}, []string{"-smp 8"}},
 		{"CPU_MODEL=EPYC", map[string]string{"CPU_MODEL": "EPYC"}, nil, []string{"-cpu host"}, []string{"-cpu EPYC"}},
@@ -599,6 +600,24 @@ func TestArgvPerVariable(t *testing.T) {
 		{"GRAPHICS=vnc", map[string]string{"GRAPHICS": "vnc"}, nil, nil, []string{"-vga std", "-vnc :0"}},
 		{"GRAPHICS=vnc VNC_PORT=5905", map[string]string{"GRAPHICS": "vnc", "VNC_PORT": "5905"}, nil, nil, []string{"-vga std", "-vnc :5"}},
 		{"VNC_PORT without GRAPHICS", map[string]string{"VNC_PORT": "5905"}, nil, nil, nil},
+		{"RNG=0", map[string]string{"RNG": "0"}, nil, []string{"-device virtio-rng-pci"}, nil},
+		{"BALLOON=1", map[string]string{"BALLOON": "1"}, nil, nil, []string{"-device virtio-balloon-pci"}},
+		{"USB=1", map[string]string{"USB": "1"}, nil, nil, []string{"-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0"}},
+		{"HYPERV=1", map[string]string{"HYPERV": "1"}, nil, []string{"-cpu host"}, []string{"-cpu host,hv_relaxed,hv_vapic,hv_spinlocks=0x1fff,hv_time"}},
+		{"IO_THREAD=1", map[string]string{"IO_THREAD": "1"}, nil, []string{diskDevice}, []string{"-object iothread,id=io0", "-device virtio-blk-pci,drive=disk0,iothread=io0,bootindex=1"}},
+		{"IO_THREAD=1 DISK_TYPE=nvme", map[string]string{"IO_THREAD": "1", "DISK_TYPE": "nvme"}, nil, []string{diskDevice}, []string{"-device nvme,serial=disk0,drive=disk0,bootindex=1"}},
+		{"BOOT_ORDER=network,hd", map[string]string{"BOOT_ORDER": "network,hd"}, nil, []string{dev1}, []string{dev1 + ",bootindex=0"}},
+		{"BOOT_ORDER=hd,network", map[string]string{"BOOT_ORDER": "hd,network"}, nil, []string{diskDevice, dev1},
+			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", dev1 + ",bootindex=1"}},
+		// The CD drive is always there (empty here), so BOOT_ORDER numbers it.
+		{"BOOT_ORDER=cdrom", map[string]string{"BOOT_ORDER": "cdrom"}, nil, []string{diskDevice, cdDevice},
+			[]string{"-device virtio-blk-pci,drive=disk0", cdDevice + ",bootindex=0"}},
+		{"DISK_CACHE=directsync", map[string]string{"DISK_CACHE": "directsync"}, nil, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=directsync,aio=native"}},
+		{"DISK_CACHE=directsync, O_DIRECT refused", map[string]string{"DISK_CACHE": "directsync"}, func(f *Facts) { f.NoDirectIO = true }, []string{diskDrive},
+			[]string{"-drive file=" + st + "/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=writethrough,aio=threads"}},
+		{"BLANK_DISK=1", map[string]string{"BLANK_DISK": "1", "BOOT_FROM": ""}, nil, nil, nil},
+		{"SHELL NO_CONSOLE FORCE_ISO ALLOCATE DOWNLOAD_RETRIES", map[string]string{"SHELL": "/bin/sh", "NO_CONSOLE": "1", "FORCE_ISO": "1", "ALLOCATE": "1", "DOWNLOAD_RETRIES": "9"}, nil, nil, nil},
 		{"EXTRA_ARGS", map[string]string{"EXTRA_ARGS": `-device virtio-balloon-pci -no-reboot -fw_cfg 'name=opt/x,string=a b'`}, nil, nil,
 			[]string{"-device virtio-balloon-pci", "-no-reboot", "-fw_cfg name=opt/x,string=a b"}},
 	}

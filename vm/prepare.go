@@ -41,9 +41,12 @@ type Prepared struct {
 	BasePath string      // the image the disk overlays (downloaded, converted); "" for blank or no disk
 	Base     *image.Info // BasePath's header, read once by the base image step
 	CDROM    string      // a local ISO BOOT_FROM: the installer medium
-	UUID     string      // the VM's SMBIOS UUID, kept in the state folder
-	Warnings []string
-	c        cleanups
+	// Installed: the VM's disk existed before this start, so the
+	// installer CD boots after it (see QEMUSpec).
+	Installed bool
+	UUID      string // the VM's SMBIOS UUID, kept in the state folder
+	Warnings  []string
+	c         cleanups
 }
 
 // Release lets go of what Prepare made, in reverse order: the state
@@ -109,11 +112,18 @@ func DryRun(p *Plan) (*Prepared, error) {
 	case err != nil:
 		return nil, err
 	case info.Format == image.FormatISO:
-		out.CDROM = p.BasePath
+		out.useISO(p.BasePath, FileExists(p.Paths.Disk))
 	default:
 		out.useBase(p.BasePath, info)
 	}
 	return out, nil
+}
+
+// useISO records an .iso BOOT_FROM as the installer CD. diskExists: the
+// VM's disk is there from an earlier run (the system is installed, or
+// half so).
+func (out *Prepared) useISO(path string, diskExists bool) {
+	out.CDROM, out.Installed = path, diskExists
 }
 
 // Settings are the choices a controller makes for one QEMU run.
@@ -177,10 +187,19 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 	spec.CDROM = s.Medium
 	spec.CDDrive = true
 	spec.Boot = s.Boot
-	if s.Boot == "" && s.Medium != "" && s.Medium != prep.CDROM && spec.Disk != "" {
-		// The installer ISO boots first; a medium inserted later does
-		// not take the disk's place unless asked to (boot cd).
-		spec.Boot = qemu.BootDisk
+	if s.Boot == qemu.BootDefault && len(spec.BootOrder) == 0 && s.Medium != "" && spec.Disk != "" {
+		switch {
+		case s.Medium != prep.CDROM:
+			// The installer ISO boots first; a medium inserted later
+			// does not take the disk's place unless asked to (boot cd).
+			spec.Boot = qemu.BootDisk
+		case prep.Installed && !p.Config.Hardware.ForceISO:
+			// Once installed, the disk boots first and the installer
+			// stays behind it, as installers such as Windows' need their
+			// medium after the first reboot; FORCE_ISO=1 or BOOT_ORDER
+			// keeps the CD first.
+			spec.BootOrder = []qemu.BootDevice{qemu.BootDisk, qemu.BootCD}
+		}
 	}
 	mode := s.BootMode
 	if mode == "" {
@@ -366,6 +385,7 @@ func (p *Plan) ensureDisk(ctx context.Context, run RunFunc, sizeVar, path, baseP
 	if act.Warning != "" {
 		out.Warnings = append(out.Warnings, act.Warning)
 	}
+	act.Preallocate = p.Config.Hardware.Allocate
 	args := act.QemuImgArgs(path, basePath)
 	if args == nil {
 		return false, nil
@@ -466,18 +486,8 @@ func (p *Plan) seed(out *Run) error {
 	if err != nil {
 		return err
 	}
-	s := cloudinit.Seed{
-		Hostname:      c.GuestName,
-		User:          c.GuestUser,
-		Password:      password,
-		UserData:      c.UserData,
-		NetworkConfig: c.NetworkConfig,
-		Salt:          salt,
-		Mounts:        p.Mounts,
-	}
-	if c.SSHPubKey != "" {
-		s.SSHKeys = []string{c.SSHPubKey}
-	}
+	s := SeedFor(c, password, salt)
+	s.Mounts = p.Mounts
 	files, err := s.Files()
 	if err != nil {
 		return err

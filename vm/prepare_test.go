@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,6 +221,31 @@ func TestQEMUSpecBootOrder(t *testing.T) {
 		}
 		if spec.Boot != tc.boot || spec.CDROM != tc.cd || !spec.CDDrive || spec.UUID != "u" {
 			t.Errorf("%s: boot %q cd %q drive %v uuid %q; want boot %q cd %q", tc.name, spec.Boot, spec.CDROM, spec.CDDrive, spec.UUID, tc.boot, tc.cd)
+		}
+	}
+	// Once installed, the installer boots after the disk unless FORCE_ISO
+	// or BOOT_ORDER says otherwise; an override wins over BOOT_ORDER.
+	installed := &Prepared{CDROM: "/iso/installer.iso", UUID: "u", Installed: true}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		s     Settings
+		boot  qemu.BootDevice
+		order []qemu.BootDevice
+	}{
+		{"installed", nil, FirstSettings(installed), qemu.BootDefault, []qemu.BootDevice{qemu.BootDisk, qemu.BootCD}},
+		{"installed, FORCE_ISO=1", map[string]string{"FORCE_ISO": "1"}, FirstSettings(installed), qemu.BootDefault, nil},
+		{"BOOT_ORDER=network,hd", map[string]string{"BOOT_ORDER": "network,hd"}, FirstSettings(installed), qemu.BootDefault, []qemu.BootDevice{qemu.BootNetwork, qemu.BootDisk}},
+		{"BOOT_ORDER=network,hd, boot cd", map[string]string{"BOOT_ORDER": "network,hd"}, Settings{Boot: qemu.BootCD}, qemu.BootCD, []qemu.BootDevice{qemu.BootNetwork, qemu.BootDisk}},
+	} {
+		env := map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank"}
+		maps.Copy(env, tc.env)
+		spec, err := plan(t, env, testFacts()).QEMUSpec(installed, tc.s)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if spec.Boot != tc.boot || !slices.Equal(spec.BootOrder, tc.order) {
+			t.Errorf("%s: boot %q order %q; want %q %q", tc.name, spec.Boot, spec.BootOrder, tc.boot, tc.order)
 		}
 	}
 	spec, err := p.QEMUSpec(blank, Settings{BootMode: config.BootLegacy})

@@ -31,6 +31,7 @@ wanted_modules=(
 	virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
 	failover net_failover virtio_net
 	e1000 e1000e
+	8139cp 8139too ne2k-pci pcnet32 vmxnet3
 	virtio_blk
 	scsi_common scsi_mod cdrom sr_mod sd_mod
 	libata libahci ahci

@@ -1,0 +1,297 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// rawHardware holds the variables that came with the seed project
+// (docker-vm-runner), under the same names and meanings: its users keep
+// their docker run lines and .env files (docs/migrating.md).
+type rawHardware struct {
+	NoConsole       string `env:"NO_CONSOLE" envDefault:"0" help:"1: do not attach the serial console to stdin/stdout (it still goes to serial.log); as --no-console"`
+	Shell           string `env:"SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
+	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the first NIC)"`
+	ForceISO        string `env:"FORCE_ISO" envDefault:"0" help:"1: boot an .iso BOOT_FROM again although the VM's disk already exists (default: the installed disk boots, the ISO stays attached behind it)"`
+	BlankDisk       string `env:"BLANK_DISK" envDefault:"0" help:"1: a blank disk of DISK_SIZE instead of the catalog image (as BOOT_FROM=blank)"`
+	DownloadRetries string `env:"DOWNLOAD_RETRIES" envDefault:"5" help:"retries of a failing image download (with backoff doubling from 1 s up to 30 s); a try that brought new bytes resets the count"`
+	Allocate        string `env:"ALLOCATE" envDefault:"0" help:"1: preallocate the disks vmrunner creates (qcow2 metadata, falloc for blank disks)"`
+	USB             string `env:"USB" envDefault:"0" help:"1: a USB controller (qemu-xhci) with a tablet"`
+	Balloon         string `env:"BALLOON" envDefault:"0" help:"1: a virtio memory balloon"`
+	RNG             string `env:"RNG" envDefault:"1" help:"0: no virtio RNG (guests then gather entropy slowly)"`
+	IOThread        string `env:"IO_THREAD" envDefault:"0" help:"1: virtio disks do their I/O in their own thread (iothread)"`
+	HyperV          string `env:"HYPERV" envDefault:"0" help:"1: Hyper-V enlightenments on -cpu, for Windows guests"`
+}
+
+// Hardware is the seed project's machine and console options.
+type Hardware struct {
+	NoConsole       bool
+	Shell           string   // "": the built-in default
+	BootOrder       []string // BootHD, BootCDROM, BootNetwork; empty: cdrom, hd
+	ForceISO        bool
+	DownloadRetries int
+	Allocate        bool
+	USB             bool
+	Balloon         bool
+	RNG             bool
+	IOThread        bool
+	HyperV          bool
+}
+
+// Boot devices of BOOT_ORDER.
+const (
+	BootHD      = "hd"
+	BootCDROM   = "cdrom"
+	BootNetwork = "network"
+)
+
+var shellPath = regexp.MustCompile(`^/[A-Za-z0-9_./+-]+$`)
+
+func loadHardware(c *Config, environ map[string]string) error {
+	var raw rawHardware
+	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
+		return fmt.Errorf("reading environment: %w", err)
+	}
+	var errs []error
+	flag := func(name, v string) bool {
+		b, err := parseBool(name, v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return b
+	}
+	h := &c.Hardware
+	h.NoConsole = flag("NO_CONSOLE", raw.NoConsole)
+	h.ForceISO = flag("FORCE_ISO", raw.ForceISO)
+	h.Allocate = flag("ALLOCATE", raw.Allocate)
+	h.USB = flag("USB", raw.USB)
+	h.Balloon = flag("BALLOON", raw.Balloon)
+	h.RNG = flag("RNG", raw.RNG)
+	h.IOThread = flag("IO_THREAD", raw.IOThread)
+	h.HyperV = flag("HYPERV", raw.HyperV)
+	if flag("BLANK_DISK", raw.BlankDisk) {
+		switch {
+		case c.Boot.Path != "" || (c.Boot.Download != nil && c.Boot.Distro == ""):
+			errs = append(errs, &Error{Var: "BLANK_DISK", Value: raw.BlankDisk, Accepted: "0 together with BOOT_FROM (BOOT_FROM=blank is the same as BLANK_DISK=1)"})
+		default:
+			c.Boot = BootSource{Blank: true}
+		}
+	}
+	if raw.Shell != "" {
+		if !shellPath.MatchString(raw.Shell) || filepath.Clean(raw.Shell) != raw.Shell {
+			errs = append(errs, &Error{Var: "SHELL", Value: raw.Shell, Accepted: "an absolute path such as /bin/bash or /bin/sh"})
+		}
+		h.Shell = raw.Shell
+	}
+	var err error
+	if h.BootOrder, err = ParseBootOrder(raw.BootOrder); err != nil {
+		errs = append(errs, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(raw.DownloadRetries))
+	if err != nil || n < 0 || n > 100 {
+		errs = append(errs, &Error{Var: "DOWNLOAD_RETRIES", Value: raw.DownloadRetries, Accepted: "a whole number from 0 to 100"})
+	}
+	h.DownloadRetries = n
+	if d := c.Boot.Download; d != nil {
+		d.Attempts = n + 1 // the first try and n retries
+	}
+	return errors.Join(errs...)
+}
+
+// ParseBootOrder reads BOOT_ORDER: each of hd, cdrom and network at most
+// once. "" gives nil, which keeps the default order (cdrom, hd).
+func ParseBootOrder(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var order []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.ToLower(strings.TrimSpace(item))
+		switch item {
+		case "disk":
+			item = BootHD
+		case "cd", "iso":
+			item = BootCDROM
+		case "net", "pxe":
+			item = BootNetwork
+		}
+		if !slices.Contains([]string{BootHD, BootCDROM, BootNetwork}, item) || slices.Contains(order, item) {
+			return nil, &Error{Var: "BOOT_ORDER", Value: v, Accepted: "hd, cdrom and network, each at most once, comma separated (e.g. cdrom,hd)"}
+		}
+		order = append(order, item)
+	}
+	return order, nil
+}
+
+// refusal is a seed project variable vmrunner does not do (yet): setting it
+// to anything but its off value is a configuration error that says what to
+// use instead, never a silent no-op.
+type refusal struct {
+	name     string
+	off      []string // values that mean "not used"; matched case-insensitively
+	accepted string
+}
+
+var refusals = []refusal{
+	{"TPM", []string{"0", "auto", "false", "no"}, "0 or auto: no TPM emulation in this build yet (swtpm as a supervised child is planned, issue 14); BOOT_MODE=secure works without one"},
+	{"GPU", []string{"off", "none", "0"}, "off: no GPU passthrough in this build yet (issue 14); GRAPHICS=vnc gives an emulated screen"},
+	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
+	{"NETWORK_CONTAINER_INTERFACE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE, or direct with NETWORK_DIRECT_DEV"},
+	{"NETWORK_CONTAINER_BRIDGE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE"},
+	{"NETWORK_GUEST_IP", nil, "unset: the nat network is QEMU's 10.0.2.0/24 with the guest at 10.0.2.15 (a choice of subnet is planned, issue 14)"},
+	{"NETWORK_GUEST_IP6", nil, "unset: the nat network's IPv6 is QEMU's fec0::/64 (a choice is planned, issue 14)"},
+	{"NETWORK_BOOT", []string{"0", "false", "no"}, "0: boot from the network with BOOT_ORDER (e.g. BOOT_ORDER=network,hd boots the first NIC)"},
+	{"IPXE_ENABLE", []string{"0", "false", "no"}, "0: network boot uses QEMU's own iPXE option ROM; choose it with BOOT_ORDER=network"},
+	{"IPXE_ROM_PATH", nil, "unset: QEMU's own option ROM of the NIC model is used (pass romfile= with EXTRA_ARGS if you must)"},
+	{"IPMI_ENABLE", []string{"0", "false", "no"}, "0: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1) for power and boot control"},
+	{"IPMI_USERNAME", nil, "unset: no IPMI in vmrunner; use REDFISH_USERNAME with REDFISH_ENABLE=1"},
+	{"IPMI_PASSWORD", nil, "unset: no IPMI in vmrunner; use REDFISH_PASSWORD with REDFISH_ENABLE=1"},
+	{"IPMI_PORT", nil, "unset: no IPMI in vmrunner; use REDFISH_PORT with REDFISH_ENABLE=1"},
+	{"IPMI_SYSTEM_ID", nil, "unset: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1)"},
+	{"CATALOG_URL", nil, "unset: JSON catalogs are not read yet (issue 14); CATALOG takes a YAML catalog file (docs/images.md)"},
+	{"CATALOG_CACHE", nil, "unset: JSON catalogs are not read yet (issue 14); downloads are cached in DATA_DIR/cache"},
+	{"CATALOG_OFFLINE", []string{"0", "false", "no"}, "0: JSON catalogs are not read yet (issue 14); the built-in catalog and CATALOG (a YAML file) need no network"},
+}
+
+// checkRefused turns each seed project variable vmrunner lacks into an
+// error naming what to use instead, when it is set to something other
+// than its off value.
+func checkRefused(environ map[string]string) error {
+	var errs []error
+	for _, r := range refusals {
+		v, ok := environ[r.name]
+		if !ok || v == "" || slices.Contains(r.off, strings.ToLower(strings.TrimSpace(v))) {
+			continue
+		}
+		errs = append(errs, &Error{Var: r.name, Value: v, Accepted: r.accepted})
+	}
+	return errors.Join(errs...)
+}
+
+// refusedValue is the advice for a value of a variable vmrunner has that
+// only the seed project accepts; "" when there is none.
+func refusedValue(name, v string) string {
+	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
+	case "NETWORK_MODE=container":
+		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
+	case "DISK_TYPE=usb":
+		return "virtio, scsi, nvme or ide: USB disks are not supported (use DISK_TYPE=scsi or virtio)"
+	}
+	return ""
+}
+
+// refusedBootFrom is the advice for a BOOT_FROM the seed project takes and
+// vmrunner does not; "" when vmrunner takes it.
+func refusedBootFrom(v string) string {
+	lower := strings.ToLower(v)
+	if strings.HasPrefix(lower, "docker://") || strings.HasPrefix(lower, "oci://") || ociReference.MatchString(v) {
+		return "a local image file, an http(s) URL or 'blank': OCI references (containerDisks) are not supported yet (issue 14); copy the disk out with `docker create` + `docker cp IMAGE:/disk/` and point BOOT_FROM at it"
+	}
+	for _, ext := range []string{".bz2", ".zip", ".7z", ".tar", ".tar.xz", ".tar.gz", ".tgz", ".ova"} {
+		if strings.HasSuffix(lower, ext) {
+			return "an image compressed with xz, gzip or zstd, or not compressed: " + ext + " archives are not unpacked yet (issue 14); unpack it first and point BOOT_FROM at the disk image"
+		}
+	}
+	return ""
+}
+
+// ociReference matches a registry reference such as
+// quay.io/containerdisks/fedora:40 or ghcr.io/x/y@sha256:…: a host with a
+// dot or a port, a path, and a tag or digest. A local path starts with /
+// or . and is not matched.
+var ociReference = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$`)
+
+// defaultDistro is DISTRO's default; the envDefault tag says the same.
+const defaultDistro = "ubuntu-2404"
+
+// memoryReserveMiB is what MEMORY=max leaves to QEMU and vmrunner, as the
+// seed project does.
+const memoryReserveMiB = 512
+
+// defaultGuestName names the VM when GUEST_NAME is unset: the hostname
+// (a container's is its name or id; an FQDN gives its first label), else
+// the DISTRO name, else "vm".
+func defaultGuestName(host Host, distro string) string {
+	for _, n := range []string{host.Hostname, distro} {
+		n, _, _ = strings.Cut(n, ".")
+		if guestName.MatchString(n) {
+			return n
+		}
+	}
+	return "vm"
+}
+
+// parseDiskSize reads DISK_SIZE: a size, or max (90 % of the space free
+// in DATA_DIR) or half (half of it), as the seed project does.
+func parseDiskSize(v, dataDir string, free func(string) (int64, error)) (int64, error) {
+	share := map[string]int64{"max": 90, "half": 50}[strings.ToLower(strings.TrimSpace(v))]
+	if share == 0 {
+		return parseSize("DISK_SIZE", v)
+	}
+	accepted := "a size with a unit such as 20G, or max/half of the space free in DATA_DIR"
+	if free == nil {
+		return 0, &Error{Var: "DISK_SIZE", Value: v, Accepted: accepted, Err: errors.New("the free space of DATA_DIR is unknown")}
+	}
+	n, err := free(dataDir)
+	if err != nil {
+		return 0, &Error{Var: "DISK_SIZE", Value: v, Accepted: accepted, Err: err}
+	}
+	size := (n / 100 * share) &^ 511 // QEMU wants whole sectors
+	if size < 1<<20 {
+		return 0, &Error{Var: "DISK_SIZE", Value: v, Accepted: accepted, Err: fmt.Errorf("%d bytes free in %s", n, dataDir)}
+	}
+	return size, nil
+}
+
+// effective is --show-config's view of h, in --help order.
+func (h Hardware) effective() [][2]string {
+	shell := h.Shell
+	if shell == "" {
+		shell = "(built-in: /bin/bash)"
+	}
+	order := strings.Join(h.BootOrder, ",")
+	if order == "" {
+		order = "(cdrom,hd)"
+	}
+	b := func(v bool) string { return map[bool]string{true: "1", false: "0"}[v] }
+	return [][2]string{
+		{"NO_CONSOLE", b(h.NoConsole)}, {"SHELL", shell}, {"BOOT_ORDER", order},
+		{"FORCE_ISO", b(h.ForceISO)}, {"DOWNLOAD_RETRIES", strconv.Itoa(h.DownloadRetries)},
+		{"ALLOCATE", b(h.Allocate)}, {"USB", b(h.USB)}, {"BALLOON", b(h.Balloon)},
+		{"RNG", b(h.RNG)}, {"IO_THREAD", b(h.IOThread)}, {"HYPERV", b(h.HyperV)},
+	}
+}
+
+// hostWithName is host with $HOSTNAME, when set, as its hostname: the seed
+// project names the VM after $HOSTNAME, which Docker sets.
+func hostWithName(host Host, hostname string) Host {
+	if hostname != "" {
+		host.Hostname = hostname
+	}
+	return host
+}
+
+// cpuModel maps libvirt's CPU mode names, which the seed project took, to
+// QEMU's.
+func cpuModel(v string) string {
+	if strings.EqualFold(v, "host-passthrough") || strings.EqualFold(v, "host-model") {
+		return "host"
+	}
+	return v
+}
+
+// downloadEffective is --show-config's view of the download settings.
+func (c *Config) downloadEffective() [][2]string {
+	d := c.Boot.Download
+	if d == nil {
+		return nil
+	}
+	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", d.MaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", d.MaxUnpacked>>20)}}
+}

@@ -1,0 +1,148 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestLoadHardware(t *testing.T) {
+	c, err := Load(map[string]string{"NO_CONSOLE": "1", "SHELL": "/bin/sh", "BOOT_ORDER": "CDROM, hd,network", "FORCE_ISO": "yes",
+		"DOWNLOAD_RETRIES": "2", "ALLOCATE": "1", "USB": "1", "BALLOON": "true", "RNG": "0", "IO_THREAD": "1", "HYPERV": "1"}, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Hardware{NoConsole: true, Shell: "/bin/sh", BootOrder: []string{"cdrom", "hd", "network"}, ForceISO: true,
+		DownloadRetries: 2, Allocate: true, USB: true, Balloon: true, IOThread: true, HyperV: true}
+	h := c.Hardware
+	if !slices.Equal(h.BootOrder, want.BootOrder) {
+		t.Errorf("BootOrder = %q", h.BootOrder)
+	}
+	h.BootOrder = want.BootOrder
+	if !equalHardware(h, want) {
+		t.Errorf("Hardware = %+v, want %+v", h, want)
+	}
+	if c.Boot.Download == nil || c.Boot.Download.Attempts != 3 {
+		t.Errorf("DOWNLOAD_RETRIES=2: the download gets %+v, want 3 attempts", c.Boot.Download)
+	}
+}
+
+func equalHardware(a, b Hardware) bool {
+	a.BootOrder, b.BootOrder = nil, nil
+	return a.NoConsole == b.NoConsole && a.Shell == b.Shell && a.ForceISO == b.ForceISO && a.DownloadRetries == b.DownloadRetries &&
+		a.Allocate == b.Allocate && a.USB == b.USB && a.Balloon == b.Balloon && a.RNG == b.RNG && a.IOThread == b.IOThread && a.HyperV == b.HyperV
+}
+
+func TestBlankDisk(t *testing.T) {
+	c, err := Load(map[string]string{"BLANK_DISK": "1"}, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Boot.Blank || c.Boot.Download != nil {
+		t.Errorf("BLANK_DISK=1: boot %+v, want blank", c.Boot)
+	}
+}
+
+func TestDiskSizeShare(t *testing.T) {
+	h := testHost
+	h.FreeBytes = func(string) (int64, error) { return 100 << 30, nil }
+	for v, want := range map[string]int64{"max": 90 << 30, "half": 50 << 30, "HALF": 50 << 30} {
+		c, err := Load(map[string]string{"DISK_SIZE": v}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DiskSize != want {
+			t.Errorf("DISK_SIZE=%s gave %d, want %d", v, c.DiskSize, want)
+		}
+	}
+	h.FreeBytes = func(string) (int64, error) { return 0, errors.New("statfs failed") }
+	if _, err := Load(map[string]string{"DISK_SIZE": "max"}, h); !isConfigError(err, "DISK_SIZE") {
+		t.Errorf("DISK_SIZE=max without free space known: %v", err)
+	}
+}
+
+func TestRefusedWithAdvice(t *testing.T) {
+	tests := []struct {
+		env    map[string]string
+		name   string
+		advice string
+	}{
+		{map[string]string{"TPM": "1"}, "TPM", "BOOT_MODE=secure"},
+		{map[string]string{"GPU": "intel"}, "GPU", "GRAPHICS=vnc"},
+		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
+		{map[string]string{"IPMI_ENABLE": "1"}, "IPMI_ENABLE", "REDFISH_ENABLE=1"},
+		{map[string]string{"IPMI_PASSWORD": "x"}, "IPMI_PASSWORD", "REDFISH_PASSWORD"},
+		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},
+		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
+		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
+		{map[string]string{"DISK_TYPE": "usb"}, "DISK_TYPE", "scsi"},
+		{map[string]string{"BOOT_FROM": "quay.io/containerdisks/fedora:40"}, "BOOT_FROM", "docker cp"},
+		{map[string]string{"BOOT_FROM": "https://example.com/disk.img.bz2"}, "BOOT_FROM", "xz, gzip or zstd"},
+		{map[string]string{"BOOT_FROM": "/images/appliance.ova"}, "BOOT_FROM", "unpack it first"},
+		{map[string]string{"BOOT_FROM": "/images/disk.tar.xz"}, "BOOT_FROM", "unpack it first"},
+		{map[string]string{"BOOT_ORDER": "floppy"}, "BOOT_ORDER", "hd, cdrom and network"},
+		{map[string]string{"BOOT_ORDER": "hd,hd"}, "BOOT_ORDER", "each at most once"},
+		{map[string]string{"SHELL": "bash"}, "SHELL", "absolute path"},
+		{map[string]string{"DOWNLOAD_RETRIES": "-1"}, "DOWNLOAD_RETRIES", "0 to 100"},
+		{map[string]string{"BLANK_DISK": "1", "BOOT_FROM": "https://example.com/x.qcow2"}, "BLANK_DISK", "BOOT_FROM=blank"},
+	}
+	for _, tc := range tests {
+		_, err := Load(tc.env, testHost)
+		if !isConfigError(err, tc.name) || !strings.Contains(err.Error(), tc.advice) {
+			t.Errorf("Load(%v) = %v, want a %s error saying %q", tc.env, err, tc.name, tc.advice)
+		}
+	}
+	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"GPU": "off"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"IPMI_ENABLE": "0"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
+		if _, err := Load(off, testHost); err != nil {
+			t.Errorf("Load(%v) = %v, want it accepted as the off value", off, err)
+		}
+	}
+}
+
+func isConfigError(err error, name string) bool {
+	for _, e := range flatten(err) {
+		var ce *Error
+		if errors.As(e, &ce) && ce.Var == name {
+			return true
+		}
+	}
+	return false
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+func FuzzParseBootOrder(f *testing.F) {
+	for _, s := range []string{"", "hd", "cdrom,hd", "network, hd ,cdrom", "HD,CD", "hd,hd", "floppy", ",", "pxe,disk,iso"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		order, err := ParseBootOrder(v)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Var != "BOOT_ORDER" {
+				t.Fatalf("ParseBootOrder(%q): %v is not a BOOT_ORDER error", v, err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, d := range order {
+			if seen[d] || (d != BootHD && d != BootCDROM && d != BootNetwork) {
+				t.Fatalf("ParseBootOrder(%q) = %q", v, order)
+			}
+			seen[d] = true
+		}
+	})
+}
