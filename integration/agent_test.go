@@ -327,7 +327,7 @@ func TestSharedFolders(t *testing.T) {
 	}
 	out, errOut, _ := sh("cat /srv/host/abs/key /srv/host/up/key /srv/host/../secret/key; cat /srv/host/etc/hostname; ln -s / /srv/host/root-link && cat /srv/host/root-link" + secret + "/key")
 	host, _ := os.Hostname()
-	if strings.Contains(out+errOut, "host-secret") || strings.Contains(out, host) || !strings.Contains(out, "sharevm") {
+	if strings.Contains(out+errOut, "host-secret") || slices.Contains(strings.Split(out, "\n"), host) || !strings.Contains(out, "sharevm") {
 		t.Errorf("a symlink out of the share reached the host's files (or not the guest's own /etc):\n%s%s", out, errOut)
 	}
 	t.Logf("escape attempts in the guest:\n%s%s", out, errOut)
