@@ -16,6 +16,7 @@ import (
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/control"
 	"github.com/vmrunner/vmrunner/controller"
+	"github.com/vmrunner/vmrunner/guestagent"
 	"github.com/vmrunner/vmrunner/supervisor"
 	"github.com/vmrunner/vmrunner/vm"
 )
@@ -35,7 +36,7 @@ var simpleVerbs = map[string]control.Request{
 func isClientVerb(v string) bool {
 	_, simple := simpleVerbs[v]
 	switch v {
-	case "health", "status", "boot", "boot-mode", "media", "console", "vnc-password":
+	case "health", "status", "boot", "boot-mode", "media", "console", "vnc-password", "exec", "guest-exec":
 		return true
 	}
 	return simple
@@ -50,6 +51,14 @@ func client(args []string, env map[string]string) int {
 	usageErr := func() int {
 		fmt.Fprintf(os.Stderr, "vmrunner %s: bad arguments %q\n%s", verb, rest, usage)
 		return supervisor.ExitConfig
+	}
+	if verb == "exec" || verb == "guest-exec" {
+		x, stdin, err := parseExec(rest)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmrunner %s: %v\n%s", verb, err, usage)
+			return supervisor.ExitConfig
+		}
+		return guestExec(verb, x, stdin, env)
 	}
 	asJSON, alive, once := false, false, false
 	var words []string
@@ -172,6 +181,99 @@ func readPassword(f *os.File) (string, error) {
 	return line, nil
 }
 
+// Exit statuses of vmrunner exec besides the command's own.
+const (
+	execTimedOut = 124 // --timeout passed; the command was sent SIGTERM
+	execNoVM     = 125 // no vmrunner answers, or it failed
+	execNoAgent  = 127 // the VM is off or no guest agent answers
+)
+
+// parseExec reads exec's arguments: options, then the command. One word
+// is a shell command line (/bin/sh -c); several run as a program and its
+// arguments. stdin says whether standard input is sent (-i).
+func parseExec(args []string) (x control.Exec, stdin bool, err error) {
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			i++
+		case a == "-i" || a == "--interactive":
+			stdin = true
+			continue
+		case a == "--timeout" || strings.HasPrefix(a, "--timeout="):
+			v, found := strings.CutPrefix(a, "--timeout=")
+			if !found {
+				if i+1 == len(args) {
+					return x, false, errors.New("--timeout needs a duration")
+				}
+				i++
+				v = args[i]
+			}
+			d, perr := time.ParseDuration(v)
+			if perr != nil || d <= 0 {
+				return x, false, fmt.Errorf("--timeout %q: accepted: a positive duration such as 30s or 5m", v)
+			}
+			x.TimeoutMS = d.Milliseconds()
+			continue
+		case strings.HasPrefix(a, "-"):
+			return x, false, fmt.Errorf("unknown option %q", a)
+		}
+		break
+	}
+	words := args[i:]
+	switch {
+	case len(words) == 0 || words[0] == "":
+		return x, false, errors.New("no command given")
+	case len(words) == 1:
+		x.Path, x.Args = "/bin/sh", []string{"-c", words[0]}
+	default:
+		x.Path, x.Args = words[0], words[1:]
+	}
+	return x, stdin, nil
+}
+
+// guestExec runs a command in the guest through the running vmrunner and
+// returns its exit status.
+func guestExec(verb string, x control.Exec, withStdin bool, env map[string]string) int {
+	if withStdin {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, guestagent.MaxStdin+1))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmrunner %s: reading standard input: %v\n", verb, err)
+			return execNoVM
+		}
+		if len(b) > guestagent.MaxStdin {
+			fmt.Fprintf(os.Stderr, "vmrunner %s: standard input is over %d bytes\n", verb, guestagent.MaxStdin)
+			return supervisor.ExitConfig
+		}
+		x.Stdin = b
+	}
+	cfg, err := config.LoadState(env, config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	state := cfg.StateDir()
+	cl, err := control.Dial(vm.ControlSocket(state), 5*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmrunner %s: no vmrunner answers for %s: %v\n", verb, state, err)
+		return execNoVM
+	}
+	defer cl.Close()
+	code, err := cl.Exec(x, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+		return code
+	case errors.Is(err, guestagent.ErrNoAgent), errors.Is(err, guestagent.ErrNoChannel), errors.Is(err, controller.ErrState):
+		fmt.Fprintf(os.Stderr, "vmrunner %s: the command did not run: %v\n", verb, err)
+		return execNoAgent
+	case errors.Is(err, control.ErrTimeout):
+		fmt.Fprintf(os.Stderr, "vmrunner %s: %v\n", verb, err)
+		return execTimedOut
+	}
+	fmt.Fprintf(os.Stderr, "vmrunner %s: %v\n", verb, err)
+	return execNoVM
+}
+
 func printStatus(w io.Writer, s *controller.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name\t%s\n", s.Name)
@@ -200,6 +302,12 @@ func printStatus(w io.Writer, s *controller.Status) {
 	fmt.Fprintf(tw, "cd\t%s\n", media)
 	for _, n := range s.NICs {
 		fmt.Fprintf(tw, "nic %d\t%s %s %s\n", n.Index, n.Mode, n.MAC, strings.Join(n.Forwards, ", "))
+	}
+	if g := s.Guest; g != nil {
+		fmt.Fprintf(tw, "guest\t%s, %s (%s), agent seen %s ago\n", g.HostName, g.OS, g.Kernel, time.Since(g.Updated).Round(time.Second))
+		for _, a := range g.Addresses {
+			fmt.Fprintf(tw, "guest address\t%s\n", a)
+		}
 	}
 	_ = tw.Flush()
 }

@@ -43,11 +43,16 @@ const usage = `usage: vmrunner [--no-console] [--dry-run | --show-config | --cle
        vmrunner media insert URL-OR-PATH | vmrunner media eject
        vmrunner console
        vmrunner vnc-password          (the new password on standard input)
+       vmrunner exec [--timeout D] [-i] [--] COMMAND-LINE | PROGRAM ARG...
+                (also: guest-exec)
 
 Without arguments, runs one QEMU VM configured by environment variables
 (see --help). The other verbs talk to that running vmrunner through
 control.sock in its state folder, found from DATA_DIR and GUEST_NAME
-(docs/lifecycle.md).
+(docs/lifecycle.md). exec runs a command in the guest through the QEMU
+guest agent and exits with its status: 124 when --timeout passed, 125
+when no vmrunner answers, 127 when the VM is off or no agent answers
+(docs/guest.md).
 `
 
 func main() {
@@ -429,6 +434,7 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		KeptMACs:       map[int]string{},
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
+		Virtiofsd:      vm.FindVirtiofsd(),
 	}
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)

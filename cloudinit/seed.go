@@ -29,6 +29,8 @@ type Seed struct {
 	// Salt is the crypt salt for Password (see NewSalt). The caller persists
 	// it so that the seed, and so the instance-id, is stable across restarts.
 	Salt string
+	// Mounts are the shared folders the guest mounts (a vendor script).
+	Mounts []Mount
 }
 
 // Names of the files in a NoCloud seed.
@@ -42,7 +44,10 @@ const (
 const cloudConfigHeader = "#cloud-config"
 
 // Files renders the seed's files (name -> content): meta-data, user-data,
-// and vendor-data / network-config when used.
+// vendor-data, and network-config when used.
+//
+// vendor-data always carries a script that installs and starts
+// qemu-guest-agent (see agentScript).
 //
 // Without UserData the built-in setup (hostname, the user with sudo and a
 // hashed password, SSH keys) is the user-data. With UserData the user's file
@@ -61,9 +66,17 @@ func (s Seed) Files() (map[string][]byte, error) {
 	}
 
 	files := map[string][]byte{userDataFile: setup}
+	var vendor []vendorPart
 	if s.UserData != nil {
 		files[userDataFile] = s.UserData
-		files[vendorDataFile] = setup
+		vendor = append(vendor, vendorPart{"vmrunner-setup.cfg", "text/cloud-config", setup})
+	}
+	vendor = append(vendor, vendorPart{"vmrunner-guest-agent.sh", "text/x-shellscript", []byte(agentScript)})
+	if len(s.Mounts) > 0 {
+		vendor = append(vendor, vendorPart{"vmrunner-shares.sh", "text/x-shellscript", mountScript(s.Mounts)})
+	}
+	if files[vendorDataFile], err = vendorData(vendor); err != nil {
+		return nil, fmt.Errorf("rendering vendor-data: %w", err)
 	}
 	if s.NetworkConfig != nil {
 		files[networkConfigFile] = s.NetworkConfig
@@ -123,6 +136,9 @@ type cloudConfig struct {
 	SystemInfo       systemInfo `yaml:"system_info"`
 	SSHPwauth        bool       `yaml:"ssh_pwauth"`
 	Chpasswd         chpasswd   `yaml:"chpasswd"`
+	// ManageEtcHosts maps the hostname to 127.0.1.1 in /etc/hosts, so that
+	// it resolves in the guest (sudo warns on every call otherwise).
+	ManageEtcHosts bool `yaml:"manage_etc_hosts"`
 }
 
 // systemInfo makes the built-in user the image's default user too, so that
@@ -167,6 +183,7 @@ func (s Seed) setup() ([]byte, error) {
 		SystemInfo:       systemInfo{DefaultUser: u},
 		SSHPwauth:        s.Password != "",
 		Chpasswd:         chpasswd{Expire: false},
+		ManageEtcHosts:   true,
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader + "\n")

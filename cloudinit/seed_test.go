@@ -37,7 +37,7 @@ func TestFilesBuiltinUserData(t *testing.T) {
 			s.Password = password
 			files := mustFiles(t, s)
 
-			if got, want := slices.Sorted(maps.Keys(files)), []string{"meta-data", "user-data"}; !slices.Equal(got, want) {
+			if got, want := slices.Sorted(maps.Keys(files)), []string{"meta-data", "user-data", "vendor-data"}; !slices.Equal(got, want) {
 				t.Fatalf("files = %q, want %q", got, want)
 			}
 			for name, data := range files {
@@ -69,6 +69,7 @@ func TestFilesBuiltinUserData(t *testing.T) {
 				Chpasswd  struct {
 					Expire *bool `yaml:"expire"`
 				} `yaml:"chpasswd"`
+				ManageEtcHosts bool `yaml:"manage_etc_hosts"`
 			}
 			if err := yaml.Unmarshal(ud, &got); err != nil {
 				t.Fatalf("user-data is not YAML: %v\n%s", err, ud)
@@ -94,6 +95,12 @@ func TestFilesBuiltinUserData(t *testing.T) {
 			}
 			if !got.SSHPwauth || got.Chpasswd.Expire == nil || *got.Chpasswd.Expire {
 				t.Errorf("ssh_pwauth/chpasswd wrong:\n%s", ud)
+			}
+			if !got.ManageEtcHosts {
+				t.Errorf("manage_etc_hosts is not true (the hostname would not resolve in the guest):\n%s", ud)
+			}
+			if parts := vendorParts(t, files["vendor-data"]); len(parts) != 1 || parts[0].contentType != "text/x-shellscript" || string(parts[0].data) != agentScript {
+				t.Errorf("vendor-data without user-data: %+v, want only the agent script", parts)
 			}
 
 			var meta map[string]string
@@ -129,8 +136,11 @@ func TestFilesUserDataMovesSetupToVendorData(t *testing.T) {
 	if !bytes.Equal(files["user-data"], s.UserData) {
 		t.Errorf("user-data = %q, want the user's file verbatim", files["user-data"])
 	}
-	if !bytes.Equal(files["vendor-data"], builtin) {
-		t.Errorf("vendor-data = %q, want the built-in setup %q", files["vendor-data"], builtin)
+	parts := vendorParts(t, files["vendor-data"])
+	if len(parts) != 2 || parts[0].contentType != "text/cloud-config" || !bytes.Equal(parts[0].data, builtin) {
+		t.Errorf("vendor-data parts %+v, want first the built-in setup %q", parts, builtin)
+	} else if parts[1].contentType != "text/x-shellscript" || string(parts[1].data) != agentScript {
+		t.Errorf("vendor-data's second part %+v, want the agent script", parts[1])
 	}
 	if !bytes.Equal(files["network-config"], s.NetworkConfig) {
 		t.Errorf("network-config = %q, want %q", files["network-config"], s.NetworkConfig)

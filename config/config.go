@@ -161,6 +161,8 @@ type Config struct {
 
 	Hardware Hardware // the seed project's machine and console options
 	Redfish  Redfish
+
+	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
 }
 
 // Redfish is the BMC endpoint (REDFISH_*).

@@ -20,6 +20,7 @@ var sections = []section{
 	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{})}, ""},
 	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{reflect.TypeOf(rawNIC{})}, "NETWORK_"},
 	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{reflect.TypeOf(rawDisk{})}, ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{reflect.TypeOf(rawShare{})}, "FILESYSTEM_"},
 }
 
 // WriteHelp lists every variable with its default and meaning.

@@ -76,6 +76,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
+	check(loadShares(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}

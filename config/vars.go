@@ -92,3 +92,13 @@ type rawDisk struct {
 	Size   string `env:"DISKn_SIZE" help:"size of extra disk n: a blank diskn.qcow2 in the state folder (grows, never shrinks)"`
 	Device string `env:"DEVICEn" help:"host block device (or image file) n, given to the guest as a raw disk"`
 }
+
+// rawShare is read once per shared folder with the prefix FILESYSTEM_
+// (share 1) or FILESYSTEMn_.
+type rawShare struct {
+	Source     string `env:"SOURCE" help:"host folder shared with the guest (the share exists only when this is set)"`
+	Target     string `env:"TARGET" help:"where the guest mounts it (default: /mnt/share, /mnt/shareN for share N)"`
+	Driver     string `env:"DRIVER" help:"virtiofs (the default; falls back to 9p with a warning where virtiofsd cannot serve the share) or 9p; given explicitly, no fallback"`
+	AccessMode string `env:"ACCESSMODE" help:"passthrough (the default: owners and modes as the guest sets them), mapped (kept in xattrs, 9p only) or squash (owner changes ignored, 9p only)"`
+	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced by QEMU on the host; 9p)"`
+}

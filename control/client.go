@@ -51,6 +51,45 @@ func (cl *Client) Call(req Request) (Response, error) {
 	return resp, resp.Err()
 }
 
+// Exec runs a command in the guest, copying its output to stdout and
+// stderr as it arrives, and returns its exit status.
+func (cl *Client) Exec(x Exec, stdout, stderr io.Writer) (int, error) {
+	b, err := json.Marshal(Request{Op: OpExec, Exec: &x})
+	if err != nil {
+		return 0, err
+	}
+	_, werr := cl.c.Write(append(b, '\n'))
+	for {
+		line, err := cl.br.ReadBytes('\n')
+		if err != nil {
+			if werr != nil {
+				return 0, werr
+			}
+			return 0, fmt.Errorf("reading the answer: %w", err)
+		}
+		var resp Response
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return 0, fmt.Errorf("bad answer: %w", err)
+		}
+		if err := resp.Err(); err != nil {
+			return 0, err
+		}
+		switch {
+		case resp.Exit != nil:
+			return *resp.Exit, nil
+		case resp.Stream == Stdout:
+			_, err = stdout.Write(resp.Data)
+		case resp.Stream == Stderr:
+			_, err = stderr.Write(resp.Data)
+		default:
+			return 0, fmt.Errorf("bad answer: neither output nor exit status")
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
 // Console attaches to the serial console and returns the raw stream: reads
 // are the guest's output, writes its keystrokes; Close detaches.
 func (cl *Client) Console() (io.ReadWriteCloser, error) {

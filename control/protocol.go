@@ -6,7 +6,9 @@
 // reads one Response per line, on one connection as often as it likes. The
 // "console" op answers with a Response and then the connection carries raw
 // bytes: the guest's serial output one way, keystrokes the other, until
-// either side closes it.
+// either side closes it. The "exec" op runs a command in the guest through
+// its agent: the server answers with output frames (Stream, Data) as the
+// command writes, then one last Response carrying Exit, or an error.
 //
 // The socket is mode 0600 and the server refuses a peer whose uid
 // (SO_PEERCRED) is neither its own nor root's.
@@ -17,6 +19,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/controller"
+	"github.com/vmrunner/vmrunner/guestagent"
 )
 
 // Ops of a Request.
@@ -36,6 +39,7 @@ const (
 	OpConsole     = "console"
 	// OpSetDisplayPassword: Password; never logged.
 	OpSetDisplayPassword = "set_display_password"
+	OpExec               = "exec" // Exec
 )
 
 // Request is one line from the client.
@@ -46,13 +50,32 @@ type Request struct {
 	BootMode config.BootMode          `json:"boot_mode,omitempty"`
 	Source   string                   `json:"source,omitempty"`
 	Password string                   `json:"password,omitempty"`
+	Exec     *Exec                    `json:"exec,omitempty"`
 }
+
+// Exec is a command for the guest agent to run.
+type Exec struct {
+	Path  string   `json:"path"`
+	Args  []string `json:"args,omitempty"`
+	Stdin []byte   `json:"stdin,omitempty"` // at most guestagent.MaxStdin
+	// TimeoutMS ends the command (SIGTERM) after this long; 0: no limit.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+}
+
+// Streams of an exec output frame.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
 
 // Error kinds of a Response, so a client can tell them apart.
 const (
-	KindState   = "state"   // controller.ErrState
-	KindInvalid = "invalid" // controller.ErrInvalid
-	KindDenied  = "denied"  // the peer may not use this socket
+	KindState   = "state"      // controller.ErrState
+	KindInvalid = "invalid"    // controller.ErrInvalid
+	KindDenied  = "denied"     // the peer may not use this socket
+	KindNoAgent = "no_agent"   // guestagent.ErrNoAgent
+	KindNoChan  = "no_channel" // guestagent.ErrNoChannel
+	KindTimeout = "timeout"    // an exec ran past its TimeoutMS
 	KindOther   = "error"
 )
 
@@ -62,6 +85,11 @@ type Response struct {
 	Error  string             `json:"error,omitempty"`
 	Kind   string             `json:"kind,omitempty"`
 	Status *controller.Status `json:"status,omitempty"`
+	// An exec's output frame: Data written by the command to Stream.
+	Stream string `json:"stream,omitempty"`
+	Data   []byte `json:"data,omitempty"`
+	// Exit is the exec's last answer: the command's exit status.
+	Exit *int `json:"exit,omitempty"`
 }
 
 // Err turns a failed Response back into an error that errors.Is matches
@@ -78,6 +106,12 @@ func (r Response) Err() error {
 		e.kind = controller.ErrInvalid
 	case KindDenied:
 		e.kind = ErrDenied
+	case KindNoAgent:
+		e.kind = guestagent.ErrNoAgent
+	case KindNoChan:
+		e.kind = guestagent.ErrNoChannel
+	case KindTimeout:
+		e.kind = ErrTimeout
 	}
 	return e
 }
@@ -91,5 +125,9 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.kind }
 
-// ErrDenied: the server refused this client.
-var ErrDenied = errors.New("permission denied")
+var (
+	// ErrDenied: the server refused this client.
+	ErrDenied = errors.New("permission denied")
+	// ErrTimeout: an exec ran past its timeout and was ended.
+	ErrTimeout = errors.New("command timed out")
+)

@@ -11,15 +11,21 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/vmrunner/vmrunner/controller"
+	"github.com/vmrunner/vmrunner/guestagent"
 )
 
-// maxRequest bounds one request line: requests are small.
-const maxRequest = 64 << 10
+// maxRequest bounds one request line: an exec's standard input in base64
+// and room for the rest. Only an allowed peer gets to send one.
+const maxRequest = guestagent.MaxStdin/3*4 + 64<<10
+
+// maxFrame bounds the data of one exec output frame.
+const maxFrame = 32 << 10
 
 // Server serves one controller on a unix socket.
 type Server struct {
@@ -134,8 +140,12 @@ func (s *Server) serve(c *net.UnixConn) {
 			_ = enc.Encode(Response{Error: "bad request: " + err.Error(), Kind: KindInvalid})
 			return
 		}
-		if req.Op == OpConsole {
+		switch req.Op {
+		case OpConsole:
 			s.console(c, br, enc)
+			return
+		case OpExec:
+			s.exec(c, br, enc, req.Exec)
 			return
 		}
 		if err := enc.Encode(s.handle(req)); err != nil {
@@ -215,6 +225,10 @@ func errorResponse(err error) Response {
 		kind = KindState
 	case errors.Is(err, controller.ErrInvalid):
 		kind = KindInvalid
+	case errors.Is(err, guestagent.ErrNoAgent):
+		kind = KindNoAgent
+	case errors.Is(err, guestagent.ErrNoChannel):
+		kind = KindNoChan
 	}
 	return Response{Error: err.Error(), Kind: kind}
 }
@@ -244,3 +258,69 @@ func (s *Server) console(c *net.UnixConn, br *bufio.Reader, enc *json.Encoder) {
 	}()
 	<-done
 }
+
+// exec runs a guest command and streams its output as frames, then its exit
+// status. The client sends nothing more: its hang-up ends the command.
+func (s *Server) exec(c *net.UnixConn, br *bufio.Reader, enc *json.Encoder, x *Exec) {
+	if x == nil || x.Path == "" {
+		_ = enc.Encode(Response{Error: "exec needs a command", Kind: KindInvalid})
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if x.TimeoutMS > 0 {
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(x.TimeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, br)
+		cancel()
+	}()
+	fw := &frameWriter{enc: enc, cancel: cancel}
+	s.log.Info("control request", zap.String("op", OpExec), zap.String("path", x.Path), zap.Int("args", len(x.Args)))
+	res, err := s.api.GuestExec(ctx, guestagent.Command{Path: x.Path, Args: x.Args, Stdin: x.Stdin,
+		Stdout: fw.stream(Stdout), Stderr: fw.stream(Stderr)})
+	switch {
+	case err != nil && errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("%w after %s", ErrTimeout, time.Duration(x.TimeoutMS)*time.Millisecond)
+		_ = fw.send(Response{Error: err.Error(), Kind: KindTimeout})
+	case err != nil:
+		s.log.Info("exec failed", zap.Error(err))
+		_ = fw.send(errorResponse(err))
+	default:
+		_ = fw.send(Response{OK: true, Exit: &res.ExitCode})
+	}
+}
+
+// frameWriter sends an exec's output as frames on the connection; a
+// client that went away cancels the command.
+type frameWriter struct {
+	mu     sync.Mutex
+	enc    *json.Encoder
+	cancel func()
+}
+
+func (f *frameWriter) send(r Response) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enc.Encode(r); err != nil {
+		f.cancel()
+		return err
+	}
+	return nil
+}
+
+func (f *frameWriter) stream(name string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		for i := 0; i < len(p); i += maxFrame {
+			if err := f.send(Response{OK: true, Stream: name, Data: p[i:min(i+maxFrame, len(p))]}); err != nil {
+				return i, err
+			}
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }

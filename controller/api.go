@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 )
 
 // PowerState is where the VM is in its life.
@@ -73,6 +74,8 @@ type Status struct {
 	Media     Media           `json:"media"`
 	NICs      []NIC           `json:"nics"`
 	LastExit  string          `json:"last_exit,omitempty"` // how the last QEMU run ended
+	// Guest is what the guest agent last reported; nil while none answers.
+	Guest *GuestInfo `json:"guest,omitempty"`
 }
 
 // Event is one transition of the power state.
@@ -138,4 +141,10 @@ type API interface {
 	// of the next starts; ErrInvalid for one VNC cannot use (1-8
 	// printable ASCII characters).
 	SetDisplayPassword(ctx context.Context, password string) error
+
+	// GuestExec runs a command in the guest through the QEMU guest agent,
+	// streaming its output to cmd.Stdout and cmd.Stderr; ErrState when no
+	// QEMU runs, guestagent.ErrNoAgent or ErrNoChannel when no agent
+	// answers. When ctx ends first the command is sent SIGTERM.
+	GuestExec(ctx context.Context, cmd guestagent.Command) (guestagent.Result, error)
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 	"github.com/vmrunner/vmrunner/qemu"
 	"github.com/vmrunner/vmrunner/supervisor"
 	"github.com/vmrunner/vmrunner/vm"
@@ -67,8 +68,12 @@ type Controller struct {
 	over   chan struct{} // closed when Run has returned
 	serial *serialHub
 
-	mu     sync.Mutex // guards status and subs
+	mu     sync.Mutex // guards status, subs and agent
 	status Status
+	// agent is the current run's guest agent client; nil when no QEMU
+	// runs or it has no agent channel. Calls on it run outside the loop:
+	// a guest command may take minutes.
+	agent  *guestagent.Client
 	subs   map[int]chan Event
 	nextID int
 	// pwFollowers learn each new display password.
@@ -98,8 +103,10 @@ type run struct {
 	stopping  bool
 	forced    bool
 	deadline  <-chan time.Time
+	agentAsk  <-chan time.Time // halfway to deadline: ask the guest agent
 	killTimer <-chan time.Time
 	shutdown  string // the reason of QMP's SHUTDOWN event
+	endWatch  func() // stops watchGuest
 	qmpGone   bool   // QMP never connected and never will (QEMU ended)
 }
 
@@ -196,11 +203,12 @@ func (c *Controller) Run(ctx context.Context) int {
 		var (
 			done      <-chan struct{}
 			deadline  <-chan time.Time
+			agentAsk  <-chan time.Time
 			killTimer <-chan time.Time
 			late      <-chan *qemu.Monitor
 		)
 		if r := c.cur; r != nil {
-			done, deadline, killTimer = r.proc.Done(), r.deadline, r.killTimer
+			done, deadline, agentAsk, killTimer = r.proc.Done(), r.deadline, r.agentAsk, r.killTimer
 			if r.mon == nil && !r.qmpGone {
 				late = r.proc.QMP
 			}
@@ -215,6 +223,9 @@ func (c *Controller) Run(ctx context.Context) int {
 		case <-ctx.Done():
 			c.onShutdown()
 			ctx = context.Background() // once
+		case <-agentAsk:
+			c.cur.agentAsk = nil
+			c.askAgentShutdown()
 		case <-deadline:
 			c.force(fmt.Sprintf("guest did not power off within %s", c.o.Plan.Config.ShutdownTimeout))
 		case <-killTimer:
@@ -239,6 +250,7 @@ func (c *Controller) onLateQMP(m *qemu.Monitor, ok bool) {
 	}
 	r.mon = m
 	c.log.Info("QMP connected late", zap.Duration("after", time.Since(r.started)))
+	c.restrictAgent(r.made.Spec.GuestAgent)
 	switch {
 	case r.forced:
 		go func() { _ = m.Quit() }()
@@ -353,11 +365,21 @@ func (c *Controller) powerOn(reason string) error {
 	r := &run{gen: gen, proc: proc, made: made, settings: s, started: time.Now()}
 	c.cur = r
 	c.serial.setInput(proc.Stdin)
+	if made.Spec.GuestAgent != "" {
+		a := guestagent.New(made.Spec.GuestAgent, guestagent.Options{})
+		c.mu.Lock()
+		c.agent = a
+		c.mu.Unlock()
+		var ctx context.Context
+		ctx, r.endWatch = context.WithCancel(context.Background())
+		go c.watchGuest(ctx, a)
+	}
 	select {
 	case m, ok := <-proc.QMP:
 		r.mon, r.qmpGone = m, !ok
 		if ok {
 			c.log.Debug("QMP connected", zap.String("socket", p.Paths.QMP))
+			c.restrictAgent(made.Spec.GuestAgent)
 		}
 	case <-proc.Done():
 		// onExit, from the loop, says how it ended.
@@ -422,6 +444,18 @@ func (c *Controller) onExit() {
 	if r.mon != nil {
 		_ = r.mon.Close()
 	}
+	if r.endWatch != nil {
+		r.endWatch()
+	}
+	c.mu.Lock()
+	c.status.Guest = nil
+	if a := c.agent; a != nil {
+		// Close waits for a call in flight (up to its timeout); the loop
+		// must not. That call fails on the dead socket anyway.
+		go func() { _ = a.Close() }()
+		c.agent = nil
+	}
+	c.mu.Unlock()
 	c.serial.setInput(nil)
 	if err := r.made.Release(); err != nil {
 		c.log.Warn("undoing the run's start-up", zap.Error(err))
@@ -491,6 +525,7 @@ func (c *Controller) stop(graceful bool, reason string) {
 	timeout := c.o.Plan.Config.ShutdownTimeout
 	c.log.Info("stop requested: pressing the ACPI power button", zap.Duration("timeout", timeout))
 	r.deadline = time.After(timeout)
+	r.agentAsk = time.After(timeout / 2)
 	paused := c.power() == Paused
 	c.setPower(Stopping, reason)
 	if m := r.mon; m != nil {
@@ -512,7 +547,7 @@ func (c *Controller) force(why string) {
 	if r == nil || r.forced {
 		return
 	}
-	r.forced, r.stopping, r.deadline = true, true, nil
+	r.forced, r.stopping, r.deadline, r.agentAsk = true, true, nil, nil
 	c.log.Warn("stopping QEMU by force", zap.String("reason", why))
 	if c.power() != Stopping {
 		c.setPower(Stopping, why)
@@ -523,6 +558,40 @@ func (c *Controller) force(why string) {
 		return
 	}
 	_ = r.proc.Kill()
+}
+
+// askAgentShutdown is the stop policy's second try: a guest that has
+// ignored the ACPI button for half of SHUTDOWN_TIMEOUT (no acpid, a
+// desktop asking its absent user) is asked through its agent, if one
+// answers, before the deadline forces it.
+func (c *Controller) askAgentShutdown() {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil {
+		return
+	}
+	c.log.Info("the guest ignores the ACPI button: asking its guest agent to power off")
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), guestagent.DefaultSyncTimeout+qmpTimeout)
+		defer cancel()
+		if err := a.Shutdown(ctx, guestagent.PowerDown); err != nil {
+			c.log.Info("the guest agent did not take the power-off", zap.Error(err))
+			return
+		}
+		c.log.Info("the guest agent took the power-off")
+	}()
+}
+
+// restrictAgent narrows the agent socket to its owner once QEMU has made
+// it: QEMU answers QMP only after creating its chardevs.
+func (c *Controller) restrictAgent(path string) {
+	if path == "" {
+		return
+	}
+	if err := guestagent.Restrict(path); err != nil {
+		c.log.Warn("restricting the guest agent socket", zap.Error(err))
+	}
 }
 
 // qmp runs a QMP command on the current run, bounded by qmpTimeout.
@@ -761,6 +830,21 @@ func (c *Controller) EjectMedia(ctx context.Context) error {
 
 func (c *Controller) AttachSerial(ctx context.Context) (io.ReadWriteCloser, error) {
 	return c.serial.attach(), nil
+}
+
+// GuestExec runs cmd in the guest through the current run's agent,
+// outside the controller's goroutine.
+func (c *Controller) GuestExec(ctx context.Context, cmd guestagent.Command) (guestagent.Result, error) {
+	c.mu.Lock()
+	a, power := c.agent, c.status.Power
+	c.mu.Unlock()
+	switch {
+	case power == Off || power == Starting:
+		return guestagent.Result{}, fmt.Errorf("%w: the VM is %s", ErrState, power)
+	case a == nil:
+		return guestagent.Result{}, fmt.Errorf("this VM has no agent channel: %w", guestagent.ErrNoChannel)
+	}
+	return a.Exec(ctx, cmd)
 }
 
 // DialDisplay connects to the running QEMU's second VNC listener, the unix

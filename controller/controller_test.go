@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/guestagent"
 	"github.com/vmrunner/vmrunner/supervisor"
 	"github.com/vmrunner/vmrunner/vm"
 )
@@ -217,6 +218,10 @@ func TestIgnoredButtonIsForcedAfterTimeout(t *testing.T) {
 	}
 	if !strings.Contains(f.qmpLog(), "quit") {
 		t.Errorf("no quit sent: %q", f.qmpLog())
+	}
+	// Halfway, the guest agent was asked (this fake QEMU has none).
+	if f.logs.FilterMessage("the guest ignores the ACPI button: asking its guest agent to power off").Len() != 1 {
+		t.Errorf("the guest agent was not asked halfway; transitions %v", f.transitions())
 	}
 }
 
@@ -620,5 +625,30 @@ func TestDisplayPasswordLiveAndOff(t *testing.T) {
 		if line := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(line, "live-pw") || strings.Contains(line, "off-pw") {
 			t.Errorf("logged: %s", line)
 		}
+	}
+}
+
+// TestGuestExecFollowsTheRun: no command runs while the VM is off; while
+// it runs, the run's agent client answers (this fake QEMU makes no agent
+// socket: ErrNoChannel), and the client goes with the run.
+func TestGuestExecFollowsTheRun(t *testing.T) {
+	f := newFixture(t, options{keepAlive: true})
+	time.Sleep(50 * time.Millisecond)
+	cmd := guestagent.Command{Path: "true"}
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, ErrState) {
+		t.Errorf("exec while off: %v, want ErrState", err)
+	}
+	if err := f.c.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, guestagent.ErrNoChannel) {
+		t.Errorf("exec without an agent socket: %v, want ErrNoChannel", err)
+	}
+	if err := f.c.PowerOff(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	f.waitPower(Off)
+	if _, err := f.c.GuestExec(ctx, cmd); !errors.Is(err, ErrState) {
+		t.Errorf("exec after the run: %v, want ErrState", err)
 	}
 }

@@ -13,6 +13,7 @@ func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
 		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
+		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
 	}
@@ -345,6 +346,47 @@ func qmpArgs(s Spec) []string {
 	var a []string
 	for _, p := range s.QMPSockets {
 		a = append(a, "-qmp", "unix:"+escape(p)+",server=on,wait=off")
+	}
+	return a
+}
+
+// guestAgentArgs gives the guest the port qemu-guest-agent looks for, its
+// host end a unix socket vmrunner connects to. wait=off: QEMU does not wait
+// for a client before starting the guest.
+func guestAgentArgs(s Spec) []string {
+	if s.GuestAgent == "" {
+		return nil
+	}
+	return []string{
+		"-chardev", "socket,id=qga0,path=" + escape(s.GuestAgent) + ",server=on,wait=off",
+		"-device", "virtio-serial-pci,id=vser0",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+	}
+}
+
+// shareArgs attaches the shared folders. virtiofsd reads guest memory
+// directly, so with any virtiofs share the guest's RAM is a shared memfd.
+func shareArgs(s Spec) []string {
+	var a []string
+	memfd := false
+	for _, sh := range s.Shares {
+		if sh.Virtiofs {
+			if !memfd {
+				memfd = true
+				a = append(a,
+					"-object", fmt.Sprintf("memory-backend-memfd,id=mem0,size=%dM,share=on", s.MemoryMiB),
+					"-numa", "node,memdev=mem0")
+			}
+			a = append(a,
+				"-chardev", "socket,id="+sh.ID+",path="+escape(sh.Socket),
+				"-device", "vhost-user-fs-pci,chardev="+sh.ID+",tag="+sh.Tag)
+			continue
+		}
+		fs := "local,id=" + sh.ID + ",path=" + escape(sh.Path) + ",security_model=" + sh.SecurityModel
+		if sh.ReadOnly {
+			fs += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fs, "-device", "virtio-9p-pci,fsdev="+sh.ID+",mount_tag="+sh.Tag)
 	}
 	return a
 }

@@ -248,6 +248,23 @@ var scenarios = []struct {
 		s.Disk = "/data,1/vms/vm/disk.qcow2"
 		s.DiskBase, s.DiskBaseFormat = "/images,1/\"base\".qcow2", "qcow2"
 		s.Seed = "/data,1/vms/vm/seed,,x.iso"
+		s.GuestAgent = "/data,1/vms/vm/qga.sock"
+		return s
+	}},
+	{"shares_9p_and_virtiofs", func() Spec {
+		s := base()
+		s.Shares = []Share{
+			{ID: "fs1", Tag: "share1", Path: "/srv/data,1", SecurityModel: "mapped-xattr", ReadOnly: true},
+			{ID: "fs2", Tag: "share2", Virtiofs: true, Socket: "/data/vms/vm/virtiofs-2.sock"},
+			{ID: "fs3", Tag: "share3", Path: "/srv/other", SecurityModel: "passthrough"},
+			{ID: "fs4", Tag: "share4", Virtiofs: true, Socket: "/data/vms/vm/virtiofs-4.sock"},
+		}
+		return s
+	}},
+	{"guest_agent", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.GuestAgent = "/data/vms/vm/qga.sock"
 		return s
 	}},
 	{"seed_hardware", func() Spec {

@@ -37,6 +37,10 @@ type Spec struct {
 	NICs       []NIC
 	QMPSockets []string
 	Display    *Display // nil: no graphics
+	// GuestAgent is the unix socket QEMU listens on for the guest agent's
+	// virtio-serial port (org.qemu.guest_agent.0); empty: no channel.
+	GuestAgent string
+	Shares     []Share // host folders, in order
 	Extra      []string
 
 	// BootOrder lists BootDisk, BootCD and BootNetwork (the first NIC) in
@@ -53,6 +57,18 @@ type Hardware struct {
 	Balloon  bool // virtio-balloon
 	IOThread bool // virtio-blk disks run in an iothread
 	HyperV   bool // Hyper-V enlightenments on -cpu
+}
+
+// Share is a host folder the guest mounts by Tag.
+type Share struct {
+	ID       string // fsdev or chardev id: fs1, fs2, …
+	Tag      string // mount tag in the guest
+	Virtiofs bool   // vhost-user-fs through virtiofsd on Socket; else virtio-9p on Path
+	Path     string // 9p: the host folder
+	Socket   string // virtiofs: virtiofsd's vhost-user socket
+	// SecurityModel is 9p's security_model: passthrough, mapped-xattr or none.
+	SecurityModel string
+	ReadOnly      bool // 9p: QEMU refuses writes
 }
 
 // BootDevice picks what the firmware boots first.

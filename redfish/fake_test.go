@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/controller"
+	"github.com/vmrunner/vmrunner/guestagent"
 )
 
 // fakeVM is a controller.API that records each call and changes state the
@@ -168,3 +169,7 @@ func (f *fakeVM) DialDisplay(ctx context.Context) (net.Conn, error) {
 }
 
 func (f *fakeVM) SetDisplayPassword(ctx context.Context, password string) error { return nil }
+
+func (f *fakeVM) GuestExec(context.Context, guestagent.Command) (guestagent.Result, error) {
+	return guestagent.Result{}, guestagent.ErrNoChannel
+}

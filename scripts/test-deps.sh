@@ -37,6 +37,8 @@ needs=(
   /usr/share/tesseract-ocr/5/tessdata/eng.traineddata tesseract-ocr-eng
   chromium chromium
   chromedriver chromium-driver
+  /usr/sbin/qemu-ga qemu-guest-agent
+  /usr/lib/qemu/virtiofsd qemu-system-common
 )
 
 missing=()

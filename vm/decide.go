@@ -136,5 +136,14 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 			own = append(own, filepath.Dir(d.Socket))
 		}
 	}
+	// virtiofsd (root, umask 077) makes its socket before QEMU starts;
+	// connecting needs write permission, so it is handed over as QEMU's
+	// own files are. 9p folders are opened by QEMU itself and stay as
+	// they are (docs/guest.md).
+	for _, sh := range s.Shares {
+		if sh.Virtiofs {
+			add(sh.Socket, true)
+		}
+	}
 	return own, read, write
 }

@@ -26,6 +26,7 @@ type Facts struct {
 	Links          map[string]netcfg.Link // bridges and parent NICs the NICs name; absent: missing
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
+	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 }
 
 // Paths are the files of the state folder.
@@ -34,6 +35,7 @@ type Paths struct {
 	// VNCPassword holds the VNC password QEMU reads (0600); VNCDir (0700)
 	// guards VNCSocket, the web console's listener, which has no VNC auth.
 	VNCPassword, VNCDir, VNCSocket string
+	QGA                            string // the guest agent's socket
 }
 
 // PathsFor lays out DATA_DIR/vms/GUEST_NAME/.
@@ -49,6 +51,7 @@ func PathsFor(c *config.Config) Paths {
 		SerialLog: filepath.Join(s, "serial.log"),
 		Lock:      filepath.Join(s, "lock"),
 		Salt:      filepath.Join(s, "password-salt"),
+		QGA:       filepath.Join(s, "qga.sock"),
 		UUID:      filepath.Join(s, "uuid"),
 		Control:   ControlSocket(s),
 
@@ -90,6 +93,10 @@ type Plan struct {
 	Firmwares map[config.BootMode]Firmware
 	Persist   bool // keep the state folder when the VM ends
 	Warnings  []string
+	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
+	// guest mounts (cloud-init).
+	Virtiofsd []VirtiofsdPlan
+	Mounts    []cloudinit.Mount
 }
 
 // Firmware is a UEFI code file and the template of its variables.
@@ -127,6 +134,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
 		Display:    planDisplay(c.Console, c.VNCPort, p.Paths),
+		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
 	p.Firmwares = map[config.BootMode]Firmware{}
@@ -165,6 +173,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	if c.CloudInit {
 		s.Seed = p.Paths.Seed
+	}
+	if err := p.planShares(&s, f); err != nil {
+		return nil, err
 	}
 	for _, n := range c.NICs {
 		np := NICPlan{NIC: n}

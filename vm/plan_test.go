@@ -85,6 +85,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 			Backend: qemu.UserNet{IPv6: true, Forwards: []qemu.Forward{{Proto: "tcp", HostAddr: "0.0.0.0", HostPort: 2222, GuestPort: 22}}},
 		}},
 		QMPSockets: []string{st + "/qmp.sock", st + "/qmp-probe.sock"},
+		GuestAgent: st + "/qga.sock",
 	}
 	if !reflect.DeepEqual(p.Spec, want) {
 		t.Errorf("Spec:\n got %+v\nwant %+v", p.Spec, want)
@@ -94,6 +95,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		QMP: st + "/qmp.sock", QMPProbe: st + "/qmp-probe.sock", SerialLog: st + "/serial.log",
 		Lock: st + "/lock", Salt: st + "/password-salt", UUID: st + "/uuid", Control: st + "/control.sock",
 		VNCPassword: st + "/vnc-password", VNCDir: st + "/vnc", VNCSocket: st + "/vnc/web.sock",
+		QGA: st + "/qga.sock",
 	}
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
@@ -488,6 +490,7 @@ func TestArgvPerVariable(t *testing.T) {
 	cdDevice := "-device scsi-cd,bus=scsi0.0,drive=cd0,id=cd0dev"
 	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
 	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
+	qga := "-chardev socket,id=qga0,path=" + st + "/qga.sock,server=on,wait=off"
 
 	type facts func(*Facts)
 	tests := []struct {
@@ -553,20 +556,22 @@ func TestArgvPerVariable(t *testing.T) {
 		{"CLOUD_INIT=0", map[string]string{"CLOUD_INIT": "0"}, nil, seed[1:], nil}, // the CD drive keeps the controller,
 		{"cloud-init content", map[string]string{"GUEST_USER": "ops", "GUEST_PASSWORD": "x", "SSH_PUBKEY": "ssh-ed25519 AAAA k", "CLOUD_INIT_USER_DATA": userData}, nil, nil, nil},
 		{"GUEST_NAME=db", map[string]string{"GUEST_NAME": "db"}, nil,
-			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1}, qmp...),
+			append([]string{"-name guest=web", varsDrive, diskDrive, seed[1], dev1, qga}, qmp...),
 			append([]string{"-name guest=db",
 				"-drive if=pflash,format=raw,unit=1,file=/data/vms/db/efivars.fd",
 				"-drive file=/data/vms/db/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native",
 				"-drive file=/data/vms/db/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
 				"-device virtio-net-pci,netdev=net1,mac=" + mac("db", 1)},
-				"-qmp unix:/data/vms/db/qmp.sock,server=on,wait=off", "-qmp unix:/data/vms/db/qmp-probe.sock,server=on,wait=off")},
+				"-qmp unix:/data/vms/db/qmp.sock,server=on,wait=off", "-qmp unix:/data/vms/db/qmp-probe.sock,server=on,wait=off",
+				"-chardev socket,id=qga0,path=/data/vms/db/qga.sock,server=on,wait=off")},
 		{"DATA_DIR=/srv/vmr", map[string]string{"DATA_DIR": "/srv/vmr"}, nil,
-			append([]string{varsDrive, diskDrive, seed[1]}, qmp...),
+			append([]string{varsDrive, diskDrive, seed[1], qga}, qmp...),
 			[]string{
 				"-drive if=pflash,format=raw,unit=1,file=/srv/vmr/vms/web/efivars.fd",
 				"-drive file=/srv/vmr/vms/web/disk.qcow2,if=none,id=disk0,format=qcow2,discard=unmap,cache=none,aio=native",
 				"-drive file=/srv/vmr/vms/web/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw",
-				"-qmp unix:/srv/vmr/vms/web/qmp.sock,server=on,wait=off", "-qmp unix:/srv/vmr/vms/web/qmp-probe.sock,server=on,wait=off"}},
+				"-qmp unix:/srv/vmr/vms/web/qmp.sock,server=on,wait=off", "-qmp unix:/srv/vmr/vms/web/qmp-probe.sock,server=on,wait=off",
+				"-chardev socket,id=qga0,path=/srv/vmr/vms/web/qga.sock,server=on,wait=off"}},
 		{"SHUTDOWN_TIMEOUT LOG_FORMAT LOG_VERBOSE QEMU_BINARY", map[string]string{"SHUTDOWN_TIMEOUT": "5", "LOG_FORMAT": "json", "LOG_VERBOSE": "1", "QEMU_BINARY": "/opt/qemu"}, nil, nil, nil},
 		{"SSH_PORT=2200", map[string]string{"SSH_PORT": "2200"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on,hostfwd=tcp:0.0.0.0:2200-:22"}},
 		{"SSH_PORT=0", map[string]string{"SSH_PORT": "0"}, nil, []string{nat1}, []string{"-netdev user,id=net1,ipv4=on,ipv6=on"}},

@@ -173,6 +173,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
 		{"cloud-init seed", func(context.Context) error { return p.seed(out) }},
 		{"network", func(context.Context) error { return p.network(out) }},
+		{"virtiofsd", func(context.Context) error { return p.virtiofsds(out) }},
 	}
 	if err := runSteps(ctx, &out.c, steps); err != nil {
 		return nil, err
@@ -308,7 +309,7 @@ func (p *Plan) wipeState() error {
 func (p *Plan) staleSockets(out *Run) error {
 	remove := func() error {
 		var errs []error
-		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.VNCSocket} {
+		for _, s := range []string{p.Paths.QMP, p.Paths.QMPProbe, p.Paths.VNCSocket, p.Paths.QGA} {
 			if err := os.Remove(s); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -491,7 +492,9 @@ func (p *Plan) seed(out *Run) error {
 	if err != nil {
 		return err
 	}
-	files, err := SeedFor(c, password, salt).Files()
+	s := SeedFor(c, password, salt)
+	s.Mounts = p.Mounts
+	files, err := s.Files()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,175 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// MaxShares is the highest n of FILESYSTEMn_*.
+const MaxShares = 8
+
+// ShareDriver is how a host folder reaches the guest (FILESYSTEM_DRIVER).
+type ShareDriver string
+
+const (
+	ShareVirtiofs ShareDriver = "virtiofs" // vhost-user-fs with Debian's virtiofsd
+	Share9p       ShareDriver = "9p"       // virtio-9p, inside QEMU
+)
+
+// Access modes (FILESYSTEM_ACCESSMODE), libvirt's names: how file owners
+// and modes the guest sets land on the host.
+const (
+	AccessPassthrough = "passthrough" // as the guest sets them (needs root on the host)
+	AccessMapped      = "mapped"      // kept in extended attributes; host files stay the runner's
+	AccessSquash      = "squash"      // like passthrough, failures to set owners ignored
+)
+
+// Share is FILESYSTEM_* (Index 1) or FILESYSTEMn_*: a host folder the
+// guest mounts.
+type Share struct {
+	Index      int
+	Source     string // absolute host folder
+	Target     string // absolute guest path it is mounted on
+	Driver     ShareDriver
+	DriverSet  bool // FILESYSTEM_DRIVER was given: no fallback to 9p
+	AccessMode string
+	ReadOnly   bool
+}
+
+// Prefix is the environment prefix of this share's variables.
+func (s Share) Prefix() string { return sharePrefix(s.Index) }
+
+// Tag is the mount tag the guest names the share by.
+func (s Share) Tag() string { return fmt.Sprintf("share%d", s.Index) }
+
+func sharePrefix(n int) string {
+	if n == 1 {
+		return "FILESYSTEM_"
+	}
+	return fmt.Sprintf("FILESYSTEM%d_", n)
+}
+
+var (
+	shareVar = regexp.MustCompile(`^FILESYSTEM([0-9]*)_`)
+	// guestPath is what a target may hold: it goes into /etc/fstab and a
+	// shell script in the guest, so no spaces, quotes or other specials.
+	guestPath = regexp.MustCompile(`^(/[A-Za-z0-9._+@-]+)+$`)
+)
+
+func loadShares(c *Config, environ map[string]string) error {
+	var errs []error
+	present := map[int]bool{}
+	for _, k := range slices.Sorted(maps.Keys(environ)) {
+		m := shareVar.FindStringSubmatch(k)
+		if m == nil {
+			continue
+		}
+		n := 1
+		if m[1] != "" {
+			n, _ = strconv.Atoi(m[1])
+			if n < 2 || n > MaxShares || m[1] != strconv.Itoa(n) {
+				errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("FILESYSTEM_* for share 1 and FILESYSTEM2_* to FILESYSTEM%d_* for more", MaxShares)})
+				continue
+			}
+		}
+		if environ[sharePrefix(n)+"SOURCE"] == "" {
+			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sSOURCE (the host folder to share)", sharePrefix(n))})
+			continue
+		}
+		present[n] = true
+	}
+	targets := map[string]string{}
+	for n := 1; n <= MaxShares; n++ {
+		if !present[n] {
+			continue
+		}
+		var raw rawShare
+		if err := env.ParseWithOptions(&raw, env.Options{Environment: environ, Prefix: sharePrefix(n)}); err != nil {
+			errs = append(errs, fmt.Errorf("reading %s*: %w", sharePrefix(n), err))
+			continue
+		}
+		s, err := loadShare(n, raw)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if other, ok := targets[s.Target]; ok {
+			errs = append(errs, &Error{Var: s.Prefix() + "TARGET", Value: s.Target, Accepted: "a guest path no other share uses (" + other + " has it)"})
+			continue
+		}
+		targets[s.Target] = s.Prefix() + "TARGET"
+		c.Shares = append(c.Shares, s)
+	}
+	return errors.Join(errs...)
+}
+
+func loadShare(n int, raw rawShare) (Share, error) {
+	p := sharePrefix(n)
+	s := Share{Index: n}
+	var errs []error
+	src, err := filepath.Abs(raw.Source)
+	if err == nil {
+		var st os.FileInfo
+		if st, err = os.Stat(src); err == nil && !st.IsDir() {
+			err = errors.New("is not a folder")
+		}
+	}
+	if err != nil {
+		errs = append(errs, &Error{Var: p + "SOURCE", Value: raw.Source, Accepted: "an existing host folder", Err: err})
+	}
+	s.Source = src
+
+	s.Target = raw.Target
+	if s.Target == "" {
+		s.Target = "/mnt/share"
+		if n > 1 {
+			s.Target += strconv.Itoa(n)
+		}
+	}
+	if !guestPath.MatchString(s.Target) || path.Clean(s.Target) != s.Target || slices.Contains(strings.Split(s.Target, "/"), "..") || s.Target == "/" {
+		errs = append(errs, &Error{Var: p + "TARGET", Value: raw.Target, Accepted: "an absolute guest path of letters, digits and . _ + @ - (no .., no trailing /)"})
+	}
+
+	s.Driver, s.DriverSet = ShareVirtiofs, raw.Driver != ""
+	if s.DriverSet {
+		d, err := oneOf(p+"DRIVER", raw.Driver, []string{string(ShareVirtiofs), string(Share9p)})
+		errs = append(errs, err)
+		s.Driver = ShareDriver(d)
+	}
+	s.AccessMode = AccessPassthrough
+	if raw.AccessMode != "" {
+		s.AccessMode, err = oneOf(p+"ACCESSMODE", raw.AccessMode, []string{AccessPassthrough, AccessMapped, AccessSquash})
+		errs = append(errs, err)
+	}
+	if raw.ReadOnly != "" {
+		s.ReadOnly, err = parseBool(p+"READONLY", raw.ReadOnly)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Share{}, err
+	}
+
+	// virtiofsd 7.2 (C) passes owners and modes through as they are and
+	// has no read-only mode; 9p does both. A default driver falls back.
+	if s.Driver == ShareVirtiofs && (s.AccessMode != AccessPassthrough || s.ReadOnly) {
+		if s.DriverSet {
+			why := p + "ACCESSMODE=" + s.AccessMode
+			if s.ReadOnly {
+				why = p + "READONLY=1 (virtiofsd has no read-only mode; QEMU's 9p enforces it on the host)"
+			}
+			return Share{}, &Error{Var: p + "DRIVER", Value: raw.Driver, Accepted: "9p with " + why + ", or virtiofs with passthrough and read-write"}
+		}
+		s.Driver = Share9p
+	}
+	return s, nil
+}

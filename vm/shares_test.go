@@ -1,0 +1,100 @@
+package vm
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vmrunner/vmrunner/cloudinit"
+	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/qemu"
+)
+
+func TestPlanShares(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank",
+		"FILESYSTEM_SOURCE": dir, "FILESYSTEM_TARGET": "/srv/x",
+		"FILESYSTEM2_SOURCE": dir, "FILESYSTEM2_DRIVER": "9p", "FILESYSTEM2_ACCESSMODE": "squash", "FILESYSTEM2_READONLY": "1",
+		"FILESYSTEM3_SOURCE": dir, "FILESYSTEM3_DRIVER": "9p", "FILESYSTEM3_ACCESSMODE": "mapped"}
+	f := testFacts()
+	f.Virtiofsd = "/usr/lib/qemu/virtiofsd"
+	p := plan(t, env, f)
+	st := "/data/vms/testhost"
+	want := []qemu.Share{
+		{ID: "fs1", Tag: "share1", Virtiofs: true, Socket: st + "/virtiofs-1.sock"},
+		{ID: "fs2", Tag: "share2", Path: dir, SecurityModel: "none", ReadOnly: true},
+		{ID: "fs3", Tag: "share3", Path: dir, SecurityModel: "mapped-xattr"},
+	}
+	if !reflect.DeepEqual(p.Spec.Shares, want) {
+		t.Errorf("shares\n got %+v\nwant %+v", p.Spec.Shares, want)
+	}
+	if want := []VirtiofsdPlan{{Binary: f.Virtiofsd, Source: dir, Socket: st + "/virtiofs-1.sock"}}; !reflect.DeepEqual(p.Virtiofsd, want) {
+		t.Errorf("virtiofsd %+v, want %+v", p.Virtiofsd, want)
+	}
+	wantMounts := []cloudinit.Mount{{Tag: "share1", Target: "/srv/x", Virtiofs: true}, {Tag: "share2", Target: "/mnt/share2", ReadOnly: true}, {Tag: "share3", Target: "/mnt/share3"}}
+	if !reflect.DeepEqual(p.Mounts, wantMounts) {
+		t.Errorf("mounts %+v, want %+v", p.Mounts, wantMounts)
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+	// A confined QEMU gets virtiofsd's socket with its own files; the 9p
+	// folders are not handed over.
+	own, read, write := p.QEMUFiles(p.Spec, "")
+	if !slices.Contains(own, st+"/virtiofs-1.sock") || slices.Contains(read, dir) || slices.Contains(write, dir) {
+		t.Errorf("QEMU's files: own %q, read %q, write %q; want the virtiofs socket among its own", own, read, write)
+	}
+
+	// No virtiofsd: the default driver falls back with a warning …
+	p = plan(t, map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank", "FILESYSTEM_SOURCE": dir}, testFacts())
+	if len(p.Spec.Shares) != 1 || p.Spec.Shares[0].Virtiofs || p.Spec.Shares[0].SecurityModel != "passthrough" || len(p.Virtiofsd) != 0 {
+		t.Errorf("fallback share %+v", p.Spec.Shares)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "9p instead") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+	// … an explicit one is refused with advice.
+	_, err := MakePlan(loadConfig(t, map[string]string{"DATA_DIR": "/data", "BOOT_FROM": "blank", "FILESYSTEM_SOURCE": dir, "FILESYSTEM_DRIVER": "virtiofs"}), testFacts())
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Var != "FILESYSTEM_DRIVER" || !strings.Contains(ce.Accepted, "9p") {
+		t.Errorf("explicit virtiofs without virtiofsd: %v", err)
+	}
+}
+
+// TestVirtiofsdStep runs Debian's virtiofsd as start-up would: its socket
+// appears, and undo stops it and removes the socket.
+func TestVirtiofsdStep(t *testing.T) {
+	bin := FindVirtiofsd()
+	if bin == "" || os.Geteuid() != 0 {
+		t.Skip("needs virtiofsd (qemu-system-common) and root")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "virtiofs-1.sock")
+	p := &Plan{Virtiofsd: []VirtiofsdPlan{{Binary: bin, Source: t.TempDir(), Socket: sock}}}
+	out := &Run{}
+	if err := p.virtiofsds(out); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("socket: %v", err)
+	}
+	t.Logf("warnings: %q", out.Warnings)
+	if err := out.Release(); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after undo: %v", err)
+	}
+}
+
+func TestVirtiofsdStepFails(t *testing.T) {
+	dir := t.TempDir()
+	p := &Plan{Virtiofsd: []VirtiofsdPlan{{Binary: "/bin/false", Source: dir, Socket: filepath.Join(dir, "s.sock")}}}
+	if err := p.virtiofsds(&Run{}); err == nil || !strings.Contains(err.Error(), "FILESYSTEM_DRIVER=9p") {
+		t.Errorf("err %v", err)
+	}
+}
