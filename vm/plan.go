@@ -110,10 +110,6 @@ const maxSocketPath = 107
 // MakePlan decides everything about the VM without touching the host.
 func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	p := &Plan{Config: c, Paths: PathsFor(c), Persist: DecidePersist(c.Persist, f.DataDirMounted)}
-	if len(p.Paths.QMPProbe) > maxSocketPath {
-		return nil, &config.Error{Var: "DATA_DIR", Value: c.DataDir,
-			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", p.Paths.QMPProbe, maxSocketPath)}
-	}
 	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
 	if err != nil {
 		return nil, err
@@ -206,8 +202,37 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			p.Warnings = append(p.Warnings, f.VhostAdvice)
 		}
 	}
+	if err := checkSocketPaths(c.DataDir, p.sockets(s)); err != nil {
+		return nil, err
+	}
 	p.Spec = s
 	return p, nil
+}
+
+// sockets are the unix sockets of the VM's state folder that a run of s
+// listens on.
+func (p *Plan) sockets(s qemu.Spec) []string {
+	out := append([]string{p.Paths.Control, p.Paths.QGA}, s.QMPSockets...)
+	if s.Display != nil && s.Display.Socket != "" {
+		out = append(out, s.Display.Socket)
+	}
+	for _, sh := range s.Shares {
+		if sh.Virtiofs {
+			out = append(out, sh.Socket)
+		}
+	}
+	return out
+}
+
+// checkSocketPaths refuses a DATA_DIR so deep that a socket path would not
+// fit sun_path: QEMU and virtiofsd would fail at start, far from the cause.
+func checkSocketPaths(dataDir string, sockets []string) error {
+	longest := slices.MaxFunc(sockets, func(a, b string) int { return len(a) - len(b) })
+	if len(longest) > maxSocketPath {
+		return &config.Error{Var: "DATA_DIR", Value: dataDir,
+			Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", longest, maxSocketPath)}
+	}
+	return nil
 }
 
 // planDisks adds the extra disks and host devices after the VM's own disk,

@@ -266,7 +266,8 @@ func TestMakePlanErrors(t *testing.T) {
 }
 
 func TestMakePlanSocketPathLength(t *testing.T) {
-	// DATA_DIR + "/vms/vm/qmp-probe.sock" must fit sun_path's 107 bytes.
+	// DATA_DIR + "/vms/vm/qmp-probe.sock", the longest socket without
+	// shares, must fit sun_path's 107 bytes.
 	overhead := len("/vms/vm/qmp-probe.sock")
 	fits := "/" + strings.Repeat("d", maxSocketPath-overhead-1)
 	tooLong := fits + "d"

@@ -98,3 +98,20 @@ func TestVirtiofsdStepFails(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// A virtiofs socket's name is longer than QMP's: a DATA_DIR that fits the
+// QMP sockets may not fit it, and must be refused at planning.
+func TestShareSocketPathLength(t *testing.T) {
+	dir := t.TempDir()
+	f := testFacts()
+	f.Virtiofsd = "/usr/lib/qemu/virtiofsd"
+	dataDir := "/" + strings.Repeat("d", maxSocketPath-len("/vms/vm/qmp-probe.sock")-1)
+	env := map[string]string{"DATA_DIR": dataDir, "GUEST_NAME": "vm", "BOOT_FROM": "blank"}
+	plan(t, env, f) // no share: fits
+	env["FILESYSTEM_SOURCE"] = dir
+	_, err := MakePlan(loadConfig(t, env), f)
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Var != "DATA_DIR" || !strings.Contains(ce.Accepted, "virtiofs-1.sock") {
+		t.Errorf("error %v, want a DATA_DIR error naming the virtiofs socket", err)
+	}
+}
