@@ -154,7 +154,12 @@ func (u *QEMUUser) Check(f QEMUFiles) error {
 // reach checks that every folder from / to path is searchable and path
 // itself allows want (r=4, w=2, x=1 as in a mode's other bits).
 func (u *QEMUUser) reach(path string, want uint32) error {
-	path = filepath.Clean(path)
+	// A relative path (KERNEL=.cache/guest/vmlinuz) is QEMU's, opened
+	// from vmrunner's working folder, which QEMU inherits.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return &Unreachable{path, err.Error()}
+	}
 	dir := "/"
 	for _, part := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
 		var st unix.Stat_t

@@ -118,6 +118,13 @@ func TestQEMUUserCheck(t *testing.T) {
 		{"device not writable", QEMUFiles{State: filepath.Join(open, "vm"), Write: []string{filepath.Join(open, "kernel")}}, "not readable and writable"},
 		{"missing", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "none")}}, "no such file"},
 	}
+	// A relative path is QEMU's too, from the working folder it inherits.
+	t.Chdir(open)
+	tests = append(tests, struct {
+		name string
+		f    QEMUFiles
+		bad  string
+	}{"relative path", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{"kernel"}}, ""})
 	for _, tc := range tests {
 		err := u.Check(tc.f)
 		var ue *Unreachable
