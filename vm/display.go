@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/vmrunner/vmrunner/config"
 )
@@ -38,12 +37,12 @@ func (p *Plan) vncPassword(out *Prepared) error {
 		}
 	}
 	out.VNCPassword = pw
-	return writeSecret(p.Paths.VNCPassword, []byte(pw))
+	return writePrivate(p.Paths.VNCPassword, []byte(pw))
 }
 
 // SaveVNCPassword keeps pw as the VNC password of the next starts (a
 // password changed while the VM runs).
-func (p Paths) SaveVNCPassword(pw string) error { return writeSecret(p.VNCPassword, []byte(pw)) }
+func (p Paths) SaveVNCPassword(pw string) error { return writePrivate(p.VNCPassword, []byte(pw)) }
 
 // NewVNCPassword makes an 8-character password (VNC auth's whole length)
 // from letters and digits without look-alikes: about 46 bits.
@@ -67,22 +66,4 @@ func randIndex(n int) int {
 			return int(c[0]) % n
 		}
 	}
-}
-
-// writeSecret replaces path with data, 0600 from the start, never
-// following a symlink planted at path.
-func writeSecret(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
