@@ -41,7 +41,7 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: accepted})
 	}
 	var err error
-	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches)
+	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches...)
 	add(err)
 	c.DiskIO, err = loadDiskIO(raw.DiskIO, c.DiskCache)
 	add(err)
@@ -68,14 +68,22 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 	return errors.Join(errs...)
 }
 
-func oneOf(name, v string, accepted []string) (string, error) {
-	s := strings.ToLower(strings.TrimSpace(v))
-	for _, a := range accepted {
-		if s == a {
-			return s, nil
-		}
+// oneOf is the parser of every enumerated variable: v, with case and
+// surrounding space ignored, must be one of accepted; the error lists them.
+func oneOf[T ~string](name, v string, accepted ...T) (T, error) {
+	s := T(strings.ToLower(strings.TrimSpace(v)))
+	if slices.Contains(accepted, s) {
+		return s, nil
 	}
-	return "", &Error{Var: name, Value: v, Accepted: strings.Join(accepted, ", ")}
+	names := make([]string, len(accepted))
+	for i, a := range accepted {
+		names[i] = string(a)
+	}
+	list := strings.Join(names, ", ")
+	if n := len(names); n > 1 {
+		list = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
+	}
+	return "", &Error{Var: name, Value: v, Accepted: list}
 }
 
 // loadDiskIO defaults to native AIO, which needs O_DIRECT: so only with
@@ -88,7 +96,7 @@ func loadDiskIO(v, cache string) (string, error) {
 		}
 		return "threads", nil
 	}
-	io, err := oneOf("DISK_IO", v, diskIOs)
+	io, err := oneOf("DISK_IO", v, diskIOs...)
 	if err == nil && io == "native" && !direct {
 		return "", &Error{Var: "DISK_IO", Value: v, Accepted: "threads or io_uring with DISK_CACHE=" + cache + " (native needs DISK_CACHE=none or directsync)"}
 	}

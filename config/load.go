@@ -126,7 +126,7 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 		errs = append(errs, loadDistro(c, raw))
 	}
 	if raw.BootFromFmt != "" {
-		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats)
+		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats...)
 		errs = append(errs, err)
 		if c.Boot.Path == "" && (c.Boot.Download == nil || c.Boot.Distro != "") {
 			errs = append(errs, &Error{Var: "BOOT_FROM_FORMAT", Value: raw.BootFromFmt, Accepted: "only together with BOOT_FROM set to an image file or URL"})
@@ -161,11 +161,8 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	if raw.KernelCmdline != "" && raw.Kernel == "" {
 		errs = append(errs, &Error{Var: "KERNEL_CMDLINE", Value: raw.KernelCmdline, Accepted: "only together with KERNEL"})
 	}
-	switch m := BootMode(strings.ToLower(raw.BootMode)); m {
-	case BootUEFI, BootLegacy, BootSecure:
-		c.BootMode = m
-	default:
-		errs = append(errs, &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: "uefi, legacy or secure"})
+	if c.BootMode, err = oneOf("BOOT_MODE", raw.BootMode, BootUEFI, BootLegacy, BootSecure); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -236,12 +233,8 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	if !qemuName.MatchString(raw.Machine) {
 		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc"})
 	}
-	switch a := Accel(strings.ToLower(raw.Accel)); a {
-	case AccelAuto, AccelKVM, AccelTCG:
-		c.Accel = a
-	default:
-		add(&Error{Var: "ACCEL", Value: raw.Accel, Accepted: "auto, kvm or tcg"})
-	}
+	c.Accel, err = oneOf("ACCEL", raw.Accel, AccelAuto, AccelKVM, AccelTCG)
+	add(err)
 	c.RequireKVM, err = parseBool("REQUIRE_KVM", raw.RequireKVM)
 	add(err)
 	if c.RequireKVM && c.Accel == AccelTCG {
@@ -268,11 +261,9 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 		add(&Error{Var: "EXTRA_ARGS", Value: raw.ExtraArgs, Accepted: "shell-quoted QEMU arguments", Err: err})
 	}
 	c.QEMUBinary = raw.QEMUBinary
-	switch f := strings.ToLower(raw.LogFormat); f {
-	case "", "console", "json":
-		c.LogFormat = f
-	default:
-		add(&Error{Var: "LOG_FORMAT", Value: raw.LogFormat, Accepted: "console or json"})
+	if raw.LogFormat != "" {
+		c.LogFormat, err = oneOf("LOG_FORMAT", raw.LogFormat, "console", "json")
+		add(err)
 	}
 	c.Verbose, err = parseBool("LOG_VERBOSE", raw.LogVerbose)
 	add(err)

@@ -142,13 +142,13 @@ func loadShare(n int, raw rawShare) (Share, error) {
 
 	s.Driver, s.DriverSet = ShareVirtiofs, raw.Driver != ""
 	if s.DriverSet {
-		d, err := oneOf(p+"DRIVER", raw.Driver, []string{string(ShareVirtiofs), string(Share9p)})
+		d, err := oneOf(p+"DRIVER", raw.Driver, string(ShareVirtiofs), string(Share9p))
 		errs = append(errs, err)
 		s.Driver = ShareDriver(d)
 	}
 	s.AccessMode = AccessPassthrough
 	if raw.AccessMode != "" {
-		s.AccessMode, err = oneOf(p+"ACCESSMODE", raw.AccessMode, []string{AccessPassthrough, AccessMapped, AccessSquash})
+		s.AccessMode, err = oneOf(p+"ACCESSMODE", raw.AccessMode, AccessPassthrough, AccessMapped, AccessSquash)
 		errs = append(errs, err)
 	}
 	if raw.ReadOnly != "" {
