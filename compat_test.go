@@ -21,18 +21,7 @@ import (
 // one value) that another branch is adding, with its issue. Their rows in
 // testdata/seed-variables.txt are skipped, and left out of the docker run
 // lines, until the branch lands: then delete the entry here.
-var otherBranch = map[string]int{
-	"GRAPHICS=novnc":           12,
-	"NOVNC_PORT":               12,
-	"VNC_KEYMAP":               12,
-	"FILESYSTEM_SOURCE":        13,
-	"FILESYSTEM_TARGET":        13,
-	"FILESYSTEM_DRIVER":        13,
-	"FILESYSTEM_ACCESSMODE":    13,
-	"FILESYSTEM_READONLY":      13,
-	"FILESYSTEM2_SOURCE":       13,
-	"KEEP_ALIVE_AFTER_VM_STOP": 10,
-}
+var otherBranch = map[string]int{}
 
 // providedElsewhere names the issue whose branch provides NAME=value, or 0.
 func providedElsewhere(name, value string) int {
@@ -132,7 +121,7 @@ func compatHost(dir string) config.Host {
 }
 
 func compatFacts() vm.Facts {
-	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500,
+	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500, Virtiofsd: "/usr/lib/qemu/virtiofsd",
 		FirmwareExists: func(string) bool { return true },
 		Links: map[string]netcfg.Link{
 			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
@@ -267,7 +256,8 @@ var dockerRunLines = []struct {
 	{"installer ISO by URL with noVNC", "BOOT_FROM=https://example.com/install.iso GRAPHICS=novnc", []string{"-m 4096", "drive=disk0"}, false},
 	{"installer ISO, local stand-in, with noVNC", "BOOT_FROM=$ISO GRAPHICS=novnc", []string{"drive=cd0,id=cd0dev,bootindex=0", "drive=disk0,bootindex=1"}, false},
 	{"persistent volume", "", []string{"/data/vms/testhost/disk.qcow2", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
-	{"9p share", "FILESYSTEM_SOURCE=/share FILESYSTEM_DRIVER=9p", []string{"-netdev user"}, false},
+	// $DIR stands in for the volume -v ./share:/share mounts.
+	{"9p share", "FILESYSTEM_SOURCE=$DIR FILESYSTEM_DRIVER=9p", []string{"virtio-9p-pci", "-netdev user"}, false},
 	{"secure boot", "BOOT_MODE=secure", []string{"-machine q35,smm=on", "property=secure,value=on"}, false},
 	{"max, half, second disk", "MEMORY=max CPUS=half DISK2_SIZE=50G", []string{"-m 15872", "-smp 4", "drive=disk2"}, false},
 	{"Windows installer", "BOOT_FROM=$ISO BOOT_MODE=uefi HYPERV=1 DISK_SIZE=64G MEMORY=8192 GRAPHICS=novnc",

@@ -37,9 +37,12 @@ const (
 // Share is FILESYSTEM_* (Index 1) or FILESYSTEMn_*: a host folder the
 // guest mounts.
 type Share struct {
-	Index      int
-	Source     string // absolute host folder
-	Target     string // absolute guest path it is mounted on
+	Index  int
+	Source string // absolute host folder
+	Target string // absolute guest path it is mounted on
+	// Name is the seed project's FILESYSTEM_TARGET, a bare word: the
+	// mount tag, mounted on /mnt/NAME; "": the tag is shareN.
+	Name       string
 	Driver     ShareDriver
 	DriverSet  bool // FILESYSTEM_DRIVER was given: no fallback to 9p
 	AccessMode string
@@ -50,7 +53,12 @@ type Share struct {
 func (s Share) Prefix() string { return sharePrefix(s.Index) }
 
 // Tag is the mount tag the guest names the share by.
-func (s Share) Tag() string { return fmt.Sprintf("share%d", s.Index) }
+func (s Share) Tag() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return fmt.Sprintf("share%d", s.Index)
+}
 
 func sharePrefix(n int) string {
 	if n == 1 {
@@ -64,6 +72,9 @@ var (
 	// guestPath is what a target may hold: it goes into /etc/fstab and a
 	// shell script in the guest, so no spaces, quotes or other specials.
 	guestPath = regexp.MustCompile(`^(/[A-Za-z0-9._+@-]+)+$`)
+	// shareName is a bare FILESYSTEM_TARGET, the seed project's form: a
+	// mount tag (9p takes at most 31 bytes).
+	shareName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$`)
 )
 
 func loadShares(c *Config, environ map[string]string) error {
@@ -130,13 +141,19 @@ func loadShare(n int, raw rawShare) (Share, error) {
 	s.Source = src
 
 	s.Target = raw.Target
-	if s.Target == "" {
+	switch {
+	case raw.Target != "" && !strings.HasPrefix(raw.Target, "/"):
+		if !shareName.MatchString(raw.Target) {
+			errs = append(errs, &Error{Var: p + "TARGET", Value: raw.Target,
+				Accepted: "an absolute guest path, or a name (the seed project's form: the mount tag, mounted on /mnt/NAME) of 1-31 letters, digits and . _ -"})
+		}
+		s.Name, s.Target = raw.Target, "/mnt/"+raw.Target
+	case s.Target == "":
 		s.Target = "/mnt/share"
 		if n > 1 {
 			s.Target += strconv.Itoa(n)
 		}
-	}
-	if !guestPath.MatchString(s.Target) || path.Clean(s.Target) != s.Target || slices.Contains(strings.Split(s.Target, "/"), "..") || s.Target == "/" {
+	case !guestPath.MatchString(s.Target) || path.Clean(s.Target) != s.Target || slices.Contains(strings.Split(s.Target, "/"), "..") || s.Target == "/":
 		errs = append(errs, &Error{Var: p + "TARGET", Value: raw.Target, Accepted: "an absolute guest path of letters, digits and . _ + @ - (no .., no trailing /)"})
 	}
 
