@@ -43,9 +43,10 @@ func NewSalt() (string, error) {
 // or need quoting in a shell.
 const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
-// NewPassword returns a random password of 20 characters (about 116 bits).
-func NewPassword() (string, error) {
-	out := make([]byte, 0, 20)
+// NewPassword returns a random password of n characters, about 5.8 bits
+// each: 20 for a guest's login (116 bits), 8 for VNC (all VNC auth uses).
+func NewPassword(n int) (string, error) {
+	out := make([]byte, 0, n)
 	b := make([]byte, 1)
 	for len(out) < cap(out) {
 		if _, err := rand.Read(b); err != nil {

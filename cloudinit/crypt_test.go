@@ -92,7 +92,7 @@ func TestNewSalt(t *testing.T) {
 func TestNewPassword(t *testing.T) {
 	seen := map[string]bool{}
 	for range 50 {
-		pw, err := NewPassword()
+		pw, err := NewPassword(20)
 		if err != nil {
 			t.Fatal(err)
 		}

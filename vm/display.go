@@ -1,11 +1,11 @@
 package vm
 
 import (
-	"crypto/rand"
 	"errors"
 	"io/fs"
 	"os"
 
+	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
 )
 
@@ -31,7 +31,10 @@ func (p *Plan) vncPassword(out *Prepared) error {
 		case err == nil && len(b) > 0 && len(b) <= config.MaxVNCPassword:
 			pw = string(b)
 		case err == nil || errors.Is(err, fs.ErrNotExist):
-			pw, out.VNCPasswordNew = NewVNCPassword(), true
+			if pw, err = cloudinit.NewPassword(config.MaxVNCPassword); err != nil {
+				return err
+			}
+			out.VNCPasswordNew = true
 		default:
 			return err
 		}
@@ -43,27 +46,3 @@ func (p *Plan) vncPassword(out *Prepared) error {
 // SaveVNCPassword keeps pw as the VNC password of the next starts (a
 // password changed while the VM runs).
 func (p Paths) SaveVNCPassword(pw string) error { return writePrivate(p.VNCPassword, []byte(pw)) }
-
-// NewVNCPassword makes an 8-character password (VNC auth's whole length)
-// from letters and digits without look-alikes: about 46 bits.
-func NewVNCPassword() string {
-	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-	b := make([]byte, config.MaxVNCPassword)
-	for i := range b {
-		b[i] = alphabet[randIndex(len(alphabet))]
-	}
-	return string(b)
-}
-
-// randIndex is uniform in [0, n) by rejection sampling.
-func randIndex(n int) int {
-	var c [1]byte
-	for {
-		if _, err := rand.Read(c[:]); err != nil {
-			panic(err) // crypto/rand does not fail on Linux
-		}
-		if int(c[0]) < 256-256%n {
-			return int(c[0]) % n
-		}
-	}
-}

@@ -519,7 +519,7 @@ func (p *Plan) guestPassword(warnings *[]string) (string, error) {
 		return c.GuestPassword, nil
 	}
 	path := p.statePath(guestPasswordFile)
-	pw, made, err := keptSecret(path, cloudinit.NewPassword)
+	pw, made, err := keptSecret(path, func() (string, error) { return cloudinit.NewPassword(20) })
 	if made {
 		*warnings = append(*warnings, fmt.Sprintf("neither GUEST_PASSWORD nor SSH_PUBKEY is set: %s's generated password is %s (kept in %s; shown only now)",
 			c.GuestUser, pw, path))
