@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"go.uber.org/zap"
 
@@ -25,7 +24,7 @@ func serveRedfish(plan *vm.Plan, ctl controller.API, log *zap.Logger) (stop func
 	}
 	log = log.With(zap.String("service", "redfish"))
 	cert, fingerprint, err := certs.Load(certs.Source{CertPath: r.TLSCert, KeyPath: r.TLSKey,
-		Dir: plan.Paths.State, Names: certNames(plan.Config.GuestName)})
+		Dir: plan.Paths.State, Names: []string{plan.Config.GuestName}})
 	if err != nil {
 		return nil, fmt.Errorf("redfish: %w", err)
 	}
@@ -49,15 +48,4 @@ func serveRedfish(plan *vm.Plan, ctl controller.API, log *zap.Logger) (stop func
 		cancel()
 		<-done
 	}, nil
-}
-
-// certNames are the names a self-signed certificate covers besides
-// localhost: the guest's name and the host's (a container's hostname is
-// what other pods and docker networks reach it by).
-func certNames(guest string) []string {
-	names := []string{guest}
-	if h, err := os.Hostname(); err == nil && h != "" && h != guest {
-		names = append(names, h)
-	}
-	return names
 }

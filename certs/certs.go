@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -36,7 +37,7 @@ type Source struct {
 	// Dir keeps the self-signed pair when no user pair is given.
 	Dir string
 	// Names are DNS names or IP addresses the self-signed certificate
-	// covers besides localhost, 127.0.0.1 and ::1.
+	// covers besides localhost, 127.0.0.1, ::1 and this host's name.
 	Names []string
 }
 
@@ -86,7 +87,12 @@ func makeSelfSigned(certPath, keyPath string, names []string) error {
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	for _, n := range names {
+	// The pair is shared by every HTTPS service, so which one makes it
+	// first must not change what it covers: the host's name is added here.
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(names))) {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else if n != "" {

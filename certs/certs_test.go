@@ -33,6 +33,11 @@ func TestSelfSignedKeptAcrossLoads(t *testing.T) {
 	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
 		t.Error(err)
 	}
+	if h, err := os.Hostname(); err == nil {
+		if err := leaf.VerifyHostname(h); err != nil {
+			t.Errorf("the host's name: %v", err)
+		}
+	}
 	st, err := os.Stat(filepath.Join(dir, KeyFile))
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 // returned for the log.
 func FromConfig(c *config.Config, vncPassword string, vm VM, log *zap.Logger) (Config, string, error) {
 	n := c.Console.NoVNC
-	cert, fingerprint, err := certs.Load(certs.Source{CertPath: n.TLSCert, KeyPath: n.TLSKey, Dir: c.StateDir()})
+	cert, fingerprint, err := certs.Load(certs.Source{CertPath: n.TLSCert, KeyPath: n.TLSKey, Dir: c.StateDir(), Names: []string{c.GuestName}})
 	if err != nil {
 		return Config{}, "", fmt.Errorf("web console certificate: %w", err)
 	}
