@@ -199,11 +199,6 @@ func refusedBootFrom(v string) string {
 	if strings.HasPrefix(lower, "docker://") || strings.HasPrefix(lower, "oci://") || ociReference.MatchString(v) {
 		return "a local image file, an http(s) URL or 'blank': OCI references (containerDisks) are not supported yet (issue 14); copy the disk out with `docker create` + `docker cp IMAGE:/disk/` and point BOOT_FROM at it"
 	}
-	for _, ext := range []string{".bz2", ".zip", ".7z", ".tar", ".tar.xz", ".tar.gz", ".tgz", ".ova"} {
-		if strings.HasSuffix(lower, ext) {
-			return "an image compressed with xz, gzip or zstd, or not compressed: " + ext + " archives are not unpacked yet (issue 14); unpack it first and point BOOT_FROM at the disk image"
-		}
-	}
 	return ""
 }
 

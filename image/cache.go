@@ -49,9 +49,7 @@ func (e entry) record() string   { return filepath.Join(e.dir, e.base+".json") }
 func (e entry) image(sum Digest, unpacked bool) string {
 	name := e.name
 	if unpacked {
-		for _, ext := range []string{".xz", ".gz", ".zst", ".zstd"} {
-			name = strings.TrimSuffix(name, ext)
-		}
+		name = unpackedName(name)
 	}
 	ext := filepath.Ext(name)
 	if len(ext) > 8 || ext == name {
@@ -131,4 +129,15 @@ func writeRecord(p string, r record) error {
 		return err
 	}
 	return writeFileAtomic(p, append(b, '\n'))
+}
+
+// unpackedName drops the compression and archive suffixes of a packed
+// image's name: disk.raw.xz is disk.raw, image.tar.gz is image.
+func unpackedName(name string) string {
+	for _, ext := range []string{".xz", ".gz", ".tgz", ".zst", ".zstd", ".bz2", ".tbz2", ".txz", ".zip", ".7z", ".ova", ".tar"} {
+		if len(name) > len(ext) && strings.EqualFold(name[len(name)-len(ext):], ext) {
+			name = name[:len(name)-len(ext)]
+		}
+	}
+	return name
 }

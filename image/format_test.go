@@ -52,14 +52,29 @@ func TestDetect(t *testing.T) {
 
 func TestInspectRefusesCompressed(t *testing.T) {
 	dir := t.TempDir()
+	packed := map[string][]byte{
+		"bzip2": append([]byte("BZh9"), bzip2Block...),
+		"zip":   zipMagic,
+		"7z":    sevenZipMagic,
+		"tar":   header(257, []byte("ustar"), 512),
+	}
 	for _, c := range compressions {
-		p := filepath.Join(dir, c.name)
-		if err := os.WriteFile(p, header(0, c.magic, 64), 0o644); err != nil {
+		if packed[c.name] == nil {
+			packed[c.name] = c.magic
+		}
+	}
+	for name, magic := range packed {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, header(0, magic, 1024), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Inspect(p); err == nil || !strings.Contains(err.Error(), c.name) {
-			t.Errorf("%s: error %v, want one naming the compression", c.name, err)
+		if _, err := Inspect(p); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %v, want one naming the packing", name, err)
 		}
+	}
+	// "BZh" alone is no bzip2 stream: a raw disk may start so.
+	if got := compressionOf([]byte("BZh9 not a block")); got != "" {
+		t.Errorf("compressionOf(BZh…) = %q", got)
 	}
 	if _, err := Inspect(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)

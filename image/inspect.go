@@ -125,6 +125,9 @@ func inspect(r io.ReaderAt, size int64, name string, pinned Format) (Info, error
 	if c := compressionOf(h); c != "" {
 		return Info{}, fmt.Errorf("the file is %s-compressed: unpack it first", c)
 	}
+	if a := archiveOf(h); a != "" {
+		return Info{}, fmt.Errorf("the file is a %s archive: unpack it first", a)
+	}
 	found := detect(h)
 	if pinned != "" && found != pinned {
 		return Info{}, &FormatMismatchError{Pinned: pinned, Found: found}
@@ -311,17 +314,21 @@ func inspectVMDK(r io.ReaderAt, size int64, h []byte, name string) (Info, error)
 		if err != nil {
 			return Info{}, err
 		}
+		if capacity != 0 {
+			// QEMU opens a sparse file with a capacity as its own single
+			// extent and never the extents its embedded descriptor lists:
+			// these name the file as it was called when made (a
+			// streamOptimized disk out of an OVA carries its member name).
+			return info, nil
+		}
+		// With no capacity QEMU opens the descriptor's extents instead.
 		d := parseVMDKDescriptor(desc)
 		for _, e := range d.extents {
-			// A monolithic sparse file's descriptor names the file itself.
 			if e.file != "" && filepath.Clean(e.file) != name {
 				info.Refs = append(info.Refs, Ref{Kind: "extent", Name: e.file})
 			}
 		}
-		if capacity == 0 {
-			// QEMU then opens the descriptor's extents instead of the file.
-			info.VirtualSize = d.sectors * 512
-		}
+		info.VirtualSize = d.sectors * 512
 	case bytes.HasPrefix(h, []byte("COWD")):
 		// ESX sparse: QEMU reads it as one self-contained extent.
 		if len(h) < 16 {

@@ -122,6 +122,8 @@ func TestInspect(t *testing.T) {
 		{name: "qcow2 truncated", data: []byte("QFI\xfb\x00\x00\x00\x03"), err: "truncated"},
 		{name: "vmdk monolithic sparse names itself", data: kdmvBytes(2048, "version=1\nRW 2048 SPARSE \"img.vmdk\"\n"),
 			want: Info{Format: FormatVMDK, VirtualSize: 1 << 20}},
+		{name: "vmdk sparse from an OVA names its member", data: kdmvBytes(2048, "version=1\nRW 2048 SPARSE \"appliance-disk1.vmdk\"\n"),
+			want: Info{Format: FormatVMDK, VirtualSize: 1 << 20}},
 		{name: "vmdk sparse naming another file", data: kdmvBytes(0, "version=1\nRW 2048 FLAT \"/etc/shadow\" 0\nRW 8 ZERO\n"),
 			want: Info{Format: FormatVMDK, VirtualSize: 2056 * 512, Refs: []Ref{{"extent", "/etc/shadow"}}}},
 		{name: "vmdk descriptor", data: []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\n" +

@@ -153,7 +153,7 @@ func TestUnpackHonoursContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := (&fetcher{}).unpack(ctx, "gzip", src, filepath.Join(dir, "out")); !errors.Is(err, context.Canceled) {
+	if _, err := unpackFile(ctx, unpackJob{src: src, dst: filepath.Join(dir, "out")}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.tmp")); !os.IsNotExist(err) {

@@ -14,7 +14,7 @@ import (
 
 // selfContained is what BOOT_FROM must be, said in every refusal.
 const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc, vdi) or an ISO: no backing file, external data file, " +
-	"extent in another file or parent disk (flatten one with qemu-img convert -O qcow2 IN OUT); unpack compressed local files first"
+	"extent in another file or parent disk (flatten one with qemu-img convert -O qcow2 IN OUT)"
 
 // baseImage brings the base image to a form QEMU backs an overlay with:
 // downloaded (verified, cached), inspected (an image that names any other
@@ -34,6 +34,15 @@ func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	}
 	if path == "" {
 		return nil
+	}
+	if p.Config.Boot.Download == nil && p.Config.Boot.Format != string(image.FormatRaw) {
+		// A compressed local image or an archive is unpacked into the
+		// cache as a download is; a file pinned as raw is taken as is.
+		got, err := image.Unpacked(ctx, path, p.Config.CacheDir(), p.Config.MediaMaxUnpacked, t.Log)
+		if err != nil {
+			return p.unpackError(err)
+		}
+		path = got
 	}
 	info, err := p.inspectBase(path)
 	if err != nil {
@@ -110,14 +119,36 @@ func (p *Plan) downloadError(err error) error {
 	c := p.Config
 	var le *image.LimitError
 	switch {
-	case errors.As(err, &le):
-		return &config.Error{Var: le.Var, Value: fmt.Sprint(le.Limit), Accepted: "a size (bytes) the image fits in", Err: err}
+	case errors.As(err, &le), errors.As(err, new(*image.ArchiveError)):
+		return p.unpackError(err)
 	case !errors.Is(err, image.ErrBadURL):
 		return err
 	case c.Boot.Distro != "":
 		return &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "an entry whose URL and checksum source answer (fix it with CATALOG)", Err: err}
 	}
 	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.Download.URL, Accepted: "an http(s) URL that serves the image", Err: err}
+}
+
+// unpackError makes an unpacking's failure a configuration error when
+// the configuration must change: a size cap, or an archive that holds no
+// single bootable disk (or a link, or a name leaving it).
+func (p *Plan) unpackError(err error) error {
+	c := p.Config
+	var le *image.LimitError
+	if errors.As(err, &le) {
+		return &config.Error{Var: le.Var, Value: fmt.Sprint(le.Limit), Accepted: "a size (bytes) the image fits in", Err: err}
+	}
+	if errors.As(err, new(*image.ArchiveError)) {
+		variable, value := "BOOT_FROM", c.Boot.Path
+		switch {
+		case c.Boot.Distro != "":
+			variable, value = "DISTRO", c.Boot.Distro
+		case c.Boot.Download != nil:
+			value = c.Boot.Download.URL
+		}
+		return &config.Error{Var: variable, Value: value, Accepted: "an image, compressed or not, or an archive (zip, 7z, tar, OVA) holding one disk image and no links", Err: err}
+	}
+	return err
 }
 
 // convertedPath names a local image's converted copy in the cache by the

@@ -113,6 +113,11 @@ func DryRun(p *Plan) (*Prepared, error) {
 	if p.BasePath == "" {
 		return out, nil
 	}
+	if kind, err := image.Packing(p.BasePath); err == nil && kind != "" && p.Config.Boot.Format != string(image.FormatRaw) {
+		// Like a download, the image inside is known only once unpacked.
+		out.Warnings = append(out.Warnings, fmt.Sprintf("BOOT_FROM %s is packed (%s): a start unpacks it into the cache and checks the image inside", p.BasePath, kind))
+		return out, nil
+	}
 	info, err := p.inspectBase(p.BasePath)
 	switch {
 	case err != nil:
