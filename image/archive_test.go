@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -361,4 +363,52 @@ func FuzzUnpack(f *testing.F) {
 			t.Errorf("%s holds %v, want in and cache", root, top)
 		}
 	})
+}
+
+// TestOVAStreamOptimizedDisk takes the disk out of an OVA as VirtualBox
+// and VMware make them (a streamOptimized vmdk whose embedded descriptor
+// names its member), finds it self-contained, and converts it with
+// qemu-img to the same content.
+func TestOVAStreamOptimizedDisk(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed (scripts/test-deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	raw, vmdk := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "appliance-disk1.vmdk")
+	if err := os.WriteFile(raw, append(fixtureDisk(), make([]byte, 8<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "convert", "-q", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vmdk).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	disk, err := os.ReadFile(vmdk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ova := tarBytes(t, member{name: "appliance.ovf", data: ovf("appliance-disk1.vmdk", "")}, member{name: "appliance-disk1.vmdk", data: disk})
+	_, p, err := unpackLocal(t, "appliance.ova", ova, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Inspect(p)
+	if err != nil || info.Format != FormatVMDK {
+		t.Fatalf("Inspect = %+v, %v", info, err)
+	}
+	if err := info.SelfContained(p); err != nil {
+		t.Fatalf("the OVA's disk is refused: %v", err)
+	}
+	qcow2 := filepath.Join(dir, "converted.qcow2")
+	run := func(args []string) error {
+		out, err := exec.Command("qemu-img", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	if err := Convert(context.Background(), info.Format, p, qcow2, run); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "compare", "-q", raw, qcow2).CombinedOutput(); err != nil {
+		t.Errorf("the converted disk differs from the original: %v: %s", err, out)
+	}
 }
