@@ -43,13 +43,13 @@ type seedRow struct {
 }
 
 // compatFiles are the local files that stand in for the rows' $NAMEs.
-type compatFiles struct{ dir, iso, img, zip, dev, userData string }
+type compatFiles struct{ dir, iso, img, zip, json, dev, userData string }
 
 func makeCompatFiles(t *testing.T) compatFiles {
 	t.Helper()
 	dir := t.TempDir()
 	f := compatFiles{dir: dir, iso: filepath.Join(dir, "install.iso"), img: filepath.Join(dir, "disk.raw"),
-		zip: filepath.Join(dir, "disk.zip"), dev: filepath.Join(dir, "device.raw"), userData: filepath.Join(dir, "user-data")}
+		zip: filepath.Join(dir, "disk.zip"), json: filepath.Join(dir, "catalog.json"), dev: filepath.Join(dir, "device.raw"), userData: filepath.Join(dir, "user-data")}
 	var zipped bytes.Buffer
 	zw := zip.NewWriter(&zipped)
 	if w, err := zw.Create("disk.raw"); err != nil {
@@ -64,6 +64,8 @@ func makeCompatFiles(t *testing.T) compatFiles {
 	copy(iso[0x8001:], "CD001") // an ISO 9660 volume descriptor
 	for path, data := range map[string][]byte{
 		f.iso: iso, f.img: make([]byte, 1<<20), f.dev: make([]byte, 1<<20), f.zip: zipped.Bytes(),
+		f.json: []byte(`{"meta": {"api_version": "v1"}, "images": [{"id": "golden-1", "name": "Golden", "category": "linux",
+			"version": "1", "arch": "amd64", "status": "supported", "url": "https://images.example.com/golden-1.qcow2"}]}`),
 		f.userData: []byte("#cloud-config\nruncmd: [echo compat-marker]\n"),
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -74,7 +76,7 @@ func makeCompatFiles(t *testing.T) compatFiles {
 }
 
 func (f compatFiles) expand(s string) string {
-	return strings.NewReplacer("$DIR", f.dir, "$ISO", f.iso, "$IMG", f.img, "$ZIP", f.zip, "$DEV", f.dev, "$USERDATA", f.userData).Replace(s)
+	return strings.NewReplacer("$DIR", f.dir, "$ISO", f.iso, "$IMG", f.img, "$ZIP", f.zip, "$JSON", f.json, "$DEV", f.dev, "$USERDATA", f.userData).Replace(s)
 }
 
 func readSeedRows(t *testing.T, f compatFiles) []seedRow {

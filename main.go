@@ -65,7 +65,7 @@ func main() {
 func run(args []string, environ []string) int {
 	args, environ = noConsoleFlag(args, environ)
 	if len(args) > 1 && args[0] == "--list-distros" {
-		return listDistros(config.EnvMap(environ)["CATALOG"], args[1:])
+		return listDistros(config.EnvMap(environ), args[1:])
 	}
 	mode := ""
 	if len(args) > 0 {
@@ -90,7 +90,7 @@ func run(args []string, environ []string) int {
 		fmt.Println(versionString())
 		return 0
 	case "--list-distros":
-		return listDistros(config.EnvMap(environ)["CATALOG"], nil)
+		return listDistros(config.EnvMap(environ), nil)
 	default:
 		if isClientVerb(mode) {
 			return client(args, config.EnvMap(environ))
@@ -390,7 +390,7 @@ func prepare(plan *vm.Plan, reaper *supervisor.Reaper, stop <-chan struct{}, log
 
 // listDistros prints the catalog, filtered by the seed project's --arch,
 // --type and --search flags.
-func listDistros(catalog string, flags []string) int {
+func listDistros(environ map[string]string, flags []string) int {
 	var f image.Filter
 	for i := 0; i < len(flags); i += 2 {
 		if i+1 >= len(flags) {
@@ -409,7 +409,17 @@ func listDistros(catalog string, flags []string) int {
 			return supervisor.ExitConfig
 		}
 	}
-	cat, err := image.LoadCatalog(catalog)
+	catalog, j, err := config.LoadCatalogs(environ, config.ProbeHost())
+	if err != nil {
+		return configError(err)
+	}
+	cat, err := image.OpenCatalog(context.Background(), image.CatalogSource{File: catalog, JSONURL: j.URL, JSONCache: j.Cache, Offline: j.Offline,
+		Log: func(msg string, kv ...any) { fmt.Fprintln(os.Stderr, append([]any{"vmrunner:", msg}, kv...)...) }})
+	if je := (*image.JSONCatalogError)(nil); errors.As(err, &je) && j.Offline {
+		return configError(&config.Error{Var: "CATALOG_OFFLINE", Value: "1", Accepted: "0, or 1 with a JSON catalog kept at CATALOG_CACHE by an earlier start", Err: err})
+	} else if je != nil {
+		return configError(&config.Error{Var: "CATALOG_URL", Value: j.URL, Accepted: "a JSON catalog in the seed project's format, over https or in a local file (or CATALOG_OFFLINE=1 with a kept copy)", Err: err})
+	}
 	if err != nil {
 		return configError(&config.Error{Var: "CATALOG", Value: catalog, Accepted: "a readable catalog YAML file", Err: err})
 	}

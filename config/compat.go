@@ -160,9 +160,6 @@ var refusals = []refusal{
 	{"IPMI_PASSWORD", nil, "unset: no IPMI in vmrunner; use REDFISH_PASSWORD with REDFISH_ENABLE=1"},
 	{"IPMI_PORT", nil, "unset: no IPMI in vmrunner; use REDFISH_PORT with REDFISH_ENABLE=1"},
 	{"IPMI_SYSTEM_ID", nil, "unset: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1)"},
-	{"CATALOG_URL", nil, "unset: JSON catalogs are not read yet (issue 14); CATALOG takes a YAML catalog file (docs/images.md)"},
-	{"CATALOG_CACHE", nil, "unset: JSON catalogs are not read yet (issue 14); downloads are cached in DATA_DIR/cache"},
-	{"CATALOG_OFFLINE", []string{"0", "false", "no"}, "0: JSON catalogs are not read yet (issue 14); the built-in catalog and CATALOG (a YAML file) need no network"},
 }
 
 // checkRefused turns each seed project variable vmrunner lacks into an

@@ -105,7 +105,6 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
 		{map[string]string{"IPMI_ENABLE": "1"}, "IPMI_ENABLE", "REDFISH_ENABLE=1"},
 		{map[string]string{"IPMI_PASSWORD": "x"}, "IPMI_PASSWORD", "REDFISH_PASSWORD"},
-		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},
 		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
 		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
 		{map[string]string{"DISK_TYPE": "usb"}, "DISK_TYPE", "scsi"},

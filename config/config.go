@@ -102,10 +102,22 @@ type BootSource struct {
 	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
 
+// JSONCatalog is the seed project's JSON catalog (CATALOG_URL,
+// CATALOG_CACHE, CATALOG_OFFLINE), as plain values: package image reads it.
+type JSONCatalog struct {
+	URL     string // https, or a local file; "" with Offline: the kept copy only
+	Cache   string // where the fetched catalog is kept ("" when none is read)
+	Offline bool
+}
+
+// Used tells whether a JSON catalog is read at all.
+func (j JSONCatalog) Used() bool { return j.URL != "" || j.Offline }
+
 // Config is the whole validated configuration.
 type Config struct {
 	Boot          BootSource
 	Catalog       string // CATALOG: a file or URL of more catalog entries
+	JSONCatalog   JSONCatalog
 	Kernel        string
 	Initrd        string
 	KernelCmdline string

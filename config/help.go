@@ -120,6 +120,7 @@ func (c *Config) Effective() [][2]string {
 	}
 	out := [][2]string{
 		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
+		{"CATALOG_URL", c.JSONCatalog.URL}, {"CATALOG_CACHE", c.JSONCatalog.Cache}, {"CATALOG_OFFLINE", fmt.Sprint(c.JSONCatalog.Offline)},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -105,6 +107,10 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	var err error
 	c.Kernel, c.Initrd, c.KernelCmdline = raw.Kernel, raw.Initrd, raw.KernelCmdline
 	c.Catalog = raw.Catalog
+	if c.JSONCatalog, err = loadJSONCatalog(raw, c.CacheDir()); err != nil {
+		errs = append(errs, err)
+		c.JSONCatalog = JSONCatalog{} // DISTRO is looked up without it
+	}
 	switch {
 	case raw.BootFrom == "blank":
 		c.Boot.Blank = true
@@ -170,7 +176,14 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 // loadDistro resolves DISTRO in the catalog (the built-in one, with
 // CATALOG's entries laid over it) and checks the firmware fits the image.
 func loadDistro(c *Config, raw rawMachine) error {
-	cat, err := image.LoadCatalog(raw.Catalog)
+	j := c.JSONCatalog
+	cat, err := image.OpenCatalog(context.Background(), image.CatalogSource{File: raw.Catalog, JSONURL: j.URL, JSONCache: j.Cache, Offline: j.Offline})
+	if je := (*image.JSONCatalogError)(nil); errors.As(err, &je) {
+		if j.Offline {
+			return &Error{Var: "CATALOG_OFFLINE", Value: raw.CatalogOff, Accepted: "0, or 1 with a JSON catalog kept at CATALOG_CACHE (" + j.Cache + ") by an earlier start", Err: err}
+		}
+		return &Error{Var: "CATALOG_URL", Value: j.URL, Accepted: "a JSON catalog in the seed project's format, over https or in a local file (docs/images.md)", Err: err}
+	}
 	if err != nil {
 		return &Error{Var: "CATALOG", Value: raw.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
 	}
@@ -188,6 +201,53 @@ func loadDistro(c *Config, raw rawMachine) error {
 	req := d.FetchRequest(c.CacheDir())
 	c.Boot.Download, c.Boot.Distro = &req, d.Name
 	return nil
+}
+
+// LoadCatalogs reads only what --list-distros needs: CATALOG, and the
+// JSON catalog's variables (whose kept copy defaults to DATA_DIR/cache).
+func LoadCatalogs(environ map[string]string, host Host) (string, JSONCatalog, error) {
+	var raw rawMachine
+	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
+		return "", JSONCatalog{}, fmt.Errorf("reading environment: %w", err)
+	}
+	c, err := LoadState(environ, host)
+	if err != nil {
+		return "", JSONCatalog{}, err
+	}
+	j, err := loadJSONCatalog(raw, c.CacheDir())
+	return raw.Catalog, j, err
+}
+
+// loadJSONCatalog reads CATALOG_URL, CATALOG_CACHE and CATALOG_OFFLINE.
+// A plain-http catalog is refused: it lists the checksums the images are
+// verified against, so whoever can alter it can swap both.
+func loadJSONCatalog(raw rawMachine, cacheDir string) (JSONCatalog, error) {
+	var errs []error
+	j := JSONCatalog{URL: strings.TrimSpace(raw.CatalogURL), Cache: raw.CatalogCache}
+	offline, err := parseBool("CATALOG_OFFLINE", raw.CatalogOff)
+	errs = append(errs, err)
+	j.Offline = offline
+	switch u := j.URL; {
+	case u == "":
+	case strings.HasPrefix(u, "https://"):
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+			errs = append(errs, &Error{Var: "CATALOG_URL", Value: u, Accepted: "an https URL with a host, or a local JSON file", Err: err})
+		}
+	case strings.Contains(u, "://") && !strings.HasPrefix(u, "file://"):
+		errs = append(errs, &Error{Var: "CATALOG_URL", Value: u, Accepted: "an https URL or a local JSON file (a plain-http catalog could be altered on the way, and it names the checksums images are verified against)"})
+	default:
+		errs = append(errs, checkFile("CATALOG_URL", strings.TrimPrefix(u, "file://"), "an https URL or a readable local JSON file"))
+	}
+	switch {
+	case j.Cache == "" && j.Used():
+		j.Cache = filepath.Join(cacheDir, "catalog.json")
+	case j.Cache == "":
+	case !j.Used():
+		errs = append(errs, &Error{Var: "CATALOG_CACHE", Value: j.Cache, Accepted: "only together with CATALOG_URL or CATALOG_OFFLINE=1"})
+	case !filepath.IsAbs(j.Cache):
+		errs = append(errs, &Error{Var: "CATALOG_CACHE", Value: j.Cache, Accepted: "an absolute file path"})
+	}
+	return j, errors.Join(errs...)
 }
 
 func checkFile(name, path, accepted string) error {

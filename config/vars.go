@@ -13,6 +13,9 @@ type rawMachine struct {
 	ExtractMax    string `env:"EXTRACT_MAX_SIZE" envDefault:"512G" help:"most bytes unpacking a compressed download may write"`
 	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM is unset (vmrunner --list-distros); with KERNEL only when set explicitly"`
 	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
+	CatalogURL    string `env:"CATALOG_URL" help:"a JSON catalog in the seed project's format (https, or a local file) whose entries are added to, or replace, the built-in ones; CATALOG's entries win over it"`
+	CatalogCache  string `env:"CATALOG_CACHE" help:"where the fetched JSON catalog is kept, and read from when the fetch fails (default DATA_DIR/cache/catalog.json)"`
+	CatalogOff    string `env:"CATALOG_OFFLINE" envDefault:"0" help:"1: read the JSON catalog from CATALOG_CACHE only, fetching nothing"`
 	Kernel        string `env:"KERNEL" help:"kernel for direct kernel boot (-kernel)"`
 	Initrd        string `env:"INITRD" help:"initrd for direct kernel boot (-initrd)"`
 	KernelCmdline string `env:"KERNEL_CMDLINE" help:"kernel command line for direct kernel boot (-append)"`

@@ -1,12 +1,12 @@
 package image
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"maps"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,6 +35,15 @@ type Distro struct {
 	ChecksumURL string     `yaml:"checksum_url"` // the project's checksum file
 	User        string     `yaml:"user"`         // the image's default login user (a hint)
 	Firmware    []Firmware `yaml:"firmware"`
+	Type        string     `yaml:"-"` // "" (a cloud image), iso or disk-image: JSON catalog entries
+}
+
+// Kind is the entry's --type: cloud-image, iso or disk-image.
+func (d Distro) Kind() string {
+	if d.Type == "" {
+		return "cloud-image"
+	}
+	return d.Type
 }
 
 // Boots reports whether the image starts with that firmware.
@@ -48,7 +57,8 @@ func (d Distro) FetchRequest(cacheDir string) FetchRequest {
 
 // Catalog is the set of distributions known by name.
 type Catalog struct {
-	distros map[string]Distro
+	distros  map[string]Distro
+	unusable map[string]string // JSON catalog entries this build cannot boot, and why
 }
 
 // LoadCatalog returns the embedded catalog with the entries of the file at
@@ -56,25 +66,7 @@ type Catalog struct {
 // one of the same name whole, since a new URL with an old checksum would
 // never verify.
 func LoadCatalog(override string) (*Catalog, error) {
-	c, err := parseCatalog("embedded catalog", embeddedCatalog)
-	if err != nil {
-		return nil, err
-	}
-	if override == "" {
-		return c, nil
-	}
-	data, err := os.ReadFile(override)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	user, err := parseCatalog(override, data)
-	if err != nil {
-		return nil, err
-	}
-	for name, d := range user.distros {
-		c.distros[name] = d
-	}
-	return c, nil
+	return OpenCatalog(context.Background(), CatalogSource{File: override})
 }
 
 // Lookup returns the entry called name; an unknown name's error suggests
@@ -82,6 +74,9 @@ func LoadCatalog(override string) (*Catalog, error) {
 func (c *Catalog) Lookup(name string) (Distro, error) {
 	if d, ok := c.distros[name]; ok {
 		return d, nil
+	}
+	if why, ok := c.unusable[name]; ok {
+		return Distro{}, fmt.Errorf("catalog entry %q cannot boot here: %s", name, why)
 	}
 	names := make([]string, 0, len(c.distros))
 	for _, n := range slices.Sorted(maps.Keys(c.distros)) {
@@ -248,10 +243,11 @@ var (
 	ErrFilterType = errors.New("--type: accepted are cloud-image, iso and disk-image")
 )
 
-// Select returns the entries f matches, sorted by name. Every entry is an
-// x86_64 cloud image: aarch64, iso and disk-image match none.
+// Select returns the entries f matches, sorted by name. Every entry is for
+// x86_64 (aarch64 matches none); built-in ones are cloud images, a JSON
+// catalog's are iso or disk-image.
 func (c *Catalog) Select(f Filter) ([]Distro, error) {
-	var arch, typ bool
+	var arch bool
 	switch strings.ToLower(f.Arch) {
 	case "", "x86_64", "amd64":
 		arch = true
@@ -259,19 +255,23 @@ func (c *Catalog) Select(f Filter) ([]Distro, error) {
 	default:
 		return nil, ErrFilterArch
 	}
-	switch strings.ToLower(f.Type) {
-	case "", "cloud-image", "cloud":
-		typ = true
-	case "iso", "disk-image":
+	kind := strings.ToLower(f.Type)
+	switch kind {
+	case "", "iso", "disk-image":
+	case "cloud-image", "cloud":
+		kind = "cloud-image"
 	default:
 		return nil, ErrFilterType
 	}
 	var out []Distro
-	if !arch || !typ {
+	if !arch {
 		return out, nil
 	}
 	word := strings.ToLower(f.Search)
 	for _, d := range c.List() {
+		if kind != "" && d.Kind() != kind {
+			continue
+		}
 		text := strings.ToLower(d.Name + " " + strings.Join(d.Aliases, " ") + " " + d.Description)
 		if strings.Contains(text, word) {
 			out = append(out, d)
