@@ -24,17 +24,9 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 			errs = append(errs, err)
 		}
 	}
-	switch b := DiskBus(strings.ToLower(raw.DiskType)); b {
-	case BusVirtio, BusSCSI, BusNVMe, BusIDE:
-		c.DiskBus = b
-	default:
-		accepted := "virtio, scsi, nvme or ide"
-		if advice := refusedValue("DISK_TYPE", raw.DiskType); advice != "" {
-			accepted = advice
-		}
-		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: accepted})
-	}
 	var err error
+	c.DiskBus, err = oneOf("DISK_TYPE", raw.DiskType, BusVirtio, BusSCSI, BusNVMe, BusIDE)
+	add(err)
 	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches...)
 	add(err)
 	c.DiskIO, err = loadDiskIO(raw.DiskIO, c.DiskCache)
@@ -63,11 +55,15 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 }
 
 // oneOf is the parser of every enumerated variable: v, with case and
-// surrounding space ignored, must be one of accepted; the error lists them.
+// surrounding space ignored, must be one of accepted; the error lists them,
+// or for a value only the seed project takes, says what to do instead.
 func oneOf[T ~string](name, v string, accepted ...T) (T, error) {
 	s := T(strings.ToLower(strings.TrimSpace(v)))
 	if slices.Contains(accepted, s) {
 		return s, nil
+	}
+	if advice := refusedValue(name, v); advice != "" {
+		return "", &Error{Var: name, Value: v, Accepted: advice}
 	}
 	names := make([]string, len(accepted))
 	for i, a := range accepted {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -193,17 +192,13 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 // numberedHelpName maps a numbered variable to the name --help lists:
 // NETWORK3_MTU to NETWORK_MTU, DISK3_SIZE to DISKn_SIZE.
 func numberedHelpName(s string) string {
-	for _, f := range []family{nicFamily, shareFamily, diskFamily} {
-		if t, digits, ok := f.match(s); ok {
-			if f.prefix == "" {
-				return t
-			}
-			n := 1
-			if digits != "" {
-				n, _ = strconv.Atoi(digits)
-			}
-			return f.name(t, 1) + strings.TrimPrefix(s, f.name(t, n))
+	for _, f := range []family{nicFamily, shareFamily} {
+		if first := f.firstName(s); first != "" {
+			return first
 		}
+	}
+	if t, _, ok := diskFamily.match(s); ok {
+		return t
 	}
 	return ""
 }

@@ -408,16 +408,9 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	p := nicPrefix(i)
 	var errs []error
 	n := NIC{Index: i}
-	switch m := NetMode(strings.ToLower(raw.Mode)); m {
-	case NetNAT, NetBridge, NetDirect, NetNone:
-		n.Mode = m
-	default:
-		accepted := "nat, bridge, direct or none"
-		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
-			accepted = advice
-		}
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
-	}
+	var err error
+	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetNone)
+	errs = append(errs, err)
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})

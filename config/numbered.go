@@ -87,6 +87,17 @@ func (f family) match(k string) (template, digits string, ok bool) {
 	return "", "", false
 }
 
+// firstName is k's name for instance 1 (NETWORK3_MTU: NETWORK_MTU); ""
+// when k is not the family's.
+func (f family) firstName(k string) string {
+	t, digits, ok := f.match(k)
+	if !ok {
+		return ""
+	}
+	before, _, _ := strings.Cut(t, "n")
+	return before + k[len(before)+len(digits):]
+}
+
 // accepted says which numbers a variable of template may have.
 func (f family) accepted(template string) string {
 	shown := template
