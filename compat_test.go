@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -155,7 +156,10 @@ func dryRun(env map[string]string, dir string) (compatRun, error) {
 	if err != nil {
 		return compatRun{}, err
 	}
-	plan, err := vm.MakePlan(cfg, compatFacts())
+	facts := compatFacts()
+	facts.BootImage, facts.BootImageErr = vm.InspectBootImage(cfg)
+	facts.Catalog, facts.CatalogErr = vm.ReadCatalog(context.Background(), cfg, nil)
+	plan, err := vm.MakePlan(cfg, facts)
 	if err != nil {
 		return compatRun{}, err
 	}

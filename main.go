@@ -446,6 +446,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 		Virtiofsd:      vm.FindVirtiofsd(),
 	}
+	f.Catalog, f.CatalogErr = vm.ReadCatalog(context.Background(), cfg, log.Sugar().Infow)
+	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {
