@@ -6,11 +6,11 @@ package config
 // struct tags are also the single source for --help.
 
 type rawMachine struct {
-	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
+	BootFrom      string `env:"BOOT_FROM" help:"disk image to boot: a local path (qcow2, raw, vmdk, vhdx, vdi; an .iso boots as an installer CD with a blank disk; compressed with xz, gzip, zstd or bzip2, or one disk image in a zip, 7z, tar or OVA archive, unpacked into DATA_DIR/cache), an http(s) URL (downloaded once into DATA_DIR/cache), or 'blank'"`
 	BootFromSHA   string `env:"BOOT_FROM_SHA256" help:"sha256 the BOOT_FROM download must have (64 hex digits); required for an http:// (not https) BOOT_FROM"`
 	BootFromFmt   string `env:"BOOT_FROM_FORMAT" help:"BOOT_FROM's format, instead of telling it from the content: raw, qcow2, vmdk, vhdx, vpc, vdi or iso (a header of another format is refused; a raw image is never parsed)"`
 	DownloadMax   string `env:"DOWNLOAD_MAX_SIZE" envDefault:"64G" help:"most bytes an image download may write into DATA_DIR/cache"`
-	ExtractMax    string `env:"EXTRACT_MAX_SIZE" envDefault:"512G" help:"most bytes unpacking a compressed download may write"`
+	ExtractMax    string `env:"EXTRACT_MAX_SIZE" envDefault:"512G" help:"most bytes unpacking a compressed image or an archive (local or downloaded) may write"`
 	Distro        string `env:"DISTRO" envDefault:"ubuntu-2404" help:"catalog entry used when BOOT_FROM is unset (vmrunner --list-distros); with KERNEL only when set explicitly"`
 	Catalog       string `env:"CATALOG" help:"a catalog file whose entries are added to, or replace, the built-in ones"`
 	CatalogURL    string `env:"CATALOG_URL" help:"a JSON catalog in the seed project's format (https, or a local file) whose entries are added to, or replace, the built-in ones; CATALOG's entries win over it"`

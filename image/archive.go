@@ -146,12 +146,21 @@ func unpackZip(ctx context.Context, j unpackJob, f *os.File) (Digest, error) {
 }
 
 // unpack7z is unpackZip for 7-Zip archives (github.com/bodgit/sevenzip).
+// The library parses and decodes hostile input in depth (coders, bind
+// pairs, folders): a panic in it refuses the archive, removing what was
+// written, instead of ending vmrunner.
 func unpack7z(ctx context.Context, j unpackJob, f *os.File) (d Digest, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			os.Remove(j.dst + ".tmp")
+			d, err = Digest{}, fmt.Errorf("7z: malformed archive (%v)", p)
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return Digest{}, err
 	}
-	z, err := open7z(f, fi.Size())
+	z, err := sevenzip.NewReader(f, fi.Size())
 	if err != nil {
 		return Digest{}, fmt.Errorf("7z: %w", err)
 	}
@@ -183,18 +192,6 @@ func unpack7z(ctx context.Context, j unpackJob, f *os.File) (d Digest, err error
 	j.log("unpacking archive member", "archive", "7z", "member", name)
 	// The member's own size bounds it as archive/zip does for zip.
 	return writeImage(ctx, j, &exactReader{r: r, left: int64(m.UncompressedSize), name: name})
-}
-
-// open7z reads a 7z archive's headers. The library parses hostile input
-// in depth (coders, bind pairs, folders); a panic in it must refuse the
-// archive, not end vmrunner.
-func open7z(f io.ReaderAt, size int64) (z *sevenzip.Reader, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			z, err = nil, fmt.Errorf("malformed archive (%v)", p)
-		}
-	}()
-	return sevenzip.NewReader(f, size)
 }
 
 // exactReader fails a member that holds more bytes than its header said.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +119,84 @@ func BenchmarkFetchCached(b *testing.B) {
 		if _, err := Fetch(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkUnpack1GiB unpacks one 1 GiB raw image packed in each format
+// vmrunner reads, and in the same rounds has the command-line tool unpack
+// it to a file (then sync, as unpacking ends with an fsync); medians of
+// the unpacked bytes per second are reported. The image is
+// $VMRUNNER_BENCH_IMAGE's first GiB (e.g. a cloud guest's disk as raw),
+// else a synthetic disk (bigImage's shape). Packing uses the tools and
+// is not timed; a format whose tool is missing is skipped. Run with
+// -benchtime=2x: each round unpacks 2 GiB per format.
+func BenchmarkUnpack1GiB(b *testing.B) {
+	const size = 1 << 30
+	dir := b.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	if src := os.Getenv("VMRUNNER_BENCH_IMAGE"); src != "" {
+		run(b, "sh", "-c", `head -c 1073741824 "$0" >"$1" && truncate -s 1G "$1"`, src, raw)
+	} else {
+		p, _ := bigImage(b)
+		run(b, "sh", "-c", `cat "$0" "$0" >"$1"`, p, raw)
+	}
+	sh := func(script string) []string { return []string{"sh", "-c", script} }
+	formats := []struct {
+		name, file string
+		pack       []string // run in dir
+		tool       []string // unpacks $IN to stdout
+	}{
+		{"xz", "disk.raw.xz", sh("xz -T1 -c disk.raw >disk.raw.xz"), []string{"xz -dc"}},
+		{"gzip", "disk.raw.gz", sh("gzip -c disk.raw >disk.raw.gz"), []string{"gzip -dc", "pigz -dc"}},
+		{"zstd", "disk.raw.zst", sh("zstd -q -c disk.raw >disk.raw.zst"), []string{"zstd -dc"}},
+		{"bzip2", "disk.raw.bz2", sh("bzip2 -c disk.raw >disk.raw.bz2"), []string{"bzip2 -dc"}},
+		{"zip", "disk.zip", sh("zip -q disk.zip disk.raw"), []string{"unzip -p"}},
+		{"7z", "disk.7z", sh("7z a -bd -mmt=2 disk.7z disk.raw >/dev/null"), []string{"7z x -so"}},
+		{"tar", "disk.tar", sh("tar -cf disk.tar disk.raw"), []string{"tar -xOf"}},
+		{"tar.xz", "disk.tar.xz", sh("tar -cf - disk.raw | xz -T1 >disk.tar.xz"), []string{"tar -xOJf"}},
+	}
+	for _, f := range formats {
+		b.Run(f.name, func(b *testing.B) {
+			tool := strings.Fields(f.tool[0])[0]
+			if _, err := exec.LookPath(tool); err != nil {
+				b.Skipf("%s is not installed", tool)
+			}
+			in := filepath.Join(dir, f.file)
+			if _, err := os.Stat(in); err != nil {
+				cmd := exec.Command(f.pack[0], f.pack[1:]...)
+				cmd.Dir = dir
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("packing %s: %v: %s", f.name, err, out)
+				}
+			}
+			if st, err := os.Stat(in); err == nil {
+				b.Logf("%s: %d bytes packed", f.file, st.Size())
+			}
+			b.SetBytes(size)
+			goT := []time.Duration{}
+			toolT := make([][]time.Duration, len(f.tool))
+			for b.Loop() {
+				out := filepath.Join(b.TempDir(), "out.raw")
+				start := time.Now()
+				if _, err := unpackFile(context.Background(), unpackJob{src: in, dst: out}); err != nil {
+					b.Fatal(err)
+				}
+				goT = append(goT, time.Since(start))
+				b.StopTimer()
+				os.Remove(out)
+				for i, t := range f.tool {
+					start := time.Now()
+					run(b, "sh", "-c", t+` "$0" >"$1" && sync "$1"`, in, out)
+					toolT[i] = append(toolT[i], time.Since(start))
+					os.Remove(out)
+				}
+				b.StartTimer()
+			}
+			mbps := func(ts []time.Duration) float64 { return float64(size) / 1e6 / median(ts).Seconds() }
+			b.ReportMetric(mbps(goT), "vmrunner-MB/s")
+			for i, t := range f.tool {
+				b.ReportMetric(mbps(toolT[i]), strings.ReplaceAll(strings.Fields(t)[0], "-", "")+"-MB/s")
+			}
+		})
 	}
 }
