@@ -30,6 +30,8 @@ needs=(
   /usr/lib/ipxe/qemu/efi-virtio.rom ipxe-qemu
   /usr/lib/ISOLINUX/isolinux.bin isolinux
   /usr/lib/syslinux/modules/bios/ldlinux.c32 syslinux-common
+  isohybrid syslinux-utils
+  curl curl
   /usr/share/novnc/vnc.html novnc
   vncsnapshot vncsnapshot
   vncpasswd tigervnc-tools
