@@ -3,8 +3,10 @@ package redfish
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,3 +209,71 @@ func TestLoginBackoffHTTP(t *testing.T) {
 }
 
 type clientCtx struct{}
+
+// TestLoginBackoffTLS: over real HTTPS and the real clock, a guesser on
+// 127.0.0.1 hammering with 16 connections gets its passwords checked no
+// faster than the spacing allows, while an operator on 127.0.0.2 is never
+// refused. The operator's latency during the storm is logged, not asserted.
+func TestLoginBackoffTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for three seconds")
+	}
+	ts := &testService{vm: newFakeVM()}
+	ts.h = New(ts.vm, Options{Username: testUser, Password: testPass, SystemID: "node1"})
+	// A shorter queue than the real one keeps the test short.
+	ts.h.(*service).fails.queue = 2 * time.Second
+	addr := serveTLS(t, ts)
+	url := "https://" + addr + sysPath
+	operator := tlsClient()
+	operator.Transport.(*http.Transport).DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext
+	if code, _, err := request(operator, "GET", url, "", good); err != nil || code != 200 {
+		t.Skipf("cannot reach the service from 127.0.0.2 (%d, %v)", code, err)
+	}
+
+	const storm = 3 * time.Second
+	stop := time.Now().Add(storm)
+	guesser := tlsClient()
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				code, _, err := request(guesser, "GET", url, "", basic(testUser, "guess-guess"))
+				mu.Lock()
+				if err != nil {
+					t.Errorf("guesser: %v", err)
+				}
+				counts[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	var lat []time.Duration
+	for time.Now().Before(stop) {
+		start := time.Now()
+		code, body, err := request(operator, "GET", url, "", good)
+		lat = append(lat, time.Since(start))
+		if err != nil || code != 200 {
+			t.Fatalf("operator during the storm: %d %v %s", code, err, clip(body))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	t.Logf("guesser's answers in %s: %v; operator's GET during the storm: median %s, p90 %s, %d requests",
+		storm, counts, lat[len(lat)/2], lat[len(lat)*9/10], len(lat))
+	// Past the free five, checks are at least 250 ms apart (the storm
+	// ends, but the requests admitted before its end may finish after it).
+	b := ts.h.(*service).fails
+	if most := b.free + 1 + int((storm+b.queue)/b.first); counts[401] > most {
+		t.Errorf("%d passwords checked in %s, the spacing allows at most %d", counts[401], storm, most)
+	}
+	for code := range counts {
+		if code != 401 && code != 503 {
+			t.Errorf("guesser got %d", code)
+		}
+	}
+}
