@@ -414,12 +414,14 @@ func TestRedfishPxeBoot(t *testing.T) {
 	env["REDFISH_LISTEN"] = "127.0.0.1"
 	env["REDFISH_PORT"] = fmt.Sprint(port)
 	env["REDFISH_PASSWORD"] = redfishPassword
+	begin := time.Now()
 	v := Start(t, env, host.Wrapper()...)
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
 
 	// The disk boots: ISOLINUX, the guest, an unmarked second disk.
 	waitCount(t, v, `^ISOLINUX \d`, 1, 5*time.Minute)
 	waitCount(t, v, `^VMTEST ready`, 1, 8*time.Minute)
+	t.Logf("start to the disk-booted guest's VMTEST ready: %s", time.Since(begin).Round(100*time.Millisecond))
 	mac := waitCount(t, v, `^VMTEST nic name=eth0 mac=(\S+) mtu=\d+ ipv4=10\.77\.9\.`, 1, time.Second)[1]
 	if m := waitCount(t, v, `^VMTEST disk name=vdb size=\d+ mark=(.*)$`, 1, time.Second)[1]; m != "" {
 		t.Fatalf("the second disk is marked %q before any network boot", m)
@@ -453,9 +455,11 @@ print('sushy-done')
 	}
 
 	// Once means once: the next restart boots the disk, with no transfer.
+	step := time.Now()
 	sushyIn(t, host, base, sushyPrelude+"s.reset_system(sushy.RESET_FORCE_RESTART)\nprint('sushy-done')\n")
 	waitCount(t, v, `^ISOLINUX \d`, 2, 5*time.Minute)
 	waitCount(t, v, `^VMTEST ready`, 3, 8*time.Minute)
+	t.Logf("ForceRestart to the disk-booted guest's VMTEST ready: %s", time.Since(step).Round(100*time.Millisecond))
 	if m := waitCount(t, v, `^VMTEST disk name=vdb size=\d+ mark=(.*)$`, 3, time.Second)[1]; m != "netboot" {
 		t.Errorf("after a disk boot the second disk is marked %q, want netboot", m)
 	}
