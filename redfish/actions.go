@@ -333,8 +333,10 @@ func (s *service) patchSecureBoot(r *http.Request, body map[string]json.RawMessa
 	next := mode
 	switch {
 	case *want && mode == config.BootLegacy:
-		return &rfError{status: http.StatusBadRequest, id: "PropertyValueConflict", msg: "The property SecureBootEnable could not be written because its value would conflict with the value of the BootSourceOverrideMode property (Legacy).", args: []string{"SecureBootEnable", "BootSourceOverrideMode"}, resolution: "Set BootSourceOverrideMode to UEFI first."}
-
+		return &rfError{status: http.StatusBadRequest, id: "PropertyValueConflict",
+			msg:        "The property SecureBootEnable could not be written because its value would conflict with the value of the BootSourceOverrideMode property (Legacy).",
+			args:       []string{"SecureBootEnable", "BootSourceOverrideMode"},
+			resolution: "Set BootSourceOverrideMode to UEFI first."}
 	case *want:
 		next = config.BootSecure
 	case mode == config.BootSecure:

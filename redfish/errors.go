@@ -72,97 +72,126 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func errNoSession() *rfError {
-	return &rfError{status: http.StatusUnauthorized, id: "NoValidSession", msg: "There is no valid session established with the implementation: give HTTP basic credentials or an X-Auth-Token.", args: nil, resolution: "Log in with the REDFISH_USERNAME and REDFISH_PASSWORD credentials, by basic auth or a session from " + sessionsPath + "."}
-
+	return &rfError{status: http.StatusUnauthorized, id: "NoValidSession",
+		msg:        "There is no valid session established with the implementation: give HTTP basic credentials or an X-Auth-Token.",
+		resolution: "Log in with the REDFISH_USERNAME and REDFISH_PASSWORD credentials, by basic auth or a session from " + sessionsPath + "."}
 }
 
 func errNotFound(path string) *rfError {
-	return &rfError{status: http.StatusNotFound, id: "ResourceMissingAtURI", msg: fmt.Sprintf("The resource at the URI %s was not found.", path), args: []string{path}, resolution: "Use a URI the service links to, starting from /redfish/v1/."}
-
+	return &rfError{status: http.StatusNotFound, id: "ResourceMissingAtURI",
+		msg:        fmt.Sprintf("The resource at the URI %s was not found.", path),
+		args:       []string{path},
+		resolution: "Use a URI the service links to, starting from /redfish/v1/."}
 }
 
 func errMethod(method, path string) *rfError {
-	return &rfError{status: http.StatusMethodNotAllowed, id: "GeneralError", msg: fmt.Sprintf("The method %s is not allowed on %s.", method, path), args: nil, resolution: "Use one of the methods in the Allow header."}
-
+	return &rfError{status: http.StatusMethodNotAllowed, id: "GeneralError",
+		msg:        fmt.Sprintf("The method %s is not allowed on %s.", method, path),
+		resolution: "Use one of the methods in the Allow header."}
 }
 
 func errMalformed(err error) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "MalformedJSON", msg: "The request body submitted was malformed JSON and could not be parsed by the receiving service: " + err.Error(), args: nil, resolution: "Send one JSON object."}
-
+	return &rfError{status: http.StatusBadRequest, id: "MalformedJSON",
+		msg:        "The request body submitted was malformed JSON and could not be parsed by the receiving service: " + err.Error(),
+		resolution: "Send one JSON object."}
 }
 
 func errTooLarge() *rfError {
-	return &rfError{status: http.StatusRequestEntityTooLarge, id: "GeneralError", msg: fmt.Sprintf("The request body is larger than %d bytes.", maxBody), args: nil, resolution: "Send a smaller body; no request of this service needs more than a few hundred bytes."}
-
+	return &rfError{status: http.StatusRequestEntityTooLarge, id: "GeneralError",
+		msg:        fmt.Sprintf("The request body is larger than %d bytes.", maxBody),
+		resolution: "Send a smaller body; no request of this service needs more than a few hundred bytes."}
 }
 
 func errPropertyUnknown(name string, allowed []string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "PropertyUnknown", msg: fmt.Sprintf("The property %s is not in the list of valid properties for the resource; writable: %s.", name, strings.Join(allowed, ", ")), args: []string{name}, resolution: "Remove the unknown property from the request body and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "PropertyUnknown",
+		msg:        fmt.Sprintf("The property %s is not in the list of valid properties for the resource; writable: %s.", name, strings.Join(allowed, ", ")),
+		args:       []string{name},
+		resolution: "Remove the unknown property from the request body and resubmit the request if the operation failed."}
 }
 
 func errNotWritable(name string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "PropertyNotWritable", msg: fmt.Sprintf("The property %s is a read only property and cannot be assigned a value.", name), args: []string{name}, resolution: "Remove the property from the request body and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "PropertyNotWritable",
+		msg:        fmt.Sprintf("The property %s is a read only property and cannot be assigned a value.", name),
+		args:       []string{name},
+		resolution: "Remove the property from the request body and resubmit the request if the operation failed."}
 }
 
 func errValueNotInList(name, value string, allowed []string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "PropertyValueNotInList", msg: fmt.Sprintf("The value %q for the property %s is not in the list of acceptable values: %s.", value, name, strings.Join(allowed, ", ")), args: []string{value, name}, resolution: "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "PropertyValueNotInList",
+		msg:        fmt.Sprintf("The value %q for the property %s is not in the list of acceptable values: %s.", value, name, strings.Join(allowed, ", ")),
+		args:       []string{value, name},
+		resolution: "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed."}
 }
 
 func errValueType(name, raw string, want string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "PropertyValueTypeError", msg: fmt.Sprintf("The value %s for the property %s is of a different type than the property can accept (%s).", clip(raw), name, want), args: []string{clip(raw), name}, resolution: "Correct the value for the property in the request body and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "PropertyValueTypeError",
+		msg:        fmt.Sprintf("The value %s for the property %s is of a different type than the property can accept (%s).", clip(raw), name, want),
+		args:       []string{clip(raw), name},
+		resolution: "Correct the value for the property in the request body and resubmit the request if the operation failed."}
 }
 
 func errParamMissing(action, param string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "ActionParameterMissing", msg: fmt.Sprintf("The action %s requires the parameter %s to be present in the request body.", action, param), args: []string{action, param}, resolution: "Supply the action with the required parameter in the request body when the request is resubmitted."}
-
+	return &rfError{status: http.StatusBadRequest, id: "ActionParameterMissing",
+		msg:        fmt.Sprintf("The action %s requires the parameter %s to be present in the request body.", action, param),
+		args:       []string{action, param},
+		resolution: "Supply the action with the required parameter in the request body when the request is resubmitted."}
 }
 
 func errParamUnknown(action, param string, allowed []string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "ActionParameterUnknown", msg: fmt.Sprintf("The action %s was submitted with the invalid parameter %s; accepted: %s.", action, param, strings.Join(allowed, ", ")), args: []string{action, param}, resolution: "Correct the invalid parameter and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "ActionParameterUnknown",
+		msg:        fmt.Sprintf("The action %s was submitted with the invalid parameter %s; accepted: %s.", action, param, strings.Join(allowed, ", ")),
+		args:       []string{action, param},
+		resolution: "Correct the invalid parameter and resubmit the request if the operation failed."}
 }
 
 func errParamNotInList(action, param, value string, allowed []string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueNotInList", msg: fmt.Sprintf("The value %q for the parameter %s in the action %s is not in the list of acceptable values: %s.", value, param, action, strings.Join(allowed, ", ")), args: []string{value, param, action}, resolution: "Choose a value from the enumeration list and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueNotInList",
+		msg:        fmt.Sprintf("The value %q for the parameter %s in the action %s is not in the list of acceptable values: %s.", value, param, action, strings.Join(allowed, ", ")),
+		args:       []string{value, param, action},
+		resolution: "Choose a value from the enumeration list and resubmit the request if the operation failed."}
 }
 
 func errParamType(action, param, raw, want string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueTypeError", msg: fmt.Sprintf("The value %s for the parameter %s in the action %s is of a different type than the parameter can accept (%s).", clip(raw), param, action, want), args: []string{clip(raw), param, action}, resolution: "Correct the value for the parameter in the request body and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueTypeError",
+		msg:        fmt.Sprintf("The value %s for the parameter %s in the action %s is of a different type than the parameter can accept (%s).", clip(raw), param, action, want),
+		args:       []string{clip(raw), param, action},
+		resolution: "Correct the value for the parameter in the request body and resubmit the request if the operation failed."}
 }
 
 func errParamFormat(action, param, value, why string) *rfError {
-	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueFormatError", msg: fmt.Sprintf("The value %q for the parameter %s in the action %s is of a different format than the parameter can accept: %s.", clip(value), param, action, why), args: []string{clip(value), param, action}, resolution: "Correct the value for the parameter in the request body and resubmit the request if the operation failed."}
-
+	return &rfError{status: http.StatusBadRequest, id: "ActionParameterValueFormatError",
+		msg:        fmt.Sprintf("The value %q for the parameter %s in the action %s is of a different format than the parameter can accept: %s.", clip(value), param, action, why),
+		args:       []string{clip(value), param, action},
+		resolution: "Correct the value for the parameter in the request body and resubmit the request if the operation failed."}
 }
 
 func errPrecondition() *rfError {
-	return &rfError{status: http.StatusPreconditionFailed, id: "PreconditionFailed", msg: "The ETag supplied did not match the ETag required to change this resource.", args: nil, resolution: "Try the operation again using the appropriate ETag."}
-
+	return &rfError{status: http.StatusPreconditionFailed, id: "PreconditionFailed",
+		msg:        "The ETag supplied did not match the ETag required to change this resource.",
+		resolution: "Try the operation again using the appropriate ETag."}
 }
 
 func errSessionLimit() *rfError {
-	return &rfError{status: http.StatusServiceUnavailable, id: "SessionLimitExceeded", msg: "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.", args: nil, resolution: "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions (if supported)."}
-
+	return &rfError{status: http.StatusServiceUnavailable, id: "SessionLimitExceeded",
+		msg:        "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.",
+		resolution: "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions (if supported)."}
 }
 
 // errAPI maps the controller's answer to an action.
 func errAPI(what string, err error) *rfError {
 	switch {
 	case errors.Is(err, controller.ErrState):
-		return &rfError{status: http.StatusConflict, id: "GeneralError", msg: what + ": " + err.Error(), args: nil, resolution: "Check the system's PowerState and try an action that applies to it."}
-
+		return &rfError{status: http.StatusConflict, id: "GeneralError",
+			msg:        what + ": " + err.Error(),
+			resolution: "Check the system's PowerState and try an action that applies to it."}
 	case errors.Is(err, controller.ErrInvalid):
-		return &rfError{status: http.StatusBadRequest, id: "GeneralError", msg: what + ": " + err.Error(), args: nil, resolution: "Correct the request as the message says and resubmit it."}
-
+		return &rfError{status: http.StatusBadRequest, id: "GeneralError",
+			msg:        what + ": " + err.Error(),
+			resolution: "Correct the request as the message says and resubmit it."}
 	}
-	return &rfError{status: http.StatusInternalServerError, id: "GeneralError", msg: what + " failed: " + err.Error(), args: nil, resolution: "The service is still operational; see vmrunner's log, then retry."}
-
+	return &rfError{status: http.StatusInternalServerError, id: "GeneralError",
+		msg:        what + " failed: " + err.Error(),
+		resolution: "The service is still operational; see vmrunner's log, then retry."}
 }
 
 // errMedium is a failed InsertMedia. What the image's server did (no
