@@ -11,8 +11,9 @@ import (
 // first few failures cost nothing (a mistyped password); after that each
 // password check of that client, right or wrong, waits for its turn, and
 // the turns are spaced by a delay that doubles with every further failure
-// up to a cap. Turns are handed out in order, so parallel requests do not
-// get more guesses than sequential ones; a client that would wait longer
+// up to a cap. Turns are handed out in order and checks under way count as
+// failures, so parallel requests get no more guesses than sequential ones
+// (the free ones included); a client that would wait longer
 // than the queue allows is refused at once (503 with Retry-After). Other
 // clients are never delayed, and session tokens are never checked here:
 // only a shared address shares the back-off. A success or a quiet spell
@@ -30,9 +31,10 @@ type backoff struct {
 }
 
 type strikes struct {
-	fails int
-	last  time.Time // the latest failure
-	next  time.Time // when the client's next check may run
+	fails    int
+	inflight int       // checks admitted and not yet done
+	last     time.Time // the latest failure
+	next     time.Time // when the client's next check may run
 }
 
 func newBackoff(now func() time.Time) *backoff {
@@ -42,27 +44,37 @@ func newBackoff(now func() time.Time) *backoff {
 
 // turn reserves the client's next password check and says how long it
 // must wait for it; ok is false when that is more than the queue allows
-// (nothing is reserved then).
+// (nothing is reserved then). Checks still under way count as failures
+// here, so a burst of parallel first guesses gets no more free ones than a
+// sequence. Each admitted check ends in failed, succeeded or abandoned.
 func (b *backoff) turn(client string) (wait time.Duration, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
 	st := b.clients[client]
-	if st == nil || st.fails < b.free {
-		return 0, true
-	}
-	if now.Sub(st.last) > b.forget {
+	if st != nil && st.inflight == 0 && now.Sub(st.last) > b.forget {
 		delete(b.clients, client)
-		return 0, true
+		st = nil
 	}
-	at := st.next
-	if at.Before(now) {
-		at = now
+	if st == nil {
+		if len(b.clients) >= b.limit {
+			b.evict(now)
+		}
+		st = &strikes{}
+		b.clients[client] = st
 	}
-	if wait = at.Sub(now); wait > b.queue {
-		return wait, false
+	n := st.fails + st.inflight
+	if n >= b.free {
+		at := st.next
+		if at.Before(now) {
+			at = now
+		}
+		if wait = at.Sub(now); wait > b.queue {
+			return wait, false
+		}
+		st.next = at.Add(b.delay(n))
 	}
-	st.next = at.Add(b.delay(st.fails))
+	st.inflight++
 	return wait, true
 }
 
@@ -72,39 +84,50 @@ func (b *backoff) delay(fails int) time.Duration {
 	return min(b.first<<n, b.max)
 }
 
-// failed counts a wrong password and returns the client's failures.
+// failed ends a check with a wrong password and returns the client's
+// failures.
 func (b *backoff) failed(client string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := b.now()
 	st := b.clients[client]
-	if st != nil && now.Sub(st.last) > b.forget {
-		st.fails = 0
-	}
 	if st == nil {
-		if len(b.clients) >= b.limit {
-			b.evict(now)
-		}
+		// A success of the same client cleared the record meanwhile.
 		st = &strikes{}
 		b.clients[client] = st
 	}
+	if st.inflight > 0 {
+		st.inflight--
+	}
 	st.fails++
-	st.last = now
+	st.last = b.now()
 	return st.fails
 }
 
-// succeeded clears the client's record: whoever is there knows the password.
+// succeeded ends a check with the right password and clears the client's
+// record: whoever is there knows the password.
 func (b *backoff) succeeded(client string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.clients, client)
 }
 
-// evict makes room: forgotten clients go, or else the one quiet longest.
-// The caller holds mu.
+// abandoned ends a check that never ran (the client hung up waiting).
+func (b *backoff) abandoned(client string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.clients[client]; st != nil && st.inflight > 0 {
+		st.inflight--
+	}
+}
+
+// evict makes room: forgotten clients go, or else the one quiet longest;
+// clients with checks under way stay. The caller holds mu.
 func (b *backoff) evict(now time.Time) {
 	var oldest string
 	for c, st := range b.clients {
+		if st.inflight > 0 {
+			continue
+		}
 		if now.Sub(st.last) > b.forget {
 			delete(b.clients, c)
 			continue
@@ -113,7 +136,7 @@ func (b *backoff) evict(now time.Time) {
 			oldest = c
 		}
 	}
-	if len(b.clients) >= b.limit {
+	if len(b.clients) >= b.limit && oldest != "" {
 		delete(b.clients, oldest)
 	}
 }

@@ -42,6 +42,7 @@ func TestBackoff(t *testing.T) {
 	if w, ok := turn(other); w != 0 || !ok {
 		t.Errorf("another client waits %s (ok %v)", w, ok)
 	}
+	b.succeeded(other)
 
 	// Parallel checks queue behind each other, and past the queue limit
 	// the client is refused without a turn.
@@ -78,11 +79,32 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("failures counted after the quiet spell: %d, want 1", n)
 	}
 
+	// A burst of parallel first checks gets no more free ones than a
+	// sequence: checks under way count as failures.
+	var burst []time.Duration
+	for range b.free + 3 {
+		w, _ := turn("192.0.2.9")
+		burst = append(burst, w)
+	}
+	if want := "[0s 0s 0s 0s 0s 0s 250ms 750ms]"; fmt.Sprint(burst) != want {
+		t.Errorf("a burst of first checks waits %v, want %s", burst, want)
+	}
+	// Checks abandoned while waiting (the client hung up) are not failures.
+	for range burst {
+		b.abandoned("192.0.2.9")
+	}
+	if w, ok := turn("192.0.2.9"); w != 0 || !ok {
+		t.Errorf("after the burst was abandoned: wait %s ok %v", w, ok)
+	}
+	b.succeeded("192.0.2.9")
+
 	// The record is bounded: the client quiet longest makes room.
 	b.limit = 3
 	for i := range 5 {
 		now = now.Add(time.Second)
-		b.failed(fmt.Sprintf("198.51.100.%d", i))
+		c := fmt.Sprintf("198.51.100.%d", i)
+		turn(c)
+		b.failed(c)
 	}
 	if len(b.clients) != 3 || b.clients["198.51.100.4"] == nil || b.clients[bad] != nil {
 		t.Errorf("clients kept at the limit: %v", b.clients)

@@ -264,6 +264,7 @@ func (s *service) checkPassword(r *http.Request, user, pass string) *rfError {
 	}
 	if wait > 0 {
 		if err := s.sleep(r.Context(), wait); err != nil {
+			s.fails.abandoned(client)
 			return errBackoff(wait)
 		}
 	}
