@@ -11,9 +11,9 @@ import (
 // first few failures cost nothing (a mistyped password); after that each
 // password check of that client, right or wrong, waits for its turn, and
 // the turns are spaced by a delay that doubles with every further failure
-// up to a cap. Turns are handed out in order and checks under way count as
-// failures, so parallel requests get no more guesses than sequential ones
-// (the free ones included); a client that would wait longer
+// up to a cap. Turns are handed out in order and, once a client has
+// failed, its checks under way count as failures, so parallel requests get
+// no more guesses than sequential ones; a client that would wait longer
 // than the queue allows is refused at once (503 with Retry-After). Other
 // clients are never delayed, and session tokens are never checked here:
 // only a shared address shares the back-off. A success or a quiet spell
@@ -44,9 +44,11 @@ func newBackoff(now func() time.Time) *backoff {
 
 // turn reserves the client's next password check and says how long it
 // must wait for it; ok is false when that is more than the queue allows
-// (nothing is reserved then). Checks still under way count as failures
-// here, so a burst of parallel first guesses gets no more free ones than a
-// sequence. Each admitted check ends in failed, succeeded or abandoned.
+// (nothing is reserved then). Once the client has failed, its checks still
+// under way count as failures here, so a burst of parallel guesses gets no
+// more free ones than a sequence; a client that never failed is never
+// delayed, however many requests it has under way. Each admitted check
+// ends in failed, succeeded or abandoned.
 func (b *backoff) turn(client string) (wait time.Duration, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -63,7 +65,10 @@ func (b *backoff) turn(client string) (wait time.Duration, ok bool) {
 		st = &strikes{}
 		b.clients[client] = st
 	}
-	n := st.fails + st.inflight
+	n := st.fails
+	if n > 0 {
+		n += st.inflight
+	}
 	if n >= b.free {
 		at := st.next
 		if at.Before(now) {

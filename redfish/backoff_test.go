@@ -79,15 +79,25 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("failures counted after the quiet spell: %d, want 1", n)
 	}
 
-	// A burst of parallel first checks gets no more free ones than a
-	// sequence: checks under way count as failures.
+	// A client that never failed is not delayed, however many checks it
+	// has under way (a pool of parallel clients using basic auth).
+	for i := range 50 {
+		if w, ok := turn("192.0.2.10"); w != 0 || !ok {
+			t.Fatalf("parallel check %d of a client that never failed: wait %s ok %v", i+1, w, ok)
+		}
+	}
+	b.succeeded("192.0.2.10")
+	// Once it failed, its checks under way count as failures: a burst of
+	// parallel guesses gets no more free ones than a sequence.
+	turn("192.0.2.9")
+	b.failed("192.0.2.9")
 	var burst []time.Duration
-	for range b.free + 3 {
+	for range b.free + 2 {
 		w, _ := turn("192.0.2.9")
 		burst = append(burst, w)
 	}
-	if want := "[0s 0s 0s 0s 0s 0s 250ms 750ms]"; fmt.Sprint(burst) != want {
-		t.Errorf("a burst of first checks waits %v, want %s", burst, want)
+	if want := "[0s 0s 0s 0s 0s 250ms 750ms]"; fmt.Sprint(burst) != want {
+		t.Errorf("a burst after a failure waits %v, want %s", burst, want)
 	}
 	// Checks abandoned while waiting (the client hung up) are not failures.
 	for range burst {
