@@ -437,6 +437,7 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		Virtiofsd:      vm.FindVirtiofsd(),
 	}
 	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
+	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {

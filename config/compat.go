@@ -178,8 +178,12 @@ func checkRefused(environ map[string]string) error {
 }
 
 // refusedValue is the advice for a value of a variable vmrunner has that
-// only the seed project accepts; "" when there is none.
+// only the seed project accepts; "" when there is none. A NIC's variable
+// is asked by NIC 1's name (NETWORK3_MODE as NETWORK_MODE).
 func refusedValue(name, v string) string {
+	if first := nicFamily.firstName(name); first != "" {
+		name = first
+	}
 	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
 	case "NETWORK_MODE=container":
 		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"

@@ -106,6 +106,8 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
 		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
 		{map[string]string{"DISK_TYPE": "usb"}, "DISK_TYPE", "scsi"},
+		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_MODE", "bridge mode with NETWORK_BRIDGE"},
+		{map[string]string{"NETWORK3_MODE": "Container"}, "NETWORK3_MODE", "bridge mode with NETWORK_BRIDGE"},
 		{map[string]string{"BOOT_FROM": "quay.io/containerdisks/fedora:40"}, "BOOT_FROM", "docker cp"},
 		{map[string]string{"BOOT_FROM": "https://example.com/disk.img.bz2"}, "BOOT_FROM", "xz, gzip or zstd"},
 		{map[string]string{"BOOT_FROM": "/images/appliance.ova"}, "BOOT_FROM", "unpack it first"},

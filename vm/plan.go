@@ -29,6 +29,10 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
+	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
+	// or BootImageErr why it is refused.
+	BootImage    *BootImage
+	BootImageErr error
 	// Catalog is where DISTRO is looked up (ReadCatalog), or the error
 	// reading CATALOG; nil and nil: the built-in catalog alone.
 	Catalog    *image.Catalog
@@ -89,11 +93,14 @@ type NICPlan struct {
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
 type Plan struct {
-	Config   *config.Config
-	Paths    Paths
-	Spec     qemu.Spec
-	NICs     []NICPlan
-	BasePath string // absolute local base image (BOOT_FROM); empty for a download, blank or no disk
+	Config *config.Config
+	Paths  Paths
+	Spec   qemu.Spec
+	NICs   []NICPlan
+	// Base is what a local BOOT_FROM becomes (Facts.BootImage): the disk's
+	// base, or an installer CD; nil for a download (decided once fetched),
+	// blank or no disk.
+	Base *BaseChoice
 	// Download fetches the base image: BOOT_FROM's URL or DISTRO's
 	// catalog entry (Progress and Log are start-up's to add); nil without.
 	Download *image.FetchRequest
@@ -166,9 +173,14 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	switch {
 	case c.Boot.Path != "":
-		if p.BasePath, err = absPath(c.Boot.Path); err != nil {
-			return nil, err
+		if f.BootImageErr != nil {
+			return nil, f.BootImageErr
 		}
+		if f.BootImage == nil {
+			return nil, fmt.Errorf("BOOT_FROM %s: no inspection of it in the host facts (InspectBootImage)", c.Boot.Path)
+		}
+		b := chooseBase(*f.BootImage, c.CacheDir())
+		p.Base = &b
 		s.Disk = p.Paths.Disk
 	case c.Boot.Downloads():
 		if p.Download, err = planDownload(c, f); err != nil {

@@ -53,9 +53,15 @@ func loadConfig(t testing.TB, env map[string]string) *config.Config {
 	return c
 }
 
+// plan plans env on the host f; a local BOOT_FROM is inspected, as
+// start-up's host probe does.
 func plan(t testing.TB, env map[string]string, f Facts) *Plan {
 	t.Helper()
-	p, err := MakePlan(loadConfig(t, env), f)
+	c := loadConfig(t, env)
+	if f.BootImage == nil && f.BootImageErr == nil {
+		f.BootImage, f.BootImageErr = InspectBootImage(c)
+	}
+	p, err := MakePlan(c, f)
 	if err != nil {
 		t.Fatalf("MakePlan(%v): %v", env, err)
 	}
@@ -101,8 +107,8 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
 	}
-	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
-		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
+	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.Base != nil || len(p.Warnings) != 0 {
+		t.Errorf("vars template %q, Base %+v, Warnings %q", tmpl, p.Base, p.Warnings)
 	}
 	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Vhost || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
@@ -316,8 +322,8 @@ func TestMakePlanBootFrom(t *testing.T) {
 	t.Chdir(dir)
 	for _, from := range []string{img, "base.img", "./base.img"} {
 		p := plan(t, map[string]string{"BOOT_FROM": from, "DATA_DIR": "/data"}, testFacts())
-		if p.BasePath != img {
-			t.Errorf("BOOT_FROM=%s: BasePath %q, want %q", from, p.BasePath, img)
+		if p.Base == nil || p.Base.Path != img || p.Base.Info.Format != "raw" || p.Base.CDROM != "" {
+			t.Errorf("BOOT_FROM=%s: Base %+v, want %q as raw", from, p.Base, img)
 		}
 		if p.Spec.Disk != "/data/vms/testhost/disk.qcow2" {
 			t.Errorf("BOOT_FROM=%s: Disk %q", from, p.Spec.Disk)
@@ -325,7 +331,7 @@ func TestMakePlanBootFrom(t *testing.T) {
 	}
 	// Kernel boot without a disk.
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
-	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.Base != nil || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
 	}
 }
@@ -350,8 +356,8 @@ func TestMakePlanDownload(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := plan(t, tc.env, testFacts())
-			if d := p.Download; d == nil || d.CacheDir != "/home/tester/.local/state/vmrunner/cache" || p.Spec.Disk == "" || p.BasePath != "" || !tc.want(d) {
-				t.Errorf("download %+v, disk %q, base %q", d, p.Spec.Disk, p.BasePath)
+			if d := p.Download; d == nil || d.CacheDir != "/home/tester/.local/state/vmrunner/cache" || p.Spec.Disk == "" || p.Base != nil || !tc.want(d) {
+				t.Errorf("download %+v, disk %q, base %+v", d, p.Spec.Disk, p.Base)
 			}
 		})
 	}
