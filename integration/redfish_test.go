@@ -595,11 +595,12 @@ func TestRedfishUnderLoad(t *testing.T) {
 				method, path = "PATCH", sys
 				body = map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Hdd", "BootSourceOverrideEnabled": "Once"}}
 			}
-			b, _ := json.Marshal(body)
-			req, _ := http.NewRequest(method, r.base+path, bytes.NewReader(b))
-			if body == nil {
-				req, _ = http.NewRequest(method, r.base+path, nil)
+			var rd io.Reader
+			if body != nil {
+				b, _ := json.Marshal(body)
+				rd = bytes.NewReader(b)
 			}
+			req, _ := http.NewRequest(method, r.base+path, rd)
 			req.SetBasicAuth("admin", redfishPassword)
 			req.Header.Set("Content-Type", "application/json")
 			res, err := r.c.Do(req)
