@@ -271,6 +271,7 @@ echo "bytes=$n csec=$((t1 - t0))"
 
 	for k, val := range map[string]string{
 		"MEMORY":            "1024",
+		"LOG_VERBOSE":       "1", // counts the guest agent rounds (this guest has no agent)
 		"DEVICE":            disk,
 		"FILESYSTEM_SOURCE": filepath.Join(base, "mapped"), "FILESYSTEM_DRIVER": "9p", "FILESYSTEM_ACCESSMODE": "mapped",
 		"FILESYSTEM2_SOURCE": filepath.Join(base, "squash"), "FILESYSTEM2_DRIVER": "9p", "FILESYSTEM2_ACCESSMODE": "squash",
@@ -370,9 +371,40 @@ echo "bytes=$n csec=$((t1 - t0))"
 	t.Logf("sequential read of 256 MiB under TCG, guest page cache dropped: virtiofs %s | 9p %s | guest disk (virtio-blk, raw, cache=none) %s",
 		rates["virtiofs"], rates["9p"], rates["disk"])
 
+	logAgentRounds(t, v)
 	v.Signal(syscall.SIGTERM)
 	if code := v.Wait(2 * time.Minute); code != 0 {
 		t.Errorf("exit status %d after SIGTERM", code)
+	}
+}
+
+// logAgentRounds logs how often the controller asked a guest without an
+// agent (LOG_VERBOSE=1's "guest agent asked" lines), for the measurement.
+func logAgentRounds(t *testing.T, v *VM) {
+	var first, last time.Time
+	var started time.Time
+	rounds := 0
+	for _, line := range strings.Split(v.Stderr(), "\n") {
+		var rec struct {
+			Msg string    `json:"msg"`
+			TS  time.Time `json:"ts"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch rec.Msg {
+		case "QEMU started":
+			started = rec.TS
+		case "guest agent asked":
+			if rounds == 0 {
+				first = rec.TS
+			}
+			last, rounds = rec.TS, rounds+1
+		}
+	}
+	if rounds > 0 {
+		t.Logf("guest agent rounds without an agent: %d in %s after QEMU started (first at %s, last at %s)",
+			rounds, time.Since(started).Round(time.Second), first.Sub(started).Round(time.Second), last.Sub(started).Round(time.Second))
 	}
 }
 
