@@ -79,7 +79,7 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 	h.HyperV = flag("HYPERV", raw.HyperV)
 	if flag("BLANK_DISK", raw.BlankDisk) {
 		switch {
-		case c.Boot.Path != "" || (c.Boot.Download != nil && c.Boot.Distro == ""):
+		case c.Boot.Path != "" || c.Boot.URL != "":
 			errs = append(errs, &Error{Var: "BLANK_DISK", Value: raw.BlankDisk, Accepted: "0 together with BOOT_FROM (BOOT_FROM=blank is the same as BLANK_DISK=1)"})
 		default:
 			c.Boot = BootSource{Blank: true}
@@ -104,9 +104,6 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 		errs = append(errs, &Error{Var: "DOWNLOAD_RETRIES", Value: raw.DownloadRetries, Accepted: "a whole number from 0 to 100"})
 	}
 	h.DownloadRetries = n
-	if d := c.Boot.Download; d != nil {
-		d.Attempts = n + 1 // the first try and n retries
-	}
 	return errors.Join(errs...)
 }
 
@@ -294,9 +291,8 @@ func cpuModel(v string) string {
 
 // downloadEffective is --show-config's view of the download settings.
 func (c *Config) downloadEffective() [][2]string {
-	d := c.Boot.Download
-	if d == nil {
+	if !c.Boot.Downloads() {
 		return nil
 	}
-	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", d.MaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", d.MaxUnpacked>>20)}}
+	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxUnpacked>>20)}}
 }

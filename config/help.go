@@ -107,8 +107,8 @@ func (c *Config) Effective() [][2]string {
 	switch {
 	case c.Boot.Blank:
 		boot = "blank"
-	case c.Boot.Download != nil && c.Boot.Distro == "":
-		boot = c.Boot.Download.URL
+	case c.Boot.URL != "":
+		boot = c.Boot.URL
 	}
 	var fwd []string
 	for _, f := range c.PortFwds {

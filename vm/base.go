@@ -16,6 +16,61 @@ import (
 const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc, vdi) or an ISO: no backing file, external data file, " +
 	"extent in another file or parent disk (flatten one with qemu-img convert -O qcow2 IN OUT); unpack compressed local files first"
 
+// ReadCatalog is the catalog DISTRO is looked up in: the built-in one
+// with CATALOG's entries laid over it. Nothing is read without DISTRO.
+func ReadCatalog(c *config.Config) (*image.Catalog, error) {
+	if c.Boot.Distro == "" {
+		return nil, nil
+	}
+	return image.LoadCatalog(c.Catalog)
+}
+
+// planDownload makes the base image's download: BOOT_FROM's URL, or
+// DISTRO's catalog entry, which must boot with BOOT_MODE's firmware and
+// come over https or with an https checksum.
+func planDownload(c *config.Config, f Facts) (*image.FetchRequest, error) {
+	req := image.FetchRequest{URL: c.Boot.URL, SHA256: c.Boot.SHA256}
+	if c.Boot.Distro != "" {
+		d, err := lookupDistro(c, f)
+		if err != nil {
+			return nil, err
+		}
+		// config has checked BOOT_FROM's URL; a catalog entry is checked here.
+		if req = d.FetchRequest(""); !image.Verifiable(req) {
+			return nil, &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog entry with an https URL or an https checksum file"}
+		}
+	}
+	req.CacheDir = c.CacheDir()
+	req.MaxSize, req.MaxUnpacked = c.MediaMaxSize, c.MediaMaxUnpacked
+	req.Attempts = c.Hardware.DownloadRetries + 1 // the first try and the retries
+	return &req, nil
+}
+
+// lookupDistro finds DISTRO in the catalog and checks BOOT_MODE's
+// firmware boots it.
+func lookupDistro(c *config.Config, f Facts) (image.Distro, error) {
+	cat := f.Catalog
+	err := f.CatalogErr
+	if cat == nil && err == nil {
+		cat, err = image.LoadCatalog("") // the built-in one: no file is read
+	}
+	if err != nil {
+		return image.Distro{}, &config.Error{Var: "CATALOG", Value: c.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
+	}
+	d, err := cat.Lookup(c.Boot.Distro)
+	if err != nil {
+		return image.Distro{}, &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog name (vmrunner --list-distros)", Err: err}
+	}
+	fw := image.FirmwareUEFI
+	if c.BootMode == config.BootLegacy {
+		fw = image.FirmwareBIOS
+	}
+	if !d.Boots(fw) {
+		return image.Distro{}, &config.Error{Var: "BOOT_MODE", Value: string(c.BootMode), Accepted: fmt.Sprintf("a firmware %s boots with: %v", d.Name, d.Firmware)}
+	}
+	return d, nil
+}
+
 // baseImage brings the base image to a form QEMU backs an overlay with:
 // downloaded (verified, cached), inspected (an image that names any other
 // file or address is refused before anything is made or converted),
@@ -23,7 +78,7 @@ const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc,
 // an ISO, attached as an installer CD with a blank disk.
 func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	path := p.BasePath
-	if d := p.Config.Boot.Download; d != nil {
+	if d := p.Download; d != nil {
 		req := *d
 		req.Progress, req.Log = t.Progress, t.Log
 		got, err := image.Fetch(ctx, req)
@@ -80,8 +135,8 @@ func (p *Plan) inspectBase(path string) (image.Info, error) {
 	switch {
 	case c.Boot.Distro != "":
 		variable, value = "DISTRO", c.Boot.Distro
-	case c.Boot.Download != nil:
-		value = c.Boot.Download.URL
+	case c.Boot.URL != "":
+		value = c.Boot.URL
 	}
 	var info image.Info
 	var err error
@@ -117,7 +172,7 @@ func (p *Plan) downloadError(err error) error {
 	case c.Boot.Distro != "":
 		return &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "an entry whose URL and checksum source answer (fix it with CATALOG)", Err: err}
 	}
-	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.Download.URL, Accepted: "an http(s) URL that serves the image", Err: err}
+	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.URL, Accepted: "an http(s) URL that serves the image", Err: err}
 }
 
 // convertedPath names a local image's converted copy in the cache by the

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -221,6 +222,14 @@ func TestMakePlanMACs(t *testing.T) {
 }
 
 func TestMakePlanErrors(t *testing.T) {
+	dir := t.TempDir()
+	badUserData, badNetConfig := filepath.Join(dir, "user-data"), filepath.Join(dir, "network-config")
+	if err := os.WriteFile(badUserData, []byte("write_files:\n  - path: /etc/x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badNetConfig, []byte("ethernets:\n  eth0:\n    dhcp4: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	noKVM := testFacts()
 	noKVM.KVMUsable, noKVM.KVMWhy = false, "/dev/kvm cannot be opened read-write"
 	noFirmware := testFacts()
@@ -247,6 +256,17 @@ func TestMakePlanErrors(t *testing.T) {
 		{"ide beyond the pc machine's 4 disks", map[string]string{"BOOT_FROM": "blank", "DISK_TYPE": "ide", "MACHINE": "pc",
 			"DISK2_SIZE": "1G", "DISK3_SIZE": "1G", "DISK4_SIZE": "1G", "DISK5_SIZE": "1G"}, testFacts(), "DISK_TYPE", "ide", "takes 4 IDE disks"},
 		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
+		{"unknown distro", map[string]string{"DISTRO": "ubunt-2404"}, testFacts(), "DISTRO", "ubunt-2404", "did you mean ubuntu-2404"},
+		{"distro without the firmware", map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, testFacts(), "BOOT_MODE", "legacy", "alpine boots with"},
+		{"unreadable catalog", map[string]string{"DISTRO": "debian-12", "CATALOG": "/no/such/catalog.yaml"}, func() Facts {
+			f := testFacts()
+			f.CatalogErr = os.ErrNotExist
+			return f
+		}(), "CATALOG", "/no/such/catalog.yaml", "readable catalog"},
+		{"user-data of no format", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_USER_DATA": badUserData}, testFacts(),
+			"CLOUD_INIT_USER_DATA", badUserData, "#cloud-config"},
+		{"network-config without version", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_NETWORK_CONFIG": badNetConfig}, testFacts(),
+			"CLOUD_INIT_NETWORK_CONFIG", badNetConfig, "no version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,6 +327,36 @@ func TestMakePlanBootFrom(t *testing.T) {
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
 	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
+	}
+}
+
+func TestMakePlanDownload(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want func(d *image.FetchRequest) bool
+	}{
+		{"the default distro", map[string]string{}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "24.04") && d.ChecksumURL != "" && d.Attempts == 6
+		}},
+		{"a distro by alias, retries", map[string]string{"DISTRO": "debian-12-cloud-amd64", "DOWNLOAD_RETRIES": "2"}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "debian-12-genericcloud") && d.Attempts == 3
+		}},
+		{"a URL with its digest and caps", map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"DOWNLOAD_MAX_SIZE": "1G", "EXTRACT_MAX_SIZE": "2G"}, func(d *image.FetchRequest) bool {
+			return d.URL == "http://example.com/x.img" && d.SHA256 == sum && d.ChecksumURL == "" && d.MaxSize == 1<<30 && d.MaxUnpacked == 2<<30
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := plan(t, tc.env, testFacts())
+			if d := p.Download; d == nil || d.CacheDir != "/home/tester/.local/state/vmrunner/cache" || p.Spec.Disk == "" || p.BasePath != "" || !tc.want(d) {
+				t.Errorf("download %+v, disk %q, base %q", d, p.Spec.Disk, p.BasePath)
+			}
+		})
+	}
+	if p := plan(t, map[string]string{"BOOT_FROM": "blank"}, testFacts()); p.Download != nil {
+		t.Errorf("BOOT_FROM=blank downloads %+v", p.Download)
 	}
 }
 
