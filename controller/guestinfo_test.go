@@ -3,6 +3,9 @@ package controller
 import (
 	"testing"
 	"time"
+
+	"github.com/vmrunner/vmrunner/qemu"
+	"go.uber.org/zap"
 )
 
 func TestNextGuestPoll(t *testing.T) {
@@ -39,5 +42,31 @@ func TestGuestPollsWithoutAgent(t *testing.T) {
 	t.Logf("a guest without an agent: %d rounds in its first hour (a pause of %s before: %d)", rounds, guestInfoEvery, int(time.Hour/guestInfoEvery))
 	if rounds > 20 {
 		t.Errorf("%d rounds in an hour", rounds)
+	}
+}
+
+// TestAgentPortOpenWakes: QEMU's VSERPORT_CHANGE for the agent's port,
+// opened, starts a round; other ports, a close, or a round already due
+// change nothing and never block the loop.
+func TestAgentPortOpenWakes(t *testing.T) {
+	c := &Controller{log: zap.NewNop()}
+	r := &run{gen: 1, agentOpen: make(chan struct{}, 1)}
+	c.cur = r
+	ev := func(data map[string]any) runEvent {
+		return runEvent{gen: 1, ev: qemu.Event{Event: "VSERPORT_CHANGE", Data: data}}
+	}
+	c.onEvent(ev(map[string]any{"id": "other", "open": true}))
+	c.onEvent(ev(map[string]any{"id": qemu.GuestAgentPort, "open": false}))
+	select {
+	case <-r.agentOpen:
+		t.Fatal("woken by another port or a close")
+	default:
+	}
+	c.onEvent(ev(map[string]any{"id": qemu.GuestAgentPort, "open": true}))
+	c.onEvent(ev(map[string]any{"id": qemu.GuestAgentPort, "open": true})) // must not block
+	select {
+	case <-r.agentOpen:
+	default:
+		t.Fatal("the agent's port opened and no round was started")
 	}
 }
