@@ -315,6 +315,10 @@ func TestSharedFolders(t *testing.T) {
 	if user := qemuUserLogged(t, v); !strings.Contains(user, "uid ") || strings.Contains(user, "uid 0,") {
 		t.Errorf("QEMU runs as %q, want its unprivileged user", user)
 	}
+	// The agent's port opening is what starts a status round at once.
+	if !strings.Contains(v.Stderr(), `"event":"VSERPORT_CHANGE","data":{"id":"qga0port","open":true}`) {
+		t.Errorf("no VSERPORT_CHANGE for the agent's port in the log")
+	}
 	if out, _, code := agentExec(t, v, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
 		t.Errorf("cloud-init status --wait: exit %d: %s", code, out)
 	}
