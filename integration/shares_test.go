@@ -434,7 +434,10 @@ func TestShares9pPassthrough(t *testing.T) {
 		env[k] = val
 	}
 	v, got := runShareScript(t, env, "share1:9p,share2:9p:ro", "share2")
-	t.Logf("QEMU runs as %q; guest results: %+v", qemuUserLogged(t, v), got)
+	t.Logf("guest results: %+v", got)
+	if user := qemuUserLogged(t, v); user != "vmrunner's own user" || !strings.Contains(v.Stderr(), "QEMU runs as root: the shared folder "+filepath.Join(base, "pt")) {
+		t.Errorf("QEMU runs as %q; want root, with the warning naming the passthrough folder", user)
+	}
 	if r := got["share1_read"]; r.rc != 0 || r.out != "from the host pt" {
 		t.Errorf("host file in the guest: %+v", r)
 	}

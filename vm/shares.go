@@ -79,8 +79,8 @@ func (p *Plan) planShares(s *qemu.Spec, f Facts) error {
 
 // QEMURoot says why QEMU must keep running as root, "" when it need not:
 // a read-write 9p passthrough share stores the guest's owners as the
-// host's, so QEMU chowns every file the guest makes (and fails without
-// root: the guest's writes get EPERM).
+// host's, so QEMU chowns every file the guest makes, which only root may
+// (as another user, every create in the guest fails).
 func (p *Plan) QEMURoot(s qemu.Spec) string {
 	for _, sh := range s.Shares {
 		if sh.SecurityModel == "passthrough" && !sh.ReadOnly {
