@@ -301,7 +301,7 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 func confineQEMU(plan *vm.Plan, spec qemu.Spec, base string, log *zap.Logger) (*supervisor.QEMUUser, error) {
 	cfg := plan.Config
 	own, read, write := plan.QEMUFiles(spec, base)
-	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write}
+	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write, Root: plan.QEMURoot(spec)}
 	u, warning, err := supervisor.Confine(cfg.QEMUUser, files)
 	if err != nil {
 		return nil, &config.Error{Var: "QEMU_USER", Value: cfg.QEMUUser,

@@ -100,5 +100,5 @@ type rawShare struct {
 	Target     string `env:"TARGET" help:"where the guest mounts it (default: /mnt/share, /mnt/shareN for share N)"`
 	Driver     string `env:"DRIVER" help:"virtiofs (the default; falls back to 9p with a warning where virtiofsd cannot serve the share) or 9p; given explicitly, no fallback"`
 	AccessMode string `env:"ACCESSMODE" help:"passthrough (the default: owners and modes as the guest sets them), mapped (kept in xattrs, 9p only) or squash (owner changes ignored, 9p only)"`
-	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced by QEMU on the host; 9p)"`
+	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced on the host: QEMU for 9p, a read-only mount for virtiofsd)"`
 }

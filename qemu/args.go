@@ -350,6 +350,11 @@ func qmpArgs(s Spec) []string {
 	return a
 }
 
+// GuestAgentPort is the agent port's device id: QEMU names it in the
+// VSERPORT_CHANGE event it sends when the guest opens or closes the port
+// (only for ports with an id).
+const GuestAgentPort = "qga0port"
+
 // guestAgentArgs gives the guest the port qemu-guest-agent looks for, its
 // host end a unix socket vmrunner connects to. wait=off: QEMU does not wait
 // for a client before starting the guest.
@@ -360,7 +365,7 @@ func guestAgentArgs(s Spec) []string {
 	return []string{
 		"-chardev", "socket,id=qga0,path=" + escape(s.GuestAgent) + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser0",
-		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0,id=" + GuestAgentPort,
 	}
 }
 
