@@ -148,13 +148,6 @@ var refusals = []refusal{
 	{"TPM", []string{"0", "auto", "false", "no"}, "0 or auto: no TPM emulation in this build yet (swtpm as a supervised child is planned, issue 14); BOOT_MODE=secure works without one"},
 	{"GPU", []string{"off", "none", "0"}, "off: no GPU passthrough in this build yet (issue 14); GRAPHICS=vnc gives an emulated screen"},
 	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
-	{"NETWORK_CONTAINER_INTERFACE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE, or direct with NETWORK_DIRECT_DEV"},
-	{"NETWORK_CONTAINER_BRIDGE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE"},
-	{"NETWORK_GUEST_IP", nil, "unset: the nat network is QEMU's 10.0.2.0/24 with the guest at 10.0.2.15 (a choice of subnet is planned, issue 14)"},
-	{"NETWORK_GUEST_IP6", nil, "unset: the nat network's IPv6 is QEMU's fec0::/64 (a choice is planned, issue 14)"},
-	{"NETWORK_BOOT", []string{"0", "false", "no"}, "0: boot from the network with BOOT_ORDER (e.g. BOOT_ORDER=network,hd boots the first NIC)"},
-	{"IPXE_ENABLE", []string{"0", "false", "no"}, "0: network boot uses QEMU's own iPXE option ROM; choose it with BOOT_ORDER=network"},
-	{"IPXE_ROM_PATH", nil, "unset: QEMU's own option ROM of the NIC model is used (pass romfile= with EXTRA_ARGS if you must)"},
 	{"IPMI_ENABLE", []string{"0", "false", "no"}, "0: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1) for power and boot control"},
 	{"IPMI_USERNAME", nil, "unset: no IPMI in vmrunner; use REDFISH_USERNAME with REDFISH_ENABLE=1"},
 	{"IPMI_PASSWORD", nil, "unset: no IPMI in vmrunner; use REDFISH_PASSWORD with REDFISH_ENABLE=1"},
@@ -184,8 +177,6 @@ func checkRefused(environ map[string]string) error {
 // only the seed project accepts; "" when there is none.
 func refusedValue(name, v string) string {
 	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
-	case "NETWORK_MODE=container":
-		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
 	case "DISK_TYPE=usb":
 		return "virtio, scsi, nvme or ide: USB disks are not supported (use DISK_TYPE=scsi or virtio)"
 	}

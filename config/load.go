@@ -77,6 +77,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
 	check(loadShares(c, environ))
+	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -434,7 +435,7 @@ func loadNICs(c *Config, environ map[string]string) error {
 			continue
 		}
 		if _, ok := environ[nicPrefix(i)+"MODE"]; !ok {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sMODE (nat, bridge, direct or none)", nicPrefix(i))})
+			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sMODE (nat, bridge, direct, container or none)", nicPrefix(i))})
 			continue
 		}
 		present[i] = true
@@ -465,15 +466,12 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	var errs []error
 	n := NIC{Index: i}
 	switch m := NetMode(strings.ToLower(raw.Mode)); m {
-	case NetNAT, NetBridge, NetDirect, NetNone:
+	case NetNAT, NetBridge, NetDirect, NetContainer, NetNone:
 		n.Mode = m
 	default:
-		accepted := "nat, bridge, direct or none"
-		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
-			accepted = advice
-		}
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
+		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: "nat, bridge, direct, container or none"})
 	}
+	errs = append(errs, loadNICAdditions(&n, raw))
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
