@@ -36,6 +36,9 @@ func loadNICAdditions(n *NIC, raw rawNIC) error {
 	if n.Boot, err = parseBool(p+"BOOT", raw.Boot); err != nil {
 		errs = append(errs, err)
 	}
+	if n.Boot && n.Mode == NetNone {
+		errs = append(errs, &Error{Var: p + "BOOT", Value: raw.Boot, Accepted: fmt.Sprintf("0 with %sMODE=none: the NIC does not exist", p)})
+	}
 	for _, v := range []struct {
 		name, value string
 		ip          *netip.Prefix

@@ -147,6 +147,7 @@ func TestNICAdditionsRefused(t *testing.T) {
 		{map[string]string{"NETWORK_MODE": "container", "NETWORK_CONTAINER_INTERFACE": "eth1;reboot"}, "NETWORK_CONTAINER_INTERFACE", "eth1"},
 		{map[string]string{"NETWORK_MODE": "bridge", "NETWORK_CONTAINER_BRIDGE": "vmbr0"}, "NETWORK_CONTAINER_BRIDGE", "NETWORK_MODE=container"},
 		{map[string]string{"NETWORK_BOOT": "yes please"}, "NETWORK_BOOT", "1/0"},
+		{map[string]string{"NETWORK2_MODE": "none", "NETWORK2_BOOT": "1"}, "NETWORK2_BOOT", "does not exist"},
 		{map[string]string{"NETWORK_BOOT": "1", "NETWORK2_MODE": "nat", "NETWORK2_BOOT": "1"}, "NETWORK2_BOOT", "one NIC only"},
 		{map[string]string{"IPXE_ENABLE": "1", "BOOT_ORDER": "cdrom,hd"}, "IPXE_ENABLE", "cdrom,hd,network"},
 		{map[string]string{"IPXE_ENABLE": "1", "NETWORK_MODE": "none"}, "IPXE_ENABLE", "no NIC"},
