@@ -225,7 +225,7 @@ func TestNetworkContainerFailures(t *testing.T) {
 			[]string{`NETWORK_CONTAINER_INTERFACE="eth9"`, "no such network interface", "docker network connect"}},
 		{"no CAP_NET_ADMIN", nil, map[string]string{"NETWORK_CONTAINER_INTERFACE": "eth1"}, []string{"setpriv", "--bounding-set=-net_admin"},
 			[]string{`NETWORK_MODE="container"`, "operation not permitted", "--cap-add NET_ADMIN --device /dev/net/tun"}},
-		{"bridge name taken", func(n *netns) { n.IP("link", "add", "vmbr1", "type", "dummy") },
+		{"bridge name taken", func(n *netns) { n.IP("link", "add", "vmbr1", "type", "bridge") },
 			map[string]string{"NETWORK_CONTAINER_INTERFACE": "eth1"}, nil,
 			[]string{`NETWORK_CONTAINER_BRIDGE="vmbr1"`, "not this VM's"}},
 		{"interface already a port", func(n *netns) {
