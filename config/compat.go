@@ -19,7 +19,7 @@ type rawHardware struct {
 	NoConsole       string `env:"NO_CONSOLE" envDefault:"0" help:"1: do not attach the serial console to stdin/stdout (it still goes to serial.log); as --no-console"`
 	GuestShell      string `env:"GUEST_SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
 	Shell           string `env:"SHELL" help:"the seed project's name for GUEST_SHELL, read only when vmrunner is PID 1 (a container's entrypoint): a login shell sets SHELL for every program it starts"`
-	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the first NIC)"`
+	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the boot NIC: NETWORK_BOOT's, else the first)"`
 	ForceISO        string `env:"FORCE_ISO" envDefault:"0" help:"1: boot an .iso BOOT_FROM again although the VM's disk already exists (default: the installed disk boots, the ISO stays attached behind it)"`
 	BlankDisk       string `env:"BLANK_DISK" envDefault:"0" help:"1: a blank disk of DISK_SIZE instead of the catalog image (as BOOT_FROM=blank)"`
 	DownloadRetries string `env:"DOWNLOAD_RETRIES" envDefault:"5" help:"retries of a failing image download (with backoff doubling from 1 s up to 30 s); a try that brought new bytes resets the count"`

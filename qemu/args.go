@@ -198,7 +198,7 @@ func scsiDisks(s Spec) bool {
 }
 
 // bootIndex is the firmware's boot position of dev (BootDisk: the VM's
-// disk, BootCD: the CD drive, BootNetwork: the first NIC); ok is false for
+// disk, BootCD: the CD drive, BootNetwork: the boot NIC); ok is false for
 // a device that must not boot. The controller's override (Boot) puts its
 // device first and the disk after it; without one, BOOT_ORDER's list
 // (BootOrder) decides; without that, the CD boots first when it holds a

@@ -43,7 +43,7 @@ type Spec struct {
 	Shares     []Share // host folders, in order
 	Extra      []string
 
-	// BootOrder lists BootDisk, BootCD and BootNetwork (the first NIC) in
+	// BootOrder lists BootDisk, BootCD and BootNetwork (the boot NIC) in
 	// the order the firmware tries them when Boot is BootDefault (BOOT_ORDER);
 	// empty: the CD when it has a medium, then the disk.
 	BootOrder []BootDevice
@@ -81,7 +81,7 @@ const (
 	BootDefault BootDevice = ""        // BootOrder, or the CD when it has a medium, then the disk
 	BootDisk    BootDevice = "disk"    // the disk only
 	BootCD      BootDevice = "cd"      // the CD, then the disk
-	BootNetwork BootDevice = "network" // PXE on the first NIC, then the disk
+	BootNetwork BootDevice = "network" // PXE on the boot NIC (NIC.Boot), then the disk
 )
 
 // CDDevice is the qdev id of the CD drive, which QMP's medium commands name.
