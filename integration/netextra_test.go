@@ -85,13 +85,18 @@ func TestNetworkBootFirst(t *testing.T) {
 	env["DISK_SIZE"] = "64M"
 	env["NETWORK_BOOT"] = "1"
 	env["IPXE_ENABLE"] = "1"
-	env["EXTRA_ARGS"] = "-object filter-dump,id=dump0,netdev=net1,file=" + pcap
+	// The firmware's log (SeaBIOS writes it to the debug port) says what
+	// it booted in which order, should the test fail.
+	fwLog := filepath.Join(dumpDir, "firmware.log")
+	env["EXTRA_ARGS"] = "-object filter-dump,id=dump0,netdev=net1,file=" + pcap +
+		" -chardev file,id=fwlog,path=" + fwLog + " -device isa-debugcon,iobase=0x402,chardev=fwlog"
 	v := Start(t, env)
 
 	v.WaitLine(`ISOLINUX \d`, 5*time.Minute)
 	b, _ := os.ReadFile(pcap)
 	if !bytes.Contains(b, []byte("PXEClient")) {
-		t.Errorf("the CD booted before the NIC asked for a boot file (%d bytes dumped, no PXEClient)", len(b))
+		log, _ := os.ReadFile(fwLog)
+		t.Errorf("the CD booted before the NIC asked for a boot file (%d bytes dumped, no PXEClient); firmware log:\n%s", len(b), log)
 	}
 	if !strings.Contains(v.Stderr(), "IPXE_ENABLE=1 on NIC 1 in nat mode") {
 		t.Errorf("no warning that QEMU's user network serves no boot file")
@@ -109,7 +114,9 @@ func TestNetworkBootFirst(t *testing.T) {
 // containerIf gives the namespace's interface eth1 (a veth to the LAN) an
 // address and a route of its own, as a Docker or Multus network would.
 func containerIf(ns *netns) {
-	ns.IP("addr", "add", "10.77.5.9/24", "dev", "eth1")
+	// With its broadcast address, as Docker gives it (an address without
+	// one comes back with it: netlink adds the natural one).
+	ns.IP("addr", "add", "10.77.5.9/24", "brd", "+", "dev", "eth1")
 	ns.IP("route", "add", "10.99.0.0/16", "via", "10.77.5.1", "dev", "eth1")
 }
 
@@ -233,7 +240,7 @@ func TestNetworkContainerFailures(t *testing.T) {
 			n.IP("link", "set", "eth1", "master", "br7")
 		}, map[string]string{"NETWORK_CONTAINER_INTERFACE": "eth1"}, nil,
 			[]string{`NETWORK_CONTAINER_INTERFACE="eth1"`, "already a port of br7", "nomaster"}},
-		{"tap fails after the bridge was made", func(n *netns) {
+		{"late tap failure", func(n *netns) { // after the bridge was made
 			n.IP("tuntap", "add", "dev", netcfg.LinkName(netcfg.TapPrefix, mustMAC(t, "52:54:00:aa:bb:05")), "mode", "tap")
 		}, map[string]string{"NETWORK_CONTAINER_INTERFACE": "eth1", "NETWORK_MAC": "52:54:00:aa:bb:05"}, nil,
 			[]string{`NETWORK_MAC="52:54:00:aa:bb:05"`, "ip link del vmt525400aabb05"}},

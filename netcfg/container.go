@@ -182,7 +182,9 @@ func move(addrs []netlink.Addr, routes []netlink.Route, from, to netlink.Link) e
 		}
 	}
 	for _, r := range routes {
-		r.LinkIndex = to.Attrs().Index
+		// Of the next hop's flags only onlink is the route's own: the
+		// kernel reports linkdown and dead, and refuses them back.
+		r.LinkIndex, r.Flags = to.Attrs().Index, r.Flags&unix.RTNH_F_ONLINK
 		if err := netlink.RouteReplace(&r); err != nil {
 			errs = append(errs, fmt.Errorf("route %s via %s on %s: %w", dst(r.Dst), r.Gw, to.Attrs().Name, err))
 		}

@@ -33,10 +33,10 @@ func inNewNetns(t *testing.T) {
 	t.Cleanup(newRunID)
 }
 
-func mustDo(t *testing.T, err error) {
-	t.Helper()
+func mustDo(tb testing.TB, err error) {
+	tb.Helper()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
@@ -136,6 +136,38 @@ func TestAdoptInterface(t *testing.T) {
 		}
 		if got := addressingOf(t, "eth1"); !slices.Equal(got, before) {
 			t.Errorf("eth1 after the refusals has %q", got)
+		}
+	}
+}
+
+// BenchmarkAdoptInterface: what container mode adds to a start and to
+// the end of a run (an interface with one address and one route).
+func BenchmarkAdoptInterface(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to make a network namespace")
+	}
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		b.Fatal(err)
+	}
+	thisRun.once, thisRun.id, thisRun.err = sync.Once{}, "", nil
+	b.Cleanup(func() { thisRun.once, thisRun.id, thisRun.err = sync.Once{}, "", nil })
+	la := netlink.NewLinkAttrs()
+	la.Name = "eth1"
+	mustDo(b, netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth1p"}))
+	eth1, _ := netlink.LinkByName("eth1")
+	mustDo(b, netlink.LinkSetUp(eth1))
+	addr, _ := netlink.ParseAddr("10.77.5.9/24")
+	mustDo(b, netlink.AddrAdd(eth1, addr))
+	_, dst, _ := net.ParseCIDR("10.99.0.0/16")
+	mustDo(b, netlink.RouteAdd(&netlink.Route{LinkIndex: eth1.Attrs().Index, Dst: dst, Gw: net.ParseIP("10.77.5.1")}))
+	for b.Loop() {
+		br, err := AdoptInterface("eth1", "vmbr1", "vmrunner b NIC 1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := br.Release(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
