@@ -66,6 +66,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
 	check(loadShares(c, environ))
+	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -409,8 +410,8 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	var errs []error
 	n := NIC{Index: i}
 	var err error
-	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetNone)
-	errs = append(errs, err)
+	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetContainer, NetNone)
+	errs = append(errs, err, loadNICAdditions(&n, raw))
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})

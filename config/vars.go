@@ -77,12 +77,17 @@ type rawMachine struct {
 
 // rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.
 type rawNIC struct {
-	Mode      string `env:"MODE" envDefault:"nat" help:"nat, bridge, direct or none"`
+	Mode      string `env:"MODE" envDefault:"nat" help:"nat, bridge, direct, container or none"`
 	Bridge    string `env:"BRIDGE" envDefault:"br0" help:"existing host bridge for bridge mode"`
 	DirectDev string `env:"DIRECT_DEV" envDefault:"eth0" help:"parent host NIC for direct (macvtap) mode"`
 	Model     string `env:"MODEL" envDefault:"virtio" help:"virtio, e1000, e1000e, rtl8139, vmxnet3, pcnet or ne2k_pci"`
 	MAC       string `env:"MAC" help:"unicast MAC (default: derived from GUEST_NAME and the NIC index, kept in mac-N)"`
 	MTU       string `env:"MTU" help:"MTU 68-65535 (default for NIC 1: the host default route's MTU when not 1500)"`
+	GuestIP   string `env:"GUEST_IP" help:"nat: the guest's IPv4 address, ADDRESS (a /24) or ADDRESS/PREFIX (8-29); its subnet becomes the NAT network, the host side .2 and DNS .3 of it (default: 10.0.2.15 in 10.0.2.0/24)"`
+	GuestIP6  string `env:"GUEST_IP6" help:"nat: an IPv6 ADDRESS[/64] whose /64 becomes the NAT's IPv6 prefix, host side ::2, DNS ::3; the guest takes its address there by SLAAC (default: fec0::/64)"`
+	Boot      string `env:"BOOT" envDefault:"0" help:"1: this NIC is the network boot device (one NIC at most): first in the boot order, or where BOOT_ORDER says network"`
+	ContIf    string `env:"CONTAINER_INTERFACE" help:"container mode: the container's interface (e.g. eth1, a Docker or Multus second network) that vmrunner puts on a bridge with the guest; required"`
+	ContBr    string `env:"CONTAINER_BRIDGE" help:"container mode: name of the bridge vmrunner makes inside the container (default: vmbrN, N the NIC's index)"`
 }
 
 // rawDisk holds the numbered disk variables, read once for each n from 2

@@ -100,7 +100,8 @@ func DecidePersist(setting *bool, dataDirMounted bool) bool {
 
 // QEMUFiles sorts the files QEMU opens by path: those in the state
 // folder (the VM's own: disks, UEFI variables, seed), those elsewhere it
-// only reads (kernel, initrd, base image, installer CD, firmware code),
+// only reads (kernel, initrd, base image, installer CD, firmware code,
+// option ROMs),
 // and those elsewhere it writes (host devices).
 // spec is the run's (its CD medium, firmware) and base the disk's base.
 func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
@@ -128,6 +129,9 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 	if s.Firmware != nil {
 		add(s.Firmware.Code, false)
 		add(s.Firmware.Vars, true)
+	}
+	for _, n := range s.NICs {
+		add(n.ROMFile, false) // IPXE_ROM_PATH
 	}
 	if d := s.Display; d != nil {
 		add(d.PasswordFile, false)
