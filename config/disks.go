@@ -31,14 +31,10 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 		}
 	}
 	switch b := DiskBus(strings.ToLower(raw.DiskType)); b {
-	case BusVirtio, BusSCSI, BusNVMe, BusIDE:
+	case BusVirtio, BusSCSI, BusNVMe, BusIDE, BusUSB:
 		c.DiskBus = b
 	default:
-		accepted := "virtio, scsi, nvme or ide"
-		if advice := refusedValue("DISK_TYPE", raw.DiskType); advice != "" {
-			accepted = advice
-		}
-		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: accepted})
+		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: "virtio, scsi, nvme, ide or usb"})
 	}
 	var err error
 	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches...)

@@ -119,6 +119,9 @@ type QEMUFiles struct {
 	Own   []string // files in the state folder QEMU opens (disks, UEFI variables, seed, VNC password) and folders it makes sockets in: handed to the user
 	Read  []string // files elsewhere QEMU reads (kernel, base image, firmware)
 	Write []string // files elsewhere QEMU reads and writes (host devices)
+	// Devices are character devices whose group QEMU's user joins, as it
+	// joins /dev/kvm's (a GPU's render node).
+	Devices []string
 }
 
 // Unreachable is a file QEMU's user could not open.
@@ -250,7 +253,7 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 	if os.Geteuid() != 0 {
 		return nil, "", nil
 	}
-	if u, err = LookupQEMUUser(setting, "/dev/kvm"); err == nil && u != nil && !canSwitchUser() {
+	if u, err = LookupQEMUUser(setting, append([]string{"/dev/kvm"}, f.Devices...)...); err == nil && u != nil && !canSwitchUser() {
 		// docker run --cap-drop ALL: root, but QEMU then has no
 		// capabilities either.
 		why := "vmrunner lacks CAP_CHOWN, CAP_SETUID or CAP_SETGID to hand QEMU to " + u.String()
