@@ -142,7 +142,9 @@ func dryRun(env map[string]string, dir string) (compatRun, error) {
 	if err != nil {
 		return compatRun{}, err
 	}
-	plan, err := vm.MakePlan(cfg, compatFacts())
+	facts := compatFacts()
+	facts.BootImage, facts.BootImageErr = vm.InspectBootImage(cfg)
+	plan, err := vm.MakePlan(cfg, facts)
 	if err != nil {
 		return compatRun{}, err
 	}

@@ -440,6 +440,8 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 	if cfg.Hardware.GPU != "" && cfg.Hardware.RenderNode == "" {
 		f.RenderNodes = vm.FindRenderNodes()
 	}
+	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
+	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -29,6 +31,14 @@ type Facts struct {
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
 	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
+	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
+	// or BootImageErr why it is refused.
+	BootImage    *BootImage
+	BootImageErr error
+	// Catalog is where DISTRO is looked up (ReadCatalog), or the error
+	// reading CATALOG; nil and nil: the built-in catalog alone.
+	Catalog    *image.Catalog
+	CatalogErr error
 }
 
 // Paths are the files of the state folder.
@@ -85,11 +95,17 @@ type NICPlan struct {
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
 type Plan struct {
-	Config   *config.Config
-	Paths    Paths
-	Spec     qemu.Spec
-	NICs     []NICPlan
-	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	Config *config.Config
+	Paths  Paths
+	Spec   qemu.Spec
+	NICs   []NICPlan
+	// Base is what a local BOOT_FROM becomes (Facts.BootImage): the disk's
+	// base, or an installer CD; nil for a download (decided once fetched),
+	// blank or no disk.
+	Base *BaseChoice
+	// Download fetches the base image: BOOT_FROM's URL or DISTRO's
+	// catalog entry (Progress and Log are start-up's to add); nil without.
+	Download *image.FetchRequest
 	// Firmwares are the UEFI firmwares found on the host, by boot mode
 	// (uefi, secure): BOOT_MODE's, and those a switch may choose.
 	Firmwares map[config.BootMode]Firmware
@@ -167,14 +183,27 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	switch {
 	case c.Boot.Path != "":
-		if p.BasePath, err = absPath(c.Boot.Path); err != nil {
+		if f.BootImageErr != nil {
+			return nil, f.BootImageErr
+		}
+		if f.BootImage == nil {
+			return nil, fmt.Errorf("BOOT_FROM %s: no inspection of it in the host facts (InspectBootImage)", c.Boot.Path)
+		}
+		b := chooseBase(*f.BootImage, c.CacheDir())
+		p.Base = &b
+		s.Disk = p.Paths.Disk
+	case c.Boot.Downloads():
+		if p.Download, err = planDownload(c, f); err != nil {
 			return nil, err
 		}
 		s.Disk = p.Paths.Disk
-	case c.Boot.Blank, c.Boot.Download != nil:
+	case c.Boot.Blank:
 		s.Disk = p.Paths.Disk
 	}
 	if err := p.planDisks(&s, f); err != nil {
+		return nil, err
+	}
+	if err := checkCloudInit(c); err != nil {
 		return nil, err
 	}
 	if c.CloudInit {
@@ -314,6 +343,23 @@ func shellWarning(c *config.Config) string {
 		return ""
 	}
 	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset it for /bin/bash)", c.Hardware.Shell, c.GuestUser)
+}
+
+// checkCloudInit validates the user's user-data and network-config before
+// anything is made: cloud-init would otherwise skip them in the guest.
+func checkCloudInit(c *config.Config) error {
+	var errs []error
+	if c.UserDataPath != "" {
+		if err := cloudinit.ValidateUserData(c.UserDataPath, c.UserData); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_USER_DATA", Value: c.UserDataPath, Accepted: config.UserDataAccepted, Err: err})
+		}
+	}
+	if c.NetworkConfigPath != "" {
+		if err := cloudinit.ValidateNetworkConfig(c.NetworkConfigPath, c.NetworkConfig); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: c.NetworkConfigPath, Accepted: config.NetworkConfigAccepted, Err: err})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SeedFor is the cloud-init seed of c with the password and salt decided
