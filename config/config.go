@@ -51,6 +51,7 @@ const (
 	BusSCSI   DiskBus = "scsi"
 	BusNVMe   DiskBus = "nvme"
 	BusIDE    DiskBus = "ide"
+	BusUSB    DiskBus = "usb" // usb-storage on the USB controller (qemu-xhci)
 )
 
 // ExtraDisk is DISKn_SIZE: a blank qcow2 disk of the VM besides its own.

@@ -25,7 +25,7 @@ type rawMachine struct {
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G; max: 90 % of the space free in DATA_DIR, half: half of it"`
-	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
+	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, ide (6 disks on q35, 4 on pc), or usb (usb-storage; adds the USB controller)"`
 	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough, directsync (O_DIRECT and a sync per write; writethrough where refused) or unsafe"`
 	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none or directsync, which it needs), threads (the default otherwise) or io_uring"`
 	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`

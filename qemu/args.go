@@ -12,7 +12,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, tpmArgs, consoleArgs, qmpArgs,
 		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
@@ -89,6 +89,9 @@ func diskArgs(s Spec) []string {
 	if scsiDisks(s) {
 		a = scsiController()
 	}
+	if usbDisks(s) {
+		a = usbDiskController()
+	}
 	if ioThread(s) {
 		a = append(a, "-object", "iothread,id="+ioThreadID)
 	}
@@ -163,6 +166,8 @@ func diskDevice(s Spec, i int, id string) string {
 		return "nvme,serial=" + id + ",drive=" + id
 	case BusIDE:
 		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
+	case BusUSB:
+		return "usb-storage,bus=usb.0,drive=" + id
 	}
 	if ioThread(s) {
 		return "virtio-blk-pci,drive=" + id + ",iothread=" + ioThreadID
@@ -325,21 +330,26 @@ func consoleArgs(s Spec) []string {
 	return append([]string{
 		"-chardev", "stdio,id=serial0,signal=off",
 		"-serial", "chardev:serial0",
-		"-display", "none",
-	}, displayArgs(s.Display)...)
+		"-display", displayBackend(s),
+	}, displayArgs(s)...)
 }
 
 // displayArgs adds the screen, an absolute pointer (a USB tablet, so VNC
 // clients' cursors match the guest's) and the VNC listeners.
-func displayArgs(d *Display) []string {
+// With a GPU and no display, the guest still gets the GPU, for rendering.
+func displayArgs(s Spec) []string {
+	d := s.Display
 	if d == nil {
+		if s.GPU != nil {
+			return []string{"-device", videoDevice(s) + ",id=video0"}
+		}
 		return nil
 	}
-	a := []string{
-		"-device", d.Device + ",id=video0",
-		"-device", "qemu-xhci,id=usb",
-		"-device", "usb-tablet,bus=usb.0",
+	a := []string{"-device", videoDevice(s) + ",id=video0"}
+	if !usbDisks(s) {
+		a = append(a, "-device", "qemu-xhci,id=usb")
 	}
+	a = append(a, "-device", "usb-tablet,bus=usb.0")
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}

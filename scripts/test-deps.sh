@@ -41,6 +41,8 @@ needs=(
   chromedriver chromium-driver
   /usr/sbin/qemu-ga qemu-guest-agent
   /usr/lib/qemu/virtiofsd qemu-system-common
+  swtpm swtpm
+  swtpm_setup swtpm-tools
 )
 
 missing=()

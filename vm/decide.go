@@ -151,5 +151,17 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 			add(sh.Path, !sh.ReadOnly)
 		}
 	}
+	if s.GPU != nil {
+		add(s.GPU.RenderNode, true)
+	}
 	return own, read, write
+}
+
+// QEMUDevices are the host devices whose group QEMU's user joins (the
+// render node's is usually render); /dev/kvm's is joined anyway.
+func (p *Plan) QEMUDevices(s qemu.Spec) []string {
+	if s.GPU == nil {
+		return nil
+	}
+	return []string{s.GPU.RenderNode}
 }
