@@ -102,7 +102,7 @@ func (f *fakeVM) EjectMedia(context.Context) error          { return controller.
 func (f *fakeVM) AttachSerial(context.Context) (io.ReadWriteCloser, error) {
 	return nil, controller.ErrState
 }
-func (f *fakeVM) DialDisplay(context.Context) (net.Conn, error)     { return nil, controller.ErrState }
+func (f *fakeVM) DialDisplay(context.Context) (net.Conn, error)    { return nil, controller.ErrState }
 func (f *fakeVM) SetDisplayPassword(context.Context, string) error { return nil }
 func (f *fakeVM) GuestExec(context.Context, guestagent.Command) (guestagent.Result, error) {
 	return guestagent.Result{}, guestagent.ErrNoChannel
