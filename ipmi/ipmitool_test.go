@@ -30,8 +30,9 @@ type bmc struct {
 	srv  *Server
 }
 
-// startBMC serves a BMC over a fake VM on a loopback port.
-func startBMC(t *testing.T) *bmc {
+// startBMC serves a BMC over a fake VM on a loopback port; opts change
+// its options.
+func startBMC(t *testing.T, opts ...func(*Options)) *bmc {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -39,7 +40,11 @@ func startBMC(t *testing.T) *bmc {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	vm := newFakeVM()
-	srv := New(vm, Options{Username: testUser, Password: testPassword, SystemID: "vm1", Version: "v1.4.2", Log: zap.New(core)})
+	o := Options{Username: testUser, Password: testPassword, SystemID: "vm1", Version: "v1.4.2", Log: zap.New(core)}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv := New(vm, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -82,13 +87,10 @@ func (b *bmc) ok(args ...string) string {
 
 func TestIPMItoolPower(t *testing.T) {
 	needIPMItool(t)
-	for _, cs := range []string{"3", "17", ""} {
+	for _, cs := range []string{"3", "17"} {
 		t.Run("C"+cs, func(t *testing.T) {
 			b := startBMC(t)
-			opt := []string{}
-			if cs != "" {
-				opt = []string{"-C", cs}
-			}
+			opt := []string{"-C", cs}
 			run := func(args ...string) string { return b.ok(append(slices.Clone(opt), args...)...) }
 			if out := run("power", "status"); !strings.Contains(out, "Chassis Power is on") {
 				t.Errorf("power status: %q", out)
@@ -183,4 +185,34 @@ func TestIPMItoolBootdev(t *testing.T) {
 	}
 	out := b.ok("chassis", "bootparam", "get", "5")
 	t.Logf("%s", out)
+}
+
+// ipmitool with a wrong password, a wrong user, or a cipher suite without
+// authentication or encryption: refused, and the VM untouched.
+func TestIPMItoolRefused(t *testing.T) {
+	needIPMItool(t)
+	b := startBMC(t)
+	for _, tc := range []struct {
+		name, user, pass string
+		args             []string
+		want             string
+	}{
+		{"wrong password", testUser, "not-the-password", nil, "RAKP 2 HMAC is invalid"},
+		{"wrong user", "root", testPassword, nil, "unauthorized name"},
+		{"cipher suite 0", testUser, testPassword, []string{"-C", "0"}, "no matching cipher suite"},
+		{"cipher suite 1", testUser, testPassword, []string{"-C", "1"}, "no matching cipher suite"},
+		{"cipher suite 2", testUser, testPassword, []string{"-C", "2"}, "no matching cipher suite"},
+	} {
+		// -v: ipmitool says why only when verbose.
+		out, err := b.ipmitool(tc.user, tc.pass, append(tc.args, "-v", "power", "off")...)
+		if err == nil {
+			t.Errorf("%s: ipmitool succeeded: %s", tc.name, out)
+		}
+		if !strings.Contains(strings.ToLower(out), strings.ToLower(tc.want)) {
+			t.Errorf("%s: ipmitool says %q, want it to say %q", tc.name, out, tc.want)
+		}
+	}
+	if calls := b.vm.Calls(); len(calls) != 0 {
+		t.Errorf("the VM was touched: %q", calls)
+	}
 }
