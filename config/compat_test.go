@@ -103,8 +103,6 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"TPM": "1"}, "TPM", "BOOT_MODE=secure"},
 		{map[string]string{"GPU": "intel"}, "GPU", "GRAPHICS=vnc"},
 		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
-		{map[string]string{"IPMI_ENABLE": "1"}, "IPMI_ENABLE", "REDFISH_ENABLE=1"},
-		{map[string]string{"IPMI_PASSWORD": "x"}, "IPMI_PASSWORD", "REDFISH_PASSWORD"},
 		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},
 		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
 		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
@@ -125,7 +123,7 @@ func TestRefusedWithAdvice(t *testing.T) {
 			t.Errorf("Load(%v) = %v, want a %s error saying %q", tc.env, err, tc.name, tc.advice)
 		}
 	}
-	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"GPU": "off"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"IPMI_ENABLE": "0"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
+	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"GPU": "off"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
 		if _, err := Load(off, testHost); err != nil {
 			t.Errorf("Load(%v) = %v, want it accepted as the off value", off, err)
 		}

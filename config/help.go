@@ -17,7 +17,7 @@ type section struct {
 }
 
 var sections = []section{
-	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{})}, ""},
+	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{}), reflect.TypeOf(rawIPMI{})}, ""},
 	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{reflect.TypeOf(rawNIC{})}, "NETWORK_"},
 	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{reflect.TypeOf(rawDisk{})}, ""},
 	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{reflect.TypeOf(rawShare{})}, "FILESYSTEM_"},
@@ -154,6 +154,7 @@ func (c *Config) Effective() [][2]string {
 	out = append(out, c.downloadEffective()...)
 	out = append(out, c.Hardware.effective()...)
 	out = append(out, c.Console.effective()...)
+	out = append(out, c.IPMI.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
 	}
