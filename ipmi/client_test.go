@@ -101,17 +101,7 @@ func (c *client) login(user, password string) (status byte, rakp2 []byte) {
 	if st := c.open(); st != rsOK {
 		return st, nil
 	}
-	r := &rakp{suite: c.suite, consoleID: c.consoleID, bmcID: c.bmcID, role: 0x14, user: []byte(user), password: []byte(password)}
-	rand.Read(r.consoleRand[:])
-	m1 := []byte{2, 0, 0, 0}
-	m1 = binary.LittleEndian.AppendUint32(m1, c.bmcID)
-	m1 = append(m1, r.consoleRand[:]...)
-	m1 = append(m1, r.role, 0, 0, byte(len(user)))
-	m1 = append(m1, user...)
-	m2 := c.payloadOf(c.exchange(v20Packet(payloadRAKP1, 0, 0, m1, nil, [16]byte{}), time.Second))
-	if len(m2) < 8 {
-		c.t.Fatalf("RAKP 2 %x", m2)
-	}
+	r, m2 := c.rakp1(user, password)
 	if m2[1] != rsOK {
 		return m2[1], m2
 	}
@@ -137,6 +127,23 @@ func (c *client) login(user, password string) (status byte, rakp2 []byte) {
 	}
 	c.keys = keys
 	return rsOK, m2
+}
+
+// rakp1 sends RAKP 1 for the open session and returns the RAKP 2 payload.
+func (c *client) rakp1(user, password string) (*rakp, []byte) {
+	c.t.Helper()
+	r := &rakp{suite: c.suite, consoleID: c.consoleID, bmcID: c.bmcID, role: 0x14, user: []byte(user), password: []byte(password)}
+	rand.Read(r.consoleRand[:])
+	m1 := []byte{2, 0, 0, 0}
+	m1 = binary.LittleEndian.AppendUint32(m1, c.bmcID)
+	m1 = append(m1, r.consoleRand[:]...)
+	m1 = append(m1, r.role, 0, 0, byte(len(user)))
+	m1 = append(m1, user...)
+	m2 := c.payloadOf(c.exchange(v20Packet(payloadRAKP1, 0, 0, m1, nil, [16]byte{}), time.Second))
+	if len(m2) < 8 {
+		c.t.Fatalf("RAKP 2 %x", m2)
+	}
+	return r, m2
 }
 
 func request(rqSeq, netFn, cmd byte, data ...byte) []byte {

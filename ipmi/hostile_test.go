@@ -312,3 +312,27 @@ func TestGarbage(t *testing.T) {
 		t.Errorf("after the garbage: %#x %x %v", cc, data, ok)
 	}
 }
+
+// ipmitool holding a wrong password checks RAKP 2 itself and sends no
+// RAKP 3: the unfinished login is dropped after 10 s and logged as refused.
+func TestUnfinishedLoginLogged(t *testing.T) {
+	clk := &clock{now: time.Unix(1e9, 0)}
+	b := startBMC(t, withClock(clk))
+	c := b.dial()
+	if st := c.open(); st != rsOK {
+		t.Fatalf("open: %#x", st)
+	}
+	if _, m2 := c.rakp1(testUser, "whatever-password"); len(m2) < 2 || m2[1] != rsOK {
+		t.Fatalf("RAKP 2 %x", m2)
+	}
+	clk.add(pendingTimeout + time.Second)
+	c.exchange(v15Packet(request(1, netFnApp, 0x38, 0x8e, 4)), time.Second) // any packet sweeps
+	if n := len(b.logs.FilterMessage("ipmi login refused").All()); n != 1 {
+		t.Errorf("%d 'ipmi login refused' lines, want 1", n)
+	}
+	b.srv.mu.Lock()
+	defer b.srv.mu.Unlock()
+	if n := len(b.srv.sessions); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+}

@@ -153,15 +153,30 @@ func (s *Server) handle(from netip.AddrPort, b []byte) {
 	}
 }
 
-// expire ends idle sessions; the caller holds mu.
+// pendingTimeout ends a login that has not finished RAKP: a console
+// does it in milliseconds.
+const pendingTimeout = 10 * time.Second
+
+// expire ends idle sessions and unfinished logins; the caller holds mu.
 func (s *Server) expire() {
 	now := s.opt.Now()
 	for id, ss := range s.sessions {
-		if now.Sub(ss.used) > s.opt.SessionTimeout && !ss.busy {
-			delete(s.sessions, id)
-			if ss.active() {
-				s.log.Info("ipmi session expired", zap.String("from", ss.addr.String()), zap.Uint32("session", id))
-			}
+		limit := s.opt.SessionTimeout
+		if !ss.active() {
+			limit = min(limit, pendingTimeout)
+		}
+		if now.Sub(ss.used) <= limit || ss.busy {
+			continue
+		}
+		delete(s.sessions, id)
+		switch {
+		case ss.active():
+			s.log.Info("ipmi session expired", zap.String("from", ss.addr.String()), zap.Uint32("session", id))
+		case ss.rakp != nil:
+			// ipmitool with a wrong password stops here: it checks
+			// RAKP 2 and sends no RAKP 3.
+			s.log.Warn("ipmi login refused", zap.String("from", ss.addr.String()), zap.String("user", ss.user),
+				zap.String("reason", "no RAKP 3: the console holds another password, or gave up"))
 		}
 	}
 }
