@@ -273,6 +273,12 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 		return supervisor.ExitFault
 	}
 	defer stopRedfish()
+	stopIPMI, err := serveIPMI(plan, ctl, log)
+	if err != nil {
+		log.Error("ipmi", zap.Error(err))
+		return supervisor.ExitFault
+	}
+	defer stopIPMI()
 	go func() {
 		for range stop {
 			ctl.Shutdown()

@@ -34,7 +34,7 @@ type rawMachine struct {
 	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: $HOSTNAME or the hostname, else the DISTRO name, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
-	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner (default: 0, but 1 with REDFISH_ENABLE=1: powering the VM off must not end its BMC)"`
+	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner (default: 0, but 1 with REDFISH_ENABLE=1 or IPMI_ENABLE=1: powering the VM off must not end its BMC)"`
 	PowerOnAtStart  string `env:"POWER_ON_AT_START" envDefault:"1" help:"0: do not power the VM on when vmrunner starts; it waits, off, for vmrunner start (or a BMC)"`
 	ExtraArgs       string `env:"EXTRA_ARGS" help:"extra QEMU arguments, shell-quoted, appended last"`
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
