@@ -455,7 +455,7 @@ func (d *docker) testDryRun(t *testing.T) {
 	// The image's own contract: entrypoint, no shell, healthcheck, volume.
 	out, _, _ = dockerOut(t, time.Minute, "image", "inspect", "-f",
 		"{{json .Config.Entrypoint}} {{json .Config.Healthcheck.Test}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{json .Config.ExposedPorts}}", testImage)
-	for _, want := range []string{`["vmrunner"]`, `["CMD","vmrunner","health"]`, `"/data":{}`, "SIGTERM", `"2222/tcp"`, `"5900/tcp"`, `"6080/tcp"`, `"8443/tcp"`} {
+	for _, want := range []string{`["vmrunner"]`, `["CMD","vmrunner","health"]`, `"/data":{}`, "SIGTERM", `"2222/tcp"`, `"5900/tcp"`, `"6080/tcp"`, `"8443/tcp"`, `"623/udp"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("image config lacks %s: %s", want, out)
 		}
