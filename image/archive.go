@@ -56,6 +56,10 @@ type ArchiveError struct {
 	Members []string // the candidates, when there is no single one
 }
 
+// maxListed bounds the member names kept for an error: a tar of a
+// million empty files must not fill memory with their names.
+const maxListed = 1000
+
 func (e *ArchiveError) Error() string {
 	msg := e.Kind + " archive: " + e.Problem
 	if len(e.Members) > 0 {
@@ -228,7 +232,7 @@ func unpackTar(ctx context.Context, j unpackJob, r io.Reader) (d Digest, err err
 	kind := "tar"
 	var (
 		ova      *ovfDisk
-		disks    []string
+		found    int // disk images met
 		names    []string
 		written  bool
 		regulars int
@@ -253,7 +257,9 @@ func unpackTar(ctx context.Context, j unpackJob, r io.Reader) (d Digest, err err
 			continue
 		}
 		regulars++
-		names = append(names, h.Name)
+		if len(names) < maxListed {
+			names = append(names, h.Name) // for the error, if there is one
+		}
 		if regulars == 1 && strings.EqualFold(path.Ext(h.Name), ".ovf") {
 			kind = "ova"
 			if ova, err = readOVF(tr, h); err != nil {
@@ -271,8 +277,8 @@ func unpackTar(ctx context.Context, j unpackJob, r io.Reader) (d Digest, err err
 		if !want {
 			continue
 		}
-		disks = append(disks, h.Name)
-		if len(disks) > 1 {
+		found++
+		if found > 1 {
 			if ova != nil {
 				return Digest{}, &ArchiveError{Kind: kind, Problem: fmt.Sprintf("the disk %q is in it twice", ova.href)}
 			}
@@ -296,9 +302,9 @@ func unpackTar(ctx context.Context, j unpackJob, r io.Reader) (d Digest, err err
 		written = true
 	}
 	switch {
-	case ova != nil && len(disks) == 0:
+	case ova != nil && found == 0:
 		return Digest{}, &ArchiveError{Kind: kind, Problem: fmt.Sprintf("the disk %q its .ovf names is not in it", ova.href), Members: names}
-	case len(disks) == 1:
+	case found == 1:
 		return d, nil
 	}
 	_, err = pickDisk(kind, names)
