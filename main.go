@@ -435,10 +435,11 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 		Virtiofsd:      vm.FindVirtiofsd(),
+		HostArch:       vm.HostArch(),
 	}
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
-	if cfg.Accel != config.AccelTCG {
+	if cfg.Accel != config.AccelTCG && cfg.Arch == f.HostArch { // KVM runs only the host's architecture
 		start := time.Now()
 		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
 		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))

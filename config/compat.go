@@ -147,7 +147,6 @@ type refusal struct {
 var refusals = []refusal{
 	{"TPM", []string{"0", "auto", "false", "no"}, "0 or auto: no TPM emulation in this build yet (swtpm as a supervised child is planned, issue 14); BOOT_MODE=secure works without one"},
 	{"GPU", []string{"off", "none", "0"}, "off: no GPU passthrough in this build yet (issue 14); GRAPHICS=vnc gives an emulated screen"},
-	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
 	{"NETWORK_CONTAINER_INTERFACE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE, or direct with NETWORK_DIRECT_DEV"},
 	{"NETWORK_CONTAINER_BRIDGE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE"},
 	{"NETWORK_GUEST_IP", nil, "unset: the nat network is QEMU's 10.0.2.0/24 with the guest at 10.0.2.15 (a choice of subnet is planned, issue 14)"},

@@ -102,7 +102,6 @@ func TestRefusedWithAdvice(t *testing.T) {
 	}{
 		{map[string]string{"TPM": "1"}, "TPM", "BOOT_MODE=secure"},
 		{map[string]string{"GPU": "intel"}, "GPU", "GRAPHICS=vnc"},
-		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
 		{map[string]string{"IPMI_ENABLE": "1"}, "IPMI_ENABLE", "REDFISH_ENABLE=1"},
 		{map[string]string{"IPMI_PASSWORD": "x"}, "IPMI_PASSWORD", "REDFISH_PASSWORD"},
 		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},

@@ -111,6 +111,12 @@ type Config struct {
 	KernelCmdline string
 	BootMode      BootMode
 
+	// Arch is the guest's architecture (ARCH): x86_64 or aarch64.
+	Arch image.Arch
+	// distroArch is the DISTRO entry's architecture; "" when no catalog
+	// image is booted.
+	distroArch image.Arch
+
 	MemoryMiB       int
 	CPUs            int
 	CPUModel        string

@@ -123,7 +123,7 @@ func (c *Config) Effective() [][2]string {
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
-		{"CPU_MODEL", c.CPUModel}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
+		{"CPU_MODEL", c.CPUModel}, {"ARCH", string(c.Arch)}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
 		{"REQUIRE_KVM", fmt.Sprint(c.RequireKVM)}, {"DISK_SIZE", fmt.Sprintf("%dM", c.DiskSize>>20)},
 		{"DISK_TYPE", string(c.DiskBus)}, {"DISK_CACHE", c.DiskCache}, {"DISK_IO", c.DiskIO},
 		{"DEVICE", c.device(1)}, {"PERSIST", persist},

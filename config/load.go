@@ -68,6 +68,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 
 	check(loadMachine(c, raw, host))
 	check(loadBoot(c, raw, environ["DISTRO"] != ""))
+	check(loadArch(c, raw.Arch, environ))
 	check(loadHardware(c, environ, host.PID1))
 	check(checkRefused(environ))
 	check(loadDisks(c, raw, environ))
@@ -77,6 +78,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
 	check(loadShares(c, environ))
+	check(checkArch(c))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -123,7 +125,7 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local image file, an http(s) URL, or 'blank'"))
 		c.Boot.Path = raw.BootFrom
 	case raw.Kernel == "" || distroSet:
-		errs = append(errs, loadDistro(c, raw))
+		errs = append(errs, loadDistro(c, raw, distroSet))
 	}
 	if raw.BootFromFmt != "" {
 		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats...)
@@ -169,12 +171,17 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 
 // loadDistro resolves DISTRO in the catalog (the built-in one, with
 // CATALOG's entries laid over it) and checks the firmware fits the image.
-func loadDistro(c *Config, raw rawMachine) error {
+// Unset, it is the default's entry of ARCH's architecture.
+func loadDistro(c *Config, raw rawMachine, distroSet bool) error {
 	cat, err := image.LoadCatalog(raw.Catalog)
 	if err != nil {
 		return &Error{Var: "CATALOG", Value: raw.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
 	}
-	d, err := cat.Lookup(raw.Distro)
+	name := raw.Distro
+	if a, _ := image.ParseArch(raw.Arch); !distroSet && a == ArchAArch64 {
+		name = defaultDistro + "-arm64"
+	}
+	d, err := cat.Lookup(name)
 	if err != nil {
 		return &Error{Var: "DISTRO", Value: raw.Distro, Accepted: "a catalog name (vmrunner --list-distros)", Err: err}
 	}
@@ -186,7 +193,7 @@ func loadDistro(c *Config, raw rawMachine) error {
 		return &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: fmt.Sprintf("a firmware %s boots with: %v", d.Name, d.Firmware)}
 	}
 	req := d.FetchRequest(c.CacheDir())
-	c.Boot.Download, c.Boot.Distro = &req, d.Name
+	c.Boot.Download, c.Boot.Distro, c.distroArch = &req, d.Name, d.Arch
 	return nil
 }
 
@@ -231,7 +238,7 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 	}
 	c.Machine = raw.Machine
 	if !qemuName.MatchString(raw.Machine) {
-		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc"})
+		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc (virt with ARCH=aarch64)"})
 	}
 	c.Accel, err = oneOf("ACCEL", raw.Accel, AccelAuto, AccelKVM, AccelTCG)
 	add(err)

@@ -119,6 +119,8 @@ func TestLoadDefaults(t *testing.T) {
 	want := &Config{
 		Boot:             BootSource{Distro: "ubuntu-2404"},
 		BootMode:         BootUEFI,
+		Arch:             ArchX86_64,
+		distroArch:       ArchX86_64,
 		MemoryMiB:        4096,
 		CPUs:             2,
 		CPUModel:         "host",

@@ -321,6 +321,9 @@ func displayArgs(d *Display) []string {
 		"-device", "qemu-xhci,id=usb",
 		"-device", "usb-tablet,bus=usb.0",
 	}
+	if d.USBKeyboard {
+		a = append(a, "-device", "usb-kbd,bus=usb.0")
+	}
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}

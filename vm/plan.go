@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -27,6 +28,7 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
+	HostArch       image.Arch             // HostArch; "": x86_64
 }
 
 // Paths are the files of the state folder.
@@ -110,7 +112,11 @@ const maxSocketPath = 107
 // MakePlan decides everything about the VM without touching the host.
 func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	p := &Plan{Config: c, Paths: PathsFor(c), Persist: DecidePersist(c.Persist, f.DataDirMounted)}
-	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
+	kvmUsable, kvmWhy := f.KVMUsable, f.KVMWhy
+	if why := foreignArch(c.Arch, f.HostArch); why != "" {
+		kvmUsable, kvmWhy = false, why
+	}
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, kvmUsable, kvmWhy)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +125,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	s := qemu.Spec{
 		Name:       c.GuestName,
-		Machine:    c.Machine,
+		Machine:    machineFor(c.Arch, c.Machine),
 		Accel:      accel,
 		CPU:        ResolveCPU(c.CPUModel, accel),
 		MemoryMiB:  c.MemoryMiB,
@@ -129,7 +135,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
-		Display:    planDisplay(c.Console, c.VNCPort, p.Paths),
+		Display:    planDisplay(c.Console, c.VNCPort, p.Paths, c.Arch),
 		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
@@ -138,7 +144,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		if f.FirmwareExists == nil {
 			break
 		}
-		if code, vars, err := FirmwareFiles(mode, f.FirmwareExists); err == nil {
+		if code, vars, err := FirmwareFiles(c.Arch, mode, f.FirmwareExists); err == nil {
 			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
 		}
 	}
@@ -149,7 +155,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		p.Warnings = append(p.Warnings, w)
 	}
 	if c.BootMode != config.BootLegacy {
-		code, _, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
+		code, _, err := FirmwareFiles(c.Arch, c.BootMode, f.FirmwareExists)
 		if err != nil {
 			return nil, err
 		}
@@ -325,11 +331,16 @@ func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
 // OVMF's QemuVideoDxe both drive it, as do installers of every OS), the
 // TCP listener for GRAPHICS=vnc and the socket the web console bridges to.
 // The socket is there with either, so a viewer can be added to a running VM.
-func planDisplay(con config.Console, vncPort int, paths Paths) *qemu.Display {
+// An aarch64 guest gets virtio-gpu, which AAVMF and Linux drive (std VGA
+// needs a VGA BIOS), and a USB keyboard: the virt machine has no PS/2.
+func planDisplay(con config.Console, vncPort int, paths Paths, arch image.Arch) *qemu.Display {
 	if con.Graphics == config.GraphicsNone || con.Graphics == "" {
 		return nil
 	}
 	d := &qemu.Display{Device: "VGA", Keymap: con.Keymap, VNCDisplay: -1, Socket: paths.VNCSocket}
+	if arch == config.ArchAArch64 {
+		d.Device, d.USBKeyboard = "virtio-gpu-pci", true
+	}
 	if vncPort != 0 {
 		d.VNCHost, d.VNCDisplay, d.PasswordFile = con.VNCListen, vncPort-5900, paths.VNCPassword
 	}
