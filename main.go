@@ -435,7 +435,7 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 		Virtiofsd:      vm.FindVirtiofsd(),
-		HostArch:       vm.HostArch(),
+		HostArch:       config.HostArch(),
 	}
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)

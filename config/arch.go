@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 
 	"github.com/vmrunner/vmrunner/image"
@@ -20,26 +21,44 @@ var archDefaults = map[image.Arch]struct{ machine, binary string }{
 	ArchAArch64: {"virt", "qemu-system-aarch64"},
 }
 
-// loadArch reads ARCH, after loadBoot: unset, a catalog entry decides
-// (the -arm64 ones are aarch64), else x86_64. An ARCH that contradicts
-// the entry is an error, since the image would not boot (with DISTRO
-// unset, loadDistro took the default's entry of ARCH). MACHINE and
-// QEMU_BINARY, when unset, follow the architecture.
-func loadArch(c *Config, v string, environ map[string]string) error {
-	c.Arch = ArchX86_64
-	if c.distroArch != "" {
-		c.Arch = c.distroArch
+// HostArch is the architecture vmrunner runs on: ARCH's default, and the
+// one KVM runs guests of.
+func HostArch() image.Arch {
+	if runtime.GOARCH == "arm64" {
+		return ArchAArch64
 	}
-	if strings.TrimSpace(v) != "" {
-		a, ok := image.ParseArch(v)
-		if !ok {
-			return &Error{Var: "ARCH", Value: v, Accepted: "x86_64 (or amd64) or aarch64 (or arm64)"}
-		}
-		if c.distroArch != "" && a != c.distroArch {
+	return ArchX86_64
+}
+
+// parseArch reads ARCH before the boot source, which its architecture
+// chooses when DISTRO is unset; unset, it is the host's (zero: x86_64).
+func parseArch(c *Config, v string, host Host) error {
+	c.Arch = host.Arch
+	if c.Arch == "" {
+		c.Arch = ArchX86_64
+	}
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	a, ok := image.ParseArch(v)
+	if !ok {
+		return &Error{Var: "ARCH", Value: v, Accepted: "x86_64 (or amd64) or aarch64 (or arm64)"}
+	}
+	c.Arch = a
+	return nil
+}
+
+// loadArch settles the architecture after loadBoot: a catalog entry's
+// decides when ARCH is unset (the -arm64 ones are aarch64); one that
+// contradicts ARCH is an error, since the image would not boot. MACHINE
+// and QEMU_BINARY, when unset, follow the architecture.
+func loadArch(c *Config, v string, environ map[string]string) error {
+	if c.distroArch != "" && c.distroArch != c.Arch {
+		if strings.TrimSpace(v) != "" {
 			return &Error{Var: "ARCH", Value: v, Accepted: string(c.distroArch) + " (or unset) with DISTRO=" + c.Boot.Distro +
-				", an " + string(c.distroArch) + " image; or a DISTRO entry for " + string(a) + " (vmrunner --list-distros --arch " + string(a) + ")"}
+				", an " + string(c.distroArch) + " image; or a DISTRO entry for " + string(c.Arch) + " (vmrunner --list-distros --arch " + string(c.Arch) + ")"}
 		}
-		c.Arch = a
+		c.Arch = c.distroArch
 	}
 	d := archDefaults[c.Arch]
 	if _, set := environ["MACHINE"]; !set {

@@ -73,3 +73,32 @@ func writeTemp(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// TestLoadArchArm64Host: unset, ARCH is the host's, so an arm64 machine
+// (or container image) boots arm64 guests under KVM; an x86_64 DISTRO
+// there still decides for itself.
+func TestLoadArchArm64Host(t *testing.T) {
+	h := testHost
+	h.Arch = ArchAArch64
+	kernel := writeTemp(t, "Image")
+	tests := []struct {
+		env    map[string]string
+		arch   string
+		distro string
+	}{
+		{map[string]string{}, "aarch64", "ubuntu-2404-arm64"},
+		{map[string]string{"KERNEL": kernel}, "aarch64", ""},
+		{map[string]string{"DISTRO": "debian-12"}, "x86_64", "debian-12"},
+		{map[string]string{"ARCH": "x86_64"}, "x86_64", "ubuntu-2404"},
+	}
+	for _, tc := range tests {
+		c, err := Load(tc.env, h)
+		if err != nil {
+			t.Errorf("Load(%v) on an arm64 host: %v", tc.env, err)
+			continue
+		}
+		if string(c.Arch) != tc.arch || c.Boot.Distro != tc.distro {
+			t.Errorf("Load(%v) on an arm64 host: arch %s, distro %q; want %s, %q", tc.env, c.Arch, c.Boot.Distro, tc.arch, tc.distro)
+		}
+	}
+}

@@ -40,6 +40,7 @@ type Host struct {
 	// PID1: vmrunner is a container's entrypoint, where SHELL can only
 	// come from the user (-e SHELL=…), not from a login shell.
 	PID1 bool
+	Arch image.Arch // the machine's (HostArch); "": x86_64
 }
 
 func nicPrefix(i int) string {
@@ -67,6 +68,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	}
 
 	check(loadMachine(c, raw, host))
+	check(parseArch(c, raw.Arch, host))
 	check(loadBoot(c, raw, environ["DISTRO"] != ""))
 	check(loadArch(c, raw.Arch, environ))
 	check(loadHardware(c, environ, host.PID1))
@@ -171,14 +173,14 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 
 // loadDistro resolves DISTRO in the catalog (the built-in one, with
 // CATALOG's entries laid over it) and checks the firmware fits the image.
-// Unset, it is the default's entry of ARCH's architecture.
+// Unset, it is the default's entry of the architecture parseArch chose.
 func loadDistro(c *Config, raw rawMachine, distroSet bool) error {
 	cat, err := image.LoadCatalog(raw.Catalog)
 	if err != nil {
 		return &Error{Var: "CATALOG", Value: raw.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
 	}
 	name := raw.Distro
-	if a, _ := image.ParseArch(raw.Arch); !distroSet && a == ArchAArch64 {
+	if !distroSet && c.Arch == ArchAArch64 {
 		name = defaultDistro + "-arm64"
 	}
 	d, err := cat.Lookup(name)

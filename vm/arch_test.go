@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmrunner/vmrunner/config"
 )
 
@@ -82,5 +84,18 @@ func TestMakePlanAArch64Refuses(t *testing.T) {
 				t.Errorf("MakePlan = %v; want a %s error saying %q", err, tc.varName, tc.advice)
 			}
 		})
+	}
+}
+
+// TestKVMCreatesVM runs the arm64 hosts' probe here, where KVM makes VMs
+// (whether they run is the x86_64 probe's question).
+func TestKVMCreatesVM(t *testing.T) {
+	kvm, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no /dev/kvm to probe: %v", err)
+	}
+	defer unix.Close(kvm)
+	if ok, why := kvmCreatesVM(kvm); !ok {
+		t.Errorf("kvmCreatesVM = false, %q; KVM_CREATE_VM works on this host", why)
 	}
 }

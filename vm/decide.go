@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vmrunner/vmrunner/config"
@@ -83,14 +82,6 @@ func FirmwareFiles(arch image.Arch, mode config.BootMode, exists func(string) bo
 	}
 	return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode), Accepted: accepted,
 		Err: fmt.Errorf("no UEFI firmware found (looked for %s)", codes[0])}
-}
-
-// HostArch is the architecture vmrunner runs on, which KVM runs guests of.
-func HostArch() image.Arch {
-	if runtime.GOARCH == "arm64" {
-		return config.ArchAArch64
-	}
-	return config.ArchX86_64
 }
 
 // foreignArch is why KVM cannot run a guest of arch on a host of hostArch;

@@ -28,7 +28,7 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
-	HostArch       image.Arch             // HostArch; "": x86_64
+	HostArch       image.Arch             // config.HostArch; "": x86_64
 }
 
 // Paths are the files of the state folder.
