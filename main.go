@@ -122,7 +122,7 @@ func run(args []string, environ []string) int {
 		for _, w := range warnings {
 			log.Warn(w)
 		}
-		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))
+		fmt.Println(shellQuote(append([]string{plan.QEMUBinary}, qemu.Args(spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
@@ -437,9 +437,11 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		Virtiofsd:      vm.FindVirtiofsd(),
 		HostArch:       config.HostArch(),
 	}
+	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
+	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
-	if cfg.Accel != config.AccelTCG && cfg.Arch == f.HostArch { // KVM runs only the host's architecture
+	if cfg.Accel != config.AccelTCG && (cfg.Arch == "" || cfg.Arch == f.HostArch) { // KVM runs only the host's architecture
 		start := time.Now()
 		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
 		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))

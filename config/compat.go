@@ -79,7 +79,7 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 	h.HyperV = flag("HYPERV", raw.HyperV)
 	if flag("BLANK_DISK", raw.BlankDisk) {
 		switch {
-		case c.Boot.Path != "" || (c.Boot.Download != nil && c.Boot.Distro == ""):
+		case c.Boot.Path != "" || c.Boot.URL != "":
 			errs = append(errs, &Error{Var: "BLANK_DISK", Value: raw.BlankDisk, Accepted: "0 together with BOOT_FROM (BOOT_FROM=blank is the same as BLANK_DISK=1)"})
 		default:
 			c.Boot = BootSource{Blank: true}
@@ -104,9 +104,6 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 		errs = append(errs, &Error{Var: "DOWNLOAD_RETRIES", Value: raw.DownloadRetries, Accepted: "a whole number from 0 to 100"})
 	}
 	h.DownloadRetries = n
-	if d := c.Boot.Download; d != nil {
-		d.Attempts = n + 1 // the first try and n retries
-	}
 	return errors.Join(errs...)
 }
 
@@ -180,8 +177,12 @@ func checkRefused(environ map[string]string) error {
 }
 
 // refusedValue is the advice for a value of a variable vmrunner has that
-// only the seed project accepts; "" when there is none.
+// only the seed project accepts; "" when there is none. A NIC's variable
+// is asked by NIC 1's name (NETWORK3_MODE as NETWORK_MODE).
 func refusedValue(name, v string) string {
+	if first := nicFamily.firstName(name); first != "" {
+		name = first
+	}
 	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
 	case "NETWORK_MODE=container":
 		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
@@ -293,9 +294,8 @@ func cpuModel(v string) string {
 
 // downloadEffective is --show-config's view of the download settings.
 func (c *Config) downloadEffective() [][2]string {
-	d := c.Boot.Download
-	if d == nil {
+	if !c.Boot.Downloads() {
 		return nil
 	}
-	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", d.MaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", d.MaxUnpacked>>20)}}
+	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxUnpacked>>20)}}
 }

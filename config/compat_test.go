@@ -55,9 +55,6 @@ func TestLoadHardware(t *testing.T) {
 	if !equalHardware(h, want) {
 		t.Errorf("Hardware = %+v, want %+v", h, want)
 	}
-	if c.Boot.Download == nil || c.Boot.Download.Attempts != 3 {
-		t.Errorf("DOWNLOAD_RETRIES=2: the download gets %+v, want 3 attempts", c.Boot.Download)
-	}
 }
 
 func equalHardware(a, b Hardware) bool {
@@ -71,7 +68,7 @@ func TestBlankDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Boot.Blank || c.Boot.Download != nil {
+	if c.Boot != (BootSource{Blank: true}) {
 		t.Errorf("BLANK_DISK=1: boot %+v, want blank", c.Boot)
 	}
 }
@@ -108,6 +105,8 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
 		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
 		{map[string]string{"DISK_TYPE": "usb"}, "DISK_TYPE", "scsi"},
+		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_MODE", "bridge mode with NETWORK_BRIDGE"},
+		{map[string]string{"NETWORK3_MODE": "Container"}, "NETWORK3_MODE", "bridge mode with NETWORK_BRIDGE"},
 		{map[string]string{"BOOT_FROM": "quay.io/containerdisks/fedora:40"}, "BOOT_FROM", "docker cp"},
 		{map[string]string{"BOOT_FROM": "https://example.com/disk.img.bz2"}, "BOOT_FROM", "xz, gzip or zstd"},
 		{map[string]string{"BOOT_FROM": "/images/appliance.ova"}, "BOOT_FROM", "unpack it first"},

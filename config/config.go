@@ -8,8 +8,6 @@ import (
 	"net"
 	"strconv"
 	"time"
-
-	"github.com/vmrunner/vmrunner/image"
 )
 
 // Accel is the requested accelerator; Auto is resolved at start-up.
@@ -92,15 +90,21 @@ type NIC struct {
 // Prefix is the environment prefix of this NIC's variables.
 func (n NIC) Prefix() string { return nicPrefix(n.Index) }
 
-// BootSource is what the VM's disk starts from: at most one of Path,
-// Download and Blank is set; none means direct kernel boot without a disk.
+// BootSource is what the VM's disk starts from: at most one of Path, URL,
+// Distro and Blank is set; none means direct kernel boot without a disk.
+// It is the user's intent only: the plan looks Distro up in the catalog
+// and makes the download.
 type BootSource struct {
-	Path     string              // local image
-	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
-	Distro   string              // the catalog name behind Download, if any
-	Blank    bool
-	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
+	Path   string // local image
+	URL    string // an http(s) image to download
+	SHA256 string // BOOT_FROM_SHA256: the URL's pinned digest, 64 lower-case hex digits
+	Distro string // DISTRO: a catalog name or alias
+	Blank  bool
+	Format string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
+
+// Downloads tells whether the boot image comes from the network.
+func (b BootSource) Downloads() bool { return b.URL != "" || b.Distro != "" }
 
 // Config is the whole validated configuration.
 type Config struct {
@@ -111,16 +115,14 @@ type Config struct {
 	KernelCmdline string
 	BootMode      BootMode
 
-	// Arch is the guest's architecture (ARCH): x86_64 or aarch64.
-	Arch image.Arch
-	// distroArch is the DISTRO entry's architecture; "" when no catalog
-	// image is booted.
-	distroArch image.Arch
+	// Arch is ARCH; "": the DISTRO entry's architecture, else the host's
+	// (the plan decides).
+	Arch Arch
 
 	MemoryMiB       int
 	CPUs            int
 	CPUModel        string
-	Machine         string
+	Machine         string // MACHINE; "": the architecture's (q35, virt)
 	Accel           Accel
 	RequireKVM      bool
 	DiskSize        int64 // bytes; DISK_SIZE=max and half are resolved against DATA_DIR's free space
@@ -139,7 +141,7 @@ type Config struct {
 	MediaMaxSize, MediaMaxUnpacked int64
 	PowerOnAtStart                 bool // POWER_ON_AT_START
 	ExtraArgs                      []string
-	QEMUBinary                     string
+	QEMUBinary                     string // QEMU_BINARY; "": the architecture's (qemu-system-x86_64, qemu-system-aarch64)
 	LogFormat                      string // "console", "json" or "" (decide by terminal)
 	Verbose                        bool
 	SerialLogMax                   int64  // bytes

@@ -18,9 +18,9 @@ type section struct {
 
 var sections = []section{
 	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{})}, ""},
-	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{reflect.TypeOf(rawNIC{})}, "NETWORK_"},
-	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{reflect.TypeOf(rawDisk{})}, ""},
-	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{reflect.TypeOf(rawShare{})}, "FILESYSTEM_"},
+	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{nicFamily.raw}, nicPrefix(1)},
+	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{diskFamily.raw}, ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{shareFamily.raw}, sharePrefix(1)},
 }
 
 // WriteHelp lists every variable with its default and meaning.
@@ -107,8 +107,8 @@ func (c *Config) Effective() [][2]string {
 	switch {
 	case c.Boot.Blank:
 		boot = "blank"
-	case c.Boot.Download != nil && c.Boot.Distro == "":
-		boot = c.Boot.Download.URL
+	case c.Boot.URL != "":
+		boot = c.Boot.URL
 	}
 	var fwd []string
 	for _, f := range c.PortFwds {
@@ -118,12 +118,19 @@ func (c *Config) Effective() [][2]string {
 	if c.Persist != nil {
 		persist = fmt.Sprint(*c.Persist)
 	}
+	arch, machine := string(c.Arch), c.Machine
+	if arch == "" {
+		arch = "(the DISTRO entry's, else the host's)"
+	}
+	if machine == "" {
+		machine = "(q35; virt for aarch64)"
+	}
 	out := [][2]string{
 		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
-		{"CPU_MODEL", c.CPUModel}, {"ARCH", string(c.Arch)}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
+		{"CPU_MODEL", c.CPUModel}, {"ARCH", arch}, {"MACHINE", machine}, {"ACCEL", string(c.Accel)},
 		{"REQUIRE_KVM", fmt.Sprint(c.RequireKVM)}, {"DISK_SIZE", fmt.Sprintf("%dM", c.DiskSize>>20)},
 		{"DISK_TYPE", string(c.DiskBus)}, {"DISK_CACHE", c.DiskCache}, {"DISK_IO", c.DiskIO},
 		{"DEVICE", c.device(1)}, {"PERSIST", persist},

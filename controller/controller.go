@@ -335,7 +335,7 @@ func (c *Controller) powerOn(reason string) error {
 	c.gen++
 	gen := c.gen
 	proc, err := supervisor.Start(supervisor.Options{
-		Binary:     p.Config.QEMUBinary,
+		Binary:     p.QEMUBinary,
 		Args:       args,
 		ExtraFiles: made.Files(),
 		Credential: cred,

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/vmrunner/vmrunner/config"
-	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/qemu"
 )
 
@@ -57,7 +56,7 @@ var (
 
 // FirmwareFiles finds the UEFI code and vars template of arch for mode,
 // using exists to test paths (os.Stat in production).
-func FirmwareFiles(arch image.Arch, mode config.BootMode, exists func(string) bool) (code, vars string, err error) {
+func FirmwareFiles(arch config.Arch, mode config.BootMode, exists func(string) bool) (code, vars string, err error) {
 	codes, varss, pkg := uefiCode, uefiVars, "ovmf"
 	switch {
 	case arch == config.ArchAArch64:
@@ -86,7 +85,7 @@ func FirmwareFiles(arch image.Arch, mode config.BootMode, exists func(string) bo
 
 // foreignArch is why KVM cannot run a guest of arch on a host of hostArch;
 // "" when it could. Zero facts describe an x86_64 host.
-func foreignArch(arch, hostArch image.Arch) string {
+func foreignArch(arch, hostArch config.Arch) string {
 	if hostArch == "" {
 		hostArch = config.ArchX86_64
 	}
@@ -99,7 +98,7 @@ func foreignArch(arch, hostArch image.Arch) string {
 // machineFor completes an aarch64 virt machine: gic-version=max gives the
 // newest interrupt controller the accelerator has (GICv3 under TCG, the
 // host's under KVM); QEMU's default GICv2 caps the guest at 8 vCPUs.
-func machineFor(arch image.Arch, machine string) string {
+func machineFor(arch config.Arch, machine string) string {
 	name, _, _ := strings.Cut(machine, ",")
 	if arch != config.ArchAArch64 || strings.Contains(machine, "gic-version=") || (name != "virt" && !strings.HasPrefix(name, "virt-")) {
 		return machine

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/vmrunner/vmrunner/config"
-	"github.com/vmrunner/vmrunner/image"
 )
 
 func TestResolveAccel(t *testing.T) {
@@ -92,7 +91,7 @@ func TestFirmwareFiles(t *testing.T) {
 	aavmf := []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd", "/usr/share/AAVMF/AAVMF_CODE.ms.fd", "/usr/share/AAVMF/AAVMF_VARS.ms.fd"}
 	tests := []struct {
 		name       string
-		arch       image.Arch
+		arch       config.Arch
 		mode       config.BootMode
 		files      []string
 		code, vars string
@@ -161,7 +160,7 @@ func TestFirmwareFilesAArch64Missing(t *testing.T) {
 
 func TestForeignArch(t *testing.T) {
 	tests := []struct {
-		arch, host image.Arch
+		arch, host config.Arch
 		foreign    bool
 	}{
 		{config.ArchX86_64, "", false},
@@ -181,7 +180,7 @@ func TestForeignArch(t *testing.T) {
 
 func TestMachineFor(t *testing.T) {
 	tests := []struct {
-		arch          image.Arch
+		arch          config.Arch
 		machine, want string
 	}{
 		{config.ArchX86_64, "q35", "q35"},

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -28,7 +29,15 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
-	HostArch       image.Arch             // config.HostArch; "": x86_64
+	HostArch       config.Arch            // config.HostArch; "": x86_64
+	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
+	// or BootImageErr why it is refused.
+	BootImage    *BootImage
+	BootImageErr error
+	// Catalog is where DISTRO is looked up (ReadCatalog), or the error
+	// reading CATALOG; nil and nil: the built-in catalog alone.
+	Catalog    *image.Catalog
+	CatalogErr error
 }
 
 // Paths are the files of the state folder.
@@ -85,16 +94,26 @@ type NICPlan struct {
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
 type Plan struct {
-	Config   *config.Config
-	Paths    Paths
-	Spec     qemu.Spec
-	NICs     []NICPlan
-	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	Config *config.Config
+	Paths  Paths
+	Spec   qemu.Spec
+	NICs   []NICPlan
+	// Base is what a local BOOT_FROM becomes (Facts.BootImage): the disk's
+	// base, or an installer CD; nil for a download (decided once fetched),
+	// blank or no disk.
+	Base *BaseChoice
+	// Download fetches the base image: BOOT_FROM's URL or DISTRO's
+	// catalog entry (Progress and Log are start-up's to add); nil without.
+	Download *image.FetchRequest
 	// Firmwares are the UEFI firmwares found on the host, by boot mode
 	// (uefi, secure): BOOT_MODE's, and those a switch may choose.
 	Firmwares map[config.BootMode]Firmware
 	Persist   bool // keep the state folder when the VM ends
 	Warnings  []string
+	// Arch is the guest's architecture (ARCH, else the DISTRO entry's,
+	// else the host's); QEMUBinary the program that runs it.
+	Arch       config.Arch
+	QEMUBinary string
 	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
 	// guest mounts (cloud-init).
 	Virtiofsd []VirtiofsdPlan
@@ -112,8 +131,12 @@ const maxSocketPath = 107
 // MakePlan decides everything about the VM without touching the host.
 func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	p := &Plan{Config: c, Paths: PathsFor(c), Persist: DecidePersist(c.Persist, f.DataDirMounted)}
+	machine, err := p.planArch(f)
+	if err != nil {
+		return nil, err
+	}
 	kvmUsable, kvmWhy := f.KVMUsable, f.KVMWhy
-	if why := foreignArch(c.Arch, f.HostArch); why != "" {
+	if why := foreignArch(p.Arch, f.HostArch); why != "" {
 		kvmUsable, kvmWhy = false, why
 	}
 	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, kvmUsable, kvmWhy)
@@ -125,7 +148,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	s := qemu.Spec{
 		Name:       c.GuestName,
-		Machine:    machineFor(c.Arch, c.Machine),
+		Machine:    machine,
 		Accel:      accel,
 		CPU:        ResolveCPU(c.CPUModel, accel),
 		MemoryMiB:  c.MemoryMiB,
@@ -135,7 +158,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
-		Display:    planDisplay(c.Console, c.VNCPort, p.Paths, c.Arch),
+		Display:    planDisplay(c.Console, c.VNCPort, p.Paths, p.Arch),
 		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
@@ -144,7 +167,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		if f.FirmwareExists == nil {
 			break
 		}
-		if code, vars, err := FirmwareFiles(c.Arch, mode, f.FirmwareExists); err == nil {
+		if code, vars, err := FirmwareFiles(p.Arch, mode, f.FirmwareExists); err == nil {
 			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
 		}
 	}
@@ -155,7 +178,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		p.Warnings = append(p.Warnings, w)
 	}
 	if c.BootMode != config.BootLegacy {
-		code, _, err := FirmwareFiles(c.Arch, c.BootMode, f.FirmwareExists)
+		code, _, err := FirmwareFiles(p.Arch, c.BootMode, f.FirmwareExists)
 		if err != nil {
 			return nil, err
 		}
@@ -163,14 +186,27 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	switch {
 	case c.Boot.Path != "":
-		if p.BasePath, err = absPath(c.Boot.Path); err != nil {
+		if f.BootImageErr != nil {
+			return nil, f.BootImageErr
+		}
+		if f.BootImage == nil {
+			return nil, fmt.Errorf("BOOT_FROM %s: no inspection of it in the host facts (InspectBootImage)", c.Boot.Path)
+		}
+		b := chooseBase(*f.BootImage, c.CacheDir())
+		p.Base = &b
+		s.Disk = p.Paths.Disk
+	case c.Boot.Downloads():
+		if p.Download, err = planDownload(c, f); err != nil {
 			return nil, err
 		}
 		s.Disk = p.Paths.Disk
-	case c.Boot.Blank, c.Boot.Download != nil:
+	case c.Boot.Blank:
 		s.Disk = p.Paths.Disk
 	}
 	if err := p.planDisks(&s, f); err != nil {
+		return nil, err
+	}
+	if err := checkCloudInit(c); err != nil {
 		return nil, err
 	}
 	if c.CloudInit {
@@ -256,9 +292,9 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 	if s.Disk != "" {
 		n++
 	}
-	if slots := qemu.IDESlots(c.Machine); c.DiskBus == config.BusIDE && n > slots {
+	if slots := qemu.IDESlots(s.Machine); c.DiskBus == config.BusIDE && n > slots {
 		return &config.Error{Var: "DISK_TYPE", Value: string(c.DiskBus),
-			Accepted: fmt.Sprintf("virtio, scsi or nvme for %d disks (MACHINE=%s takes %d IDE disks)", n, c.Machine, slots)}
+			Accepted: fmt.Sprintf("virtio, scsi or nvme for %d disks (MACHINE=%s takes %d IDE disks)", n, s.Machine, slots)}
 	}
 	var warn string
 	s.DiskCache, s.DiskAIO, warn = ResolveDiskCache(c.DiskCache, c.DiskIO, !f.NoDirectIO)
@@ -309,6 +345,23 @@ func shellWarning(c *config.Config) string {
 	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset it for /bin/bash)", c.Hardware.Shell, c.GuestUser)
 }
 
+// checkCloudInit validates the user's user-data and network-config before
+// anything is made: cloud-init would otherwise skip them in the guest.
+func checkCloudInit(c *config.Config) error {
+	var errs []error
+	if c.UserDataPath != "" {
+		if err := cloudinit.ValidateUserData(c.UserDataPath, c.UserData); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_USER_DATA", Value: c.UserDataPath, Accepted: config.UserDataAccepted, Err: err})
+		}
+	}
+	if c.NetworkConfigPath != "" {
+		if err := cloudinit.ValidateNetworkConfig(c.NetworkConfigPath, c.NetworkConfig); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: c.NetworkConfigPath, Accepted: config.NetworkConfigAccepted, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // SeedFor is the cloud-init seed of c with the password and salt decided
 // at start-up.
 func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
@@ -333,7 +386,7 @@ func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
 // The socket is there with either, so a viewer can be added to a running VM.
 // An aarch64 guest gets virtio-gpu, which AAVMF and Linux drive (std VGA
 // needs a VGA BIOS), and a USB keyboard: the virt machine has no PS/2.
-func planDisplay(con config.Console, vncPort int, paths Paths, arch image.Arch) *qemu.Display {
+func planDisplay(con config.Console, vncPort int, paths Paths, arch config.Arch) *qemu.Display {
 	if con.Graphics == config.GraphicsNone || con.Graphics == "" {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -52,9 +53,15 @@ func loadConfig(t testing.TB, env map[string]string) *config.Config {
 	return c
 }
 
+// plan plans env on the host f; a local BOOT_FROM is inspected, as
+// start-up's host probe does.
 func plan(t testing.TB, env map[string]string, f Facts) *Plan {
 	t.Helper()
-	p, err := MakePlan(loadConfig(t, env), f)
+	c := loadConfig(t, env)
+	if f.BootImage == nil && f.BootImageErr == nil {
+		f.BootImage, f.BootImageErr = InspectBootImage(c)
+	}
+	p, err := MakePlan(c, f)
 	if err != nil {
 		t.Fatalf("MakePlan(%v): %v", env, err)
 	}
@@ -100,8 +107,8 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
 	}
-	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
-		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
+	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.Base != nil || len(p.Warnings) != 0 {
+		t.Errorf("vars template %q, Base %+v, Warnings %q", tmpl, p.Base, p.Warnings)
 	}
 	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Vhost || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
@@ -221,6 +228,14 @@ func TestMakePlanMACs(t *testing.T) {
 }
 
 func TestMakePlanErrors(t *testing.T) {
+	dir := t.TempDir()
+	badUserData, badNetConfig := filepath.Join(dir, "user-data"), filepath.Join(dir, "network-config")
+	if err := os.WriteFile(badUserData, []byte("write_files:\n  - path: /etc/x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badNetConfig, []byte("ethernets:\n  eth0:\n    dhcp4: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	noKVM := testFacts()
 	noKVM.KVMUsable, noKVM.KVMWhy = false, "/dev/kvm cannot be opened read-write"
 	noFirmware := testFacts()
@@ -247,6 +262,17 @@ func TestMakePlanErrors(t *testing.T) {
 		{"ide beyond the pc machine's 4 disks", map[string]string{"BOOT_FROM": "blank", "DISK_TYPE": "ide", "MACHINE": "pc",
 			"DISK2_SIZE": "1G", "DISK3_SIZE": "1G", "DISK4_SIZE": "1G", "DISK5_SIZE": "1G"}, testFacts(), "DISK_TYPE", "ide", "takes 4 IDE disks"},
 		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
+		{"unknown distro", map[string]string{"DISTRO": "ubunt-2404"}, testFacts(), "DISTRO", "ubunt-2404", "did you mean ubuntu-2404"},
+		{"distro without the firmware", map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, testFacts(), "BOOT_MODE", "legacy", "alpine boots with"},
+		{"unreadable catalog", map[string]string{"DISTRO": "debian-12", "CATALOG": "/no/such/catalog.yaml"}, func() Facts {
+			f := testFacts()
+			f.CatalogErr = os.ErrNotExist
+			return f
+		}(), "CATALOG", "/no/such/catalog.yaml", "readable catalog"},
+		{"user-data of no format", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_USER_DATA": badUserData}, testFacts(),
+			"CLOUD_INIT_USER_DATA", badUserData, "#cloud-config"},
+		{"network-config without version", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_NETWORK_CONFIG": badNetConfig}, testFacts(),
+			"CLOUD_INIT_NETWORK_CONFIG", badNetConfig, "no version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,8 +322,8 @@ func TestMakePlanBootFrom(t *testing.T) {
 	t.Chdir(dir)
 	for _, from := range []string{img, "base.img", "./base.img"} {
 		p := plan(t, map[string]string{"BOOT_FROM": from, "DATA_DIR": "/data"}, testFacts())
-		if p.BasePath != img {
-			t.Errorf("BOOT_FROM=%s: BasePath %q, want %q", from, p.BasePath, img)
+		if p.Base == nil || p.Base.Path != img || p.Base.Info.Format != "raw" || p.Base.CDROM != "" {
+			t.Errorf("BOOT_FROM=%s: Base %+v, want %q as raw", from, p.Base, img)
 		}
 		if p.Spec.Disk != "/data/vms/testhost/disk.qcow2" {
 			t.Errorf("BOOT_FROM=%s: Disk %q", from, p.Spec.Disk)
@@ -305,8 +331,38 @@ func TestMakePlanBootFrom(t *testing.T) {
 	}
 	// Kernel boot without a disk.
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
-	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.Base != nil || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
+	}
+}
+
+func TestMakePlanDownload(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want func(d *image.FetchRequest) bool
+	}{
+		{"the default distro", map[string]string{}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "24.04") && d.ChecksumURL != "" && d.Attempts == 6
+		}},
+		{"a distro by alias, retries", map[string]string{"DISTRO": "debian-12-cloud-amd64", "DOWNLOAD_RETRIES": "2"}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "debian-12-genericcloud") && d.Attempts == 3
+		}},
+		{"a URL with its digest and caps", map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"DOWNLOAD_MAX_SIZE": "1G", "EXTRACT_MAX_SIZE": "2G"}, func(d *image.FetchRequest) bool {
+			return d.URL == "http://example.com/x.img" && d.SHA256 == sum && d.ChecksumURL == "" && d.MaxSize == 1<<30 && d.MaxUnpacked == 2<<30
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := plan(t, tc.env, testFacts())
+			if d := p.Download; d == nil || d.CacheDir != "/home/tester/.local/state/vmrunner/cache" || p.Spec.Disk == "" || p.Base != nil || !tc.want(d) {
+				t.Errorf("download %+v, disk %q, base %+v", d, p.Spec.Disk, p.Base)
+			}
+		})
+	}
+	if p := plan(t, map[string]string{"BOOT_FROM": "blank"}, testFacts()); p.Download != nil {
+		t.Errorf("BOOT_FROM=blank downloads %+v", p.Download)
 	}
 }
 
