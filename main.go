@@ -419,9 +419,9 @@ func listDistros(catalog string, flags []string) int {
 		return supervisor.ExitConfig
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISTRO\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
+	fmt.Fprintln(tw, "DISTRO\tARCH\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
 	for _, d := range distros {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", d.Name, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", d.Name, d.Arch, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
 	}
 	_ = tw.Flush()
 	return 0

@@ -78,3 +78,15 @@ func checkAArch64(c *config.Config, machine string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// foreignKVM refuses KVM asked for a guest of another architecture than
+// the host's (why says which): no host setting could make it work.
+func foreignKVM(c *config.Config, why string) error {
+	switch {
+	case c.Accel == config.AccelKVM:
+		return &config.Error{Var: "ACCEL", Value: string(c.Accel), Accepted: "auto or tcg for this guest: " + why}
+	case c.RequireKVM:
+		return &config.Error{Var: "REQUIRE_KVM", Value: "1", Accepted: "0 for this guest: " + why}
+	}
+	return nil
+}

@@ -110,7 +110,7 @@ func TestMakePlanAArch64Refuses(t *testing.T) {
 		{"q35", map[string]string{"MACHINE": "q35"}, armFacts, "MACHINE", "virt"},
 		{"pc with a kernel", map[string]string{"MACHINE": "pc", "KERNEL": kernel, "BOOT_FROM": ""}, armFacts, "MACHINE", "virt"},
 		{"kvm on an x86_64 host", map[string]string{"ACCEL": "kvm"}, armFacts, "ACCEL", "the host is x86_64"},
-		{"REQUIRE_KVM on an x86_64 host", map[string]string{"REQUIRE_KVM": "1"}, armFacts, "ACCEL", "KVM runs only guests of the host's architecture"},
+		{"REQUIRE_KVM on an x86_64 host", map[string]string{"REQUIRE_KVM": "1"}, armFacts, "REQUIRE_KVM", "KVM runs only guests of the host's architecture"},
 		{"no AAVMF", map[string]string{}, testFacts, "BOOT_MODE", "qemu-efi-aarch64"},
 	}
 	for _, tc := range tests {

@@ -137,6 +137,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	kvmUsable, kvmWhy := f.KVMUsable, f.KVMWhy
 	if why := foreignArch(p.Arch, f.HostArch); why != "" {
+		if err := foreignKVM(c, why); err != nil {
+			return nil, err
+		}
 		kvmUsable, kvmWhy = false, why
 	}
 	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, kvmUsable, kvmWhy)
