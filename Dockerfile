@@ -50,7 +50,8 @@ FROM ${RUNTIME_IMAGE}
 # SeaBIOS, ovmf is UEFI and Secure Boot; on arm64 qemu-system-arm runs
 # qemu-system-aarch64 and qemu-efi-aarch64 is AAVMF. ipxe-qemu is the NICs'
 # option ROMs (virtio-net needs them, and a Redfish Pxe boot runs them),
-# named since QEMU only recommends it; qemu-utils is qemu-img.
+# named since QEMU only recommends it; qemu-utils is qemu-img; swtpm
+# emulates the TPM (TPM=1, and TPM=auto with BOOT_MODE=secure).
 # Translations and manuals are left out, as in Debian's slim images (QEMU's
 # dependencies would bring over 50 MB of translations).
 ARG FOREIGN_GUESTS=0
@@ -66,7 +67,7 @@ RUN x86="qemu-system-x86 ovmf" arm="qemu-system-arm qemu-efi-aarch64" && \
         'path-include=/usr/share/doc/*/copyright' >/etc/dpkg/dpkg.cfg.d/vmrunner-slim && \
     apt-get update && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        $qemu ipxe-qemu qemu-utils && \
+        $qemu ipxe-qemu qemu-utils swtpm && \
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 COPY --from=novnc /usr/share/novnc /usr/share/novnc
@@ -84,8 +85,8 @@ ENV DATA_DIR=/data
 VOLUME ["/data"]
 
 # SSH (forwarded to the guest's 22), VNC (GRAPHICS=vnc), the web console
-# (GRAPHICS=novnc), Redfish. Each listens only when its setting asks.
-EXPOSE 2222 5900 6080 8443
+# (GRAPHICS=novnc), Redfish, IPMI. Each listens only when its setting asks.
+EXPOSE 2222 5900 6080 8443 623/udp
 
 # vmrunner turns SIGTERM into an ACPI power-button press and waits up to
 # SHUTDOWN_TIMEOUT (30 s): give `docker stop` more, e.g. `docker stop -t 40`

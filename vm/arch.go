@@ -17,7 +17,8 @@ var archDefaults = map[config.Arch]struct{ machine, binary string }{
 // returns the -machine value: ARCH when set, else the DISTRO entry's (the
 // -arm64 ones are aarch64), else the host's. An entry that contradicts
 // ARCH would not boot, and what the aarch64 virt machine lacks (a BIOS,
-// IDE, Secure Boot here, Hyper-V) is refused before anything is made.
+// IDE, Secure Boot, an ISA TPM, VGA, Hyper-V) is refused before anything
+// is made.
 func (p *Plan) planArch(f Facts) (machine string, err error) {
 	c := p.Config
 	p.Arch = c.Arch
@@ -72,6 +73,12 @@ func checkAArch64(c *config.Config, machine string) error {
 	}
 	if c.DiskBus == config.BusIDE {
 		errs = append(errs, &config.Error{Var: "DISK_TYPE", Value: string(c.DiskBus), Accepted: "virtio, scsi or nvme for an aarch64 guest (the virt machine has no IDE)"})
+	}
+	if c.Hardware.TPM == config.TPMOn {
+		errs = append(errs, &config.Error{Var: "TPM", Value: "1", Accepted: "0 or auto for an aarch64 guest: the TPM is attached as x86's ISA TPM (tpm-tis) in this build"})
+	}
+	if c.Hardware.GPU != "" {
+		errs = append(errs, &config.Error{Var: "GPU", Value: c.Hardware.GPU, Accepted: "off for an aarch64 guest: GPU=intel is virtio-vga-gl, a VGA device the virt machine cannot boot with; GRAPHICS=vnc gives virtio-gpu"})
 	}
 	if c.Hardware.HyperV {
 		errs = append(errs, &config.Error{Var: "HYPERV", Value: "1", Accepted: "0 for an aarch64 guest (Hyper-V enlightenments are x86 CPU flags)"})

@@ -107,6 +107,8 @@ func TestMakePlanAArch64Refuses(t *testing.T) {
 		{"secure boot", map[string]string{"BOOT_MODE": "secure"}, armFacts, "BOOT_MODE", "x86_64 only"},
 		{"IDE", map[string]string{"DISK_TYPE": "ide"}, armFacts, "DISK_TYPE", "virtio, scsi or nvme"},
 		{"Hyper-V", map[string]string{"HYPERV": "1"}, armFacts, "HYPERV", "x86 CPU flags"},
+		{"TPM", map[string]string{"TPM": "1"}, armFacts, "TPM", "0 or auto"},
+		{"GPU", map[string]string{"GPU": "intel", "GPU_RENDER_NODE": ""}, armFacts, "GPU", "GRAPHICS=vnc"},
 		{"q35", map[string]string{"MACHINE": "q35"}, armFacts, "MACHINE", "virt"},
 		{"pc with a kernel", map[string]string{"MACHINE": "pc", "KERNEL": kernel, "BOOT_FROM": ""}, armFacts, "MACHINE", "virt"},
 		{"kvm on an x86_64 host", map[string]string{"ACCEL": "kvm"}, armFacts, "ACCEL", "the host is x86_64"},

@@ -43,6 +43,9 @@ wanted_modules=(
 	isofs
 	button evdev
 	virtio_scsi
+	9pnet 9pnet_virtio 9p
+	fuse virtiofs
+	xhci_pci usb_storage
 )
 # On arm64 the virt machine's power button is a GPIO key when the kernel
 # boots with a device tree (no firmware); ACPI's button is built in.
@@ -52,7 +55,8 @@ arm64_modules=(gpio_keys)
 # targets (about 11 s under TCG, and poweroff waits for it), so the kernel
 # does not scan by itself (scan=manual) and init scans only the first few
 # targets through sysfs. libata (AHCI) adds its devices regardless.
-declare -A module_args=([scsi_mod]="scan=manual")
+# usb-storage waits a second before its host is scanned by default.
+declare -A module_args=([scsi_mod]="scan=manual" [usb_storage]="delay_use=0")
 
 log() { echo "build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
