@@ -61,7 +61,7 @@ func FirmwareFiles(arch config.Arch, mode config.BootMode, exists func(string) b
 	switch {
 	case arch == config.ArchAArch64:
 		codes, varss, pkg = aavmfCode, aavmfVars, "qemu-efi-aarch64"
-		if mode == config.BootSecure { // config refuses it; a controller switch must too
+		if mode == config.BootSecure { // planArch refuses it; with no firmware found, a switch to it is refused too
 			codes, varss = nil, nil
 		}
 	case mode == config.BootSecure:
@@ -73,7 +73,7 @@ func FirmwareFiles(arch config.Arch, mode config.BootMode, exists func(string) b
 		}
 	}
 	if codes == nil {
-		return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode), Accepted: "uefi with ARCH=" + string(arch)}
+		return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode), Accepted: "uefi for an " + string(arch) + " guest"}
 	}
 	accepted := "legacy, or install " + pkg + " (Debian: apt-get install " + pkg + ")"
 	if arch == config.ArchAArch64 {
