@@ -212,7 +212,6 @@ type refusal struct {
 }
 
 var refusals = []refusal{
-	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
 	{"CATALOG_URL", nil, "unset: JSON catalogs are not read yet (issue 14); CATALOG takes a YAML catalog file (docs/images.md)"},
 	{"CATALOG_CACHE", nil, "unset: JSON catalogs are not read yet (issue 14); downloads are cached in DATA_DIR/cache"},
 	{"CATALOG_OFFLINE", []string{"0", "false", "no"}, "0: JSON catalogs are not read yet (issue 14); the built-in catalog and CATALOG (a YAML file) need no network"},

@@ -350,6 +350,9 @@ func displayArgs(s Spec) []string {
 		a = append(a, "-device", "qemu-xhci,id=usb")
 	}
 	a = append(a, "-device", "usb-tablet,bus=usb.0")
+	if d.USBKeyboard {
+		a = append(a, "-device", "usb-kbd,bus=usb.0")
+	}
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}

@@ -107,6 +107,9 @@ type Display struct {
 	// for SeaBIOS and a driver in OVMF, and every guest OS drives it.
 	Device string
 	Keymap string // -k layout for VNC clients that send keysyms; "": QEMU's en-us
+	// USBKeyboard adds a USB keyboard, for machines without a PS/2 one
+	// (arm64's virt).
+	USBKeyboard bool
 
 	// VNCHost and VNCDisplay are the TCP listener (port 5900+VNCDisplay);
 	// VNCDisplay < 0: none. Its password is read from PasswordFile by a

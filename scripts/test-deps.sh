@@ -8,6 +8,8 @@ needs=(
   qemu-system-x86_64 qemu-system-x86
   qemu-img qemu-utils
   /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
+  qemu-system-aarch64 qemu-system-arm
+  /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64
   /bin/busybox busybox-static
   cpio cpio
   xz xz-utils
