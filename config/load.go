@@ -4,12 +4,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,14 +38,7 @@ type Host struct {
 	PID1 bool
 }
 
-func nicPrefix(i int) string {
-	if i == 1 {
-		return "NETWORK_"
-	}
-	return fmt.Sprintf("NETWORK%d_", i)
-}
-
-var nicVar = regexp.MustCompile(`^NETWORK([0-9]+)_`)
+func nicPrefix(i int) string { return nicFamily.name(nicFamily.prefix, i) }
 
 // Load reads and validates the configuration from environ (os.Environ form
 // is converted by the caller with EnvMap).
@@ -74,7 +65,9 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
+	check(loadIPMI(c, environ))
 	check(loadShares(c, environ))
+	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -398,34 +391,10 @@ var models = map[string]string{
 var ifName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 func loadNICs(c *Config, environ map[string]string) error {
-	var errs []error
-	present := map[int]bool{1: true}
-	for _, k := range slices.Sorted(maps.Keys(environ)) {
-		m := nicVar.FindStringSubmatch(k)
-		if m == nil {
-			continue
-		}
-		i, _ := strconv.Atoi(m[1])
-		if i < 2 || i > MaxNICs || m[1] != strconv.Itoa(i) {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: "NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8"})
-			continue
-		}
-		if _, ok := environ[nicPrefix(i)+"MODE"]; !ok {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sMODE (nat, bridge, direct or none)", nicPrefix(i))})
-			continue
-		}
-		present[i] = true
-	}
-	for i := 1; i <= MaxNICs; i++ {
-		if !present[i] {
-			continue
-		}
-		var raw rawNIC
-		if err := env.ParseWithOptions(&raw, env.Options{Environment: environ, Prefix: nicPrefix(i)}); err != nil {
-			errs = append(errs, fmt.Errorf("reading %s*: %w", nicPrefix(i), err))
-			continue
-		}
-		nic, err := loadNIC(i, raw)
+	raws, err := readNumbered[rawNIC](environ, nicFamily)
+	errs := []error{err}
+	for _, r := range raws {
+		nic, err := loadNIC(r.N, r.Raw)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -441,16 +410,9 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	p := nicPrefix(i)
 	var errs []error
 	n := NIC{Index: i}
-	switch m := NetMode(strings.ToLower(raw.Mode)); m {
-	case NetNAT, NetBridge, NetDirect, NetNone:
-		n.Mode = m
-	default:
-		accepted := "nat, bridge, direct or none"
-		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
-			accepted = advice
-		}
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
-	}
+	var err error
+	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetContainer, NetNone)
+	errs = append(errs, err, loadNICAdditions(&n, raw))
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
@@ -684,6 +646,9 @@ func checkPortCollisions(c *Config) error {
 			return &Error{Var: "REDFISH_PORT", Value: strconv.Itoa(c.Redfish.Port), Accepted: "a port not already used by " + o}
 		}
 		owner[key{TCP, c.Redfish.Port}] = "REDFISH_PORT"
+	}
+	if c.IPMI.Enabled {
+		owner[key{UDP, c.IPMI.Port}] = "IPMI_PORT"
 	}
 	for _, f := range c.PortFwds {
 		k := key{f.Proto, f.HostPort}

@@ -330,6 +330,9 @@ func (c *Controller) powerOn(reason string) error {
 			return c.startFailed("confining QEMU", err, made)
 		}
 	}
+	if err := made.StartTPM(c.o.Reaper.Start, cred); err != nil {
+		return c.startFailed("starting the TPM", err, made)
+	}
 	args := qemu.Args(made.Spec)
 	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel),
 		zap.String("user", user), zap.Strings("args", config.RedactArgs(args)))

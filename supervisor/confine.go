@@ -120,6 +120,9 @@ type QEMUFiles struct {
 	Read  []string // files elsewhere QEMU reads (kernel, base image, firmware)
 	Write []string // files elsewhere QEMU reads and writes (host devices, 9p folders)
 	Root  string   // why QEMU must stay root; "": it need not
+	// Devices are character devices whose group QEMU's user joins, as it
+	// joins /dev/kvm's (a GPU's render node).
+	Devices []string
 }
 
 // Unreachable is a file QEMU's user could not open.
@@ -254,7 +257,7 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 	if os.Geteuid() != 0 {
 		return nil, "", nil
 	}
-	if u, err = LookupQEMUUser(setting, "/dev/kvm"); err == nil && u != nil && !canSwitchUser() {
+	if u, err = LookupQEMUUser(setting, append([]string{"/dev/kvm"}, f.Devices...)...); err == nil && u != nil && !canSwitchUser() {
 		// docker run --cap-drop ALL: root, but QEMU then has no
 		// capabilities either.
 		why := "vmrunner lacks CAP_CHOWN, CAP_SETUID or CAP_SETGID to hand QEMU to " + u.String()
