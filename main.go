@@ -437,8 +437,11 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		Virtiofsd:      vm.FindVirtiofsd(),
 		Swtpm:          vm.FindSwtpm(),
 	}
-	if cfg.Hardware.GPU != "" && cfg.Hardware.RenderNode == "" {
-		f.RenderNodes = vm.FindRenderNodes()
+	if cfg.Hardware.GPU != "" {
+		f.VirglMissing = vm.VirglModuleMissing()
+		if cfg.Hardware.RenderNode == "" {
+			f.RenderNodes = vm.FindRenderNodes()
+		}
 	}
 	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
 	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)

@@ -31,6 +31,7 @@ type Facts struct {
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
 	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
+	VirglMissing   bool                   // VirglModuleMissing: GPU=intel is refused
 	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
 	// or BootImageErr why it is refused.
 	BootImage    *BootImage

@@ -110,6 +110,10 @@ func TestPlanGPU(t *testing.T) {
 	if got := p.QEMUDevices(p.Spec); !slices.Equal(got, []string{"/dev/dri/renderD128"}) {
 		t.Errorf("QEMUDevices %q, want the render node, whose group QEMU joins", got)
 	}
+	f.VirglMissing = true
+	if _, err := MakePlan(c, f); !errors.As(err, &ce) || ce.Var != "GPU" || !strings.Contains(ce.Accepted, "qemu-system-gui") {
+		t.Errorf("GPU=intel with Debian's QEMU lacking its GL module: %v, want a GPU error naming qemu-system-gui", err)
+	}
 	if got := p.QEMUDevices(plan(t, nil, testFacts()).Spec); got != nil {
 		t.Errorf("QEMUDevices without a GPU: %q", got)
 	}
