@@ -64,8 +64,8 @@ ENV DATA_DIR=/data
 VOLUME ["/data"]
 
 # SSH (forwarded to the guest's 22), VNC (GRAPHICS=vnc), the web console
-# (GRAPHICS=novnc), Redfish. Each listens only when its setting asks.
-EXPOSE 2222 5900 6080 8443
+# (GRAPHICS=novnc), Redfish, IPMI. Each listens only when its setting asks.
+EXPOSE 2222 5900 6080 8443 623/udp
 
 # vmrunner turns SIGTERM into an ACPI power-button press and waits up to
 # SHUTDOWN_TIMEOUT (30 s): give `docker stop` more, e.g. `docker stop -t 40`

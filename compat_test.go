@@ -268,9 +268,15 @@ var dockerRunLines = []struct {
 	// vmrunner has no default BMC password: the line is refused, saying so.
 	{"Redfish", "REDFISH_ENABLE=1", []string{"REDFISH_PASSWORD", "required with REDFISH_ENABLE=1"}, true},
 	{"Redfish with a password", "REDFISH_ENABLE=1 REDFISH_PASSWORD=compat-secret", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}, false},
+	{"IPMI", "IPMI_ENABLE=1", []string{"IPMI_PASSWORD", "required with IPMI_ENABLE=1"}, true},
+	{"IPMI with a password", "IPMI_ENABLE=1 IPMI_PASSWORD=compat-ipmi-secret", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}, false},
 	{"networking: quick start", "", []string{"-netdev user,id=net1", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
 	{"networking: bridge", "NETWORK_MODE=bridge NETWORK_BRIDGE=br0", []string{"-netdev tap,id=net1,fd=3"}, false},
 	{"networking: direct", "NETWORK_MODE=direct NETWORK_DIRECT_DEV=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},
+	// Its networking page's container mode (eth1 stands in for the container's interface).
+	{"networking: container", "NETWORK_MODE=container NETWORK_CONTAINER_INTERFACE=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},
+	{"networking: nat subnet and network boot", "NETWORK_GUEST_IP=192.168.77.15 NETWORK_BOOT=1 IPXE_ENABLE=1",
+		[]string{"dhcpstart=192.168.77.15", "hostfwd=tcp:0.0.0.0:2222-192.168.77.15:22", "bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"}, false},
 }
 
 // TestSeedDockerRunLines runs the seed project's documented docker run

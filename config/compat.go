@@ -20,7 +20,7 @@ type rawHardware struct {
 	NoConsole       string `env:"NO_CONSOLE" envDefault:"0" help:"1: do not attach the serial console to stdin/stdout (it still goes to serial.log); as --no-console"`
 	GuestShell      string `env:"GUEST_SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
 	Shell           string `env:"SHELL" help:"the seed project's name for GUEST_SHELL, read only when vmrunner is PID 1 (a container's entrypoint): a login shell sets SHELL for every program it starts"`
-	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the first NIC)"`
+	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the boot NIC: NETWORK_BOOT's, else the first)"`
 	ForceISO        string `env:"FORCE_ISO" envDefault:"0" help:"1: boot an .iso BOOT_FROM again although the VM's disk already exists (default: the installed disk boots, the ISO stays attached behind it)"`
 	BlankDisk       string `env:"BLANK_DISK" envDefault:"0" help:"1: a blank disk of DISK_SIZE instead of the catalog image (as BOOT_FROM=blank)"`
 	DownloadRetries string `env:"DOWNLOAD_RETRIES" envDefault:"5" help:"retries of a failing image download (with backoff doubling from 1 s up to 30 s); a try that brought new bytes resets the count"`
@@ -213,18 +213,6 @@ type refusal struct {
 
 var refusals = []refusal{
 	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
-	{"NETWORK_CONTAINER_INTERFACE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE, or direct with NETWORK_DIRECT_DEV"},
-	{"NETWORK_CONTAINER_BRIDGE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE"},
-	{"NETWORK_GUEST_IP", nil, "unset: the nat network is QEMU's 10.0.2.0/24 with the guest at 10.0.2.15 (a choice of subnet is planned, issue 14)"},
-	{"NETWORK_GUEST_IP6", nil, "unset: the nat network's IPv6 is QEMU's fec0::/64 (a choice is planned, issue 14)"},
-	{"NETWORK_BOOT", []string{"0", "false", "no"}, "0: boot from the network with BOOT_ORDER (e.g. BOOT_ORDER=network,hd boots the first NIC)"},
-	{"IPXE_ENABLE", []string{"0", "false", "no"}, "0: network boot uses QEMU's own iPXE option ROM; choose it with BOOT_ORDER=network"},
-	{"IPXE_ROM_PATH", nil, "unset: QEMU's own option ROM of the NIC model is used (pass romfile= with EXTRA_ARGS if you must)"},
-	{"IPMI_ENABLE", []string{"0", "false", "no"}, "0: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1) for power and boot control"},
-	{"IPMI_USERNAME", nil, "unset: no IPMI in vmrunner; use REDFISH_USERNAME with REDFISH_ENABLE=1"},
-	{"IPMI_PASSWORD", nil, "unset: no IPMI in vmrunner; use REDFISH_PASSWORD with REDFISH_ENABLE=1"},
-	{"IPMI_PORT", nil, "unset: no IPMI in vmrunner; use REDFISH_PORT with REDFISH_ENABLE=1"},
-	{"IPMI_SYSTEM_ID", nil, "unset: no IPMI in vmrunner; use the Redfish endpoint (REDFISH_ENABLE=1)"},
 	{"CATALOG_URL", nil, "unset: JSON catalogs are not read yet (issue 14); CATALOG takes a YAML catalog file (docs/images.md)"},
 	{"CATALOG_CACHE", nil, "unset: JSON catalogs are not read yet (issue 14); downloads are cached in DATA_DIR/cache"},
 	{"CATALOG_OFFLINE", []string{"0", "false", "no"}, "0: JSON catalogs are not read yet (issue 14); the built-in catalog and CATALOG (a YAML file) need no network"},
@@ -243,20 +231,6 @@ func checkRefused(environ map[string]string) error {
 		errs = append(errs, &Error{Var: r.name, Value: v, Accepted: r.accepted})
 	}
 	return errors.Join(errs...)
-}
-
-// refusedValue is the advice for a value of a variable vmrunner has that
-// only the seed project accepts; "" when there is none. A NIC's variable
-// is asked by NIC 1's name (NETWORK3_MODE as NETWORK_MODE).
-func refusedValue(name, v string) string {
-	if first := nicFamily.firstName(name); first != "" {
-		name = first
-	}
-	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
-	case "NETWORK_MODE=container":
-		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
-	}
-	return ""
 }
 
 // refusedBootFrom is the advice for a BOOT_FROM the seed project takes and

@@ -104,13 +104,11 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "dri/renderD128"}, "GPU_RENDER_NODE", "not an absolute path"},
 		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/dev/dri/renderD200"}, "GPU_RENDER_NODE", "no such file"},
 		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
-		{map[string]string{"IPMI_ENABLE": "1"}, "IPMI_ENABLE", "REDFISH_ENABLE=1"},
-		{map[string]string{"IPMI_PASSWORD": "x"}, "IPMI_PASSWORD", "REDFISH_PASSWORD"},
 		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},
-		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
-		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
-		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_MODE", "bridge mode with NETWORK_BRIDGE"},
-		{map[string]string{"NETWORK3_MODE": "Container"}, "NETWORK3_MODE", "bridge mode with NETWORK_BRIDGE"},
+		{map[string]string{"NETWORK_BOOT": "1", "BOOT_ORDER": "hd"}, "NETWORK_BOOT", "hd,network"},
+		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=container"},
+		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_CONTAINER_INTERFACE", "required with NETWORK_MODE=container"},
+		{map[string]string{"NETWORK3_MODE": "Container"}, "NETWORK3_CONTAINER_INTERFACE", "required with NETWORK3_MODE=container"},
 		{map[string]string{"BOOT_FROM": "quay.io/containerdisks/fedora:40"}, "BOOT_FROM", "docker cp"},
 		{map[string]string{"BOOT_FROM": "https://example.com/disk.img.bz2"}, "BOOT_FROM", "xz, gzip or zstd"},
 		{map[string]string{"BOOT_FROM": "/images/appliance.ova"}, "BOOT_FROM", "unpack it first"},
@@ -128,7 +126,7 @@ func TestRefusedWithAdvice(t *testing.T) {
 		}
 	}
 	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"TPM": "1"}, {"GPU": "off"}, {"GPU": "intel"},
-		{"GPU": "intel", "GPU_RENDER_NODE": "/dev/null"}, {"DISK_TYPE": "usb"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"IPMI_ENABLE": "0"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
+		{"GPU": "intel", "GPU_RENDER_NODE": "/dev/null"}, {"DISK_TYPE": "usb"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
 		if _, err := Load(off, testHost); err != nil {
 			t.Errorf("Load(%v) = %v, want it accepted", off, err)
 		}

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -35,7 +36,11 @@ const (
 	NetNAT    NetMode = "nat"
 	NetBridge NetMode = "bridge"
 	NetDirect NetMode = "direct"
-	NetNone   NetMode = "none"
+	// NetContainer puts one of the container's own interfaces on a bridge
+	// made inside the container, with the guest's tap: the guest takes
+	// over that interface's network.
+	NetContainer NetMode = "container"
+	NetNone      NetMode = "none"
 )
 
 // DiskBus is how the guest's disks attach (DISK_TYPE).
@@ -86,6 +91,14 @@ type NIC struct {
 	Model     string           // QEMU device name, e.g. virtio-net-pci
 	MAC       net.HardwareAddr // nil: derive and persist
 	MTU       int              // 0: detect (NIC 1) or leave alone
+	// GuestIP and GuestIP6 are a nat NIC's guest address and prefix
+	// (NETWORK_GUEST_IP, NETWORK_GUEST_IP6); invalid (the zero value):
+	// QEMU's 10.0.2.15/24 and fec0::/64.
+	GuestIP, GuestIP6 netip.Prefix
+	Boot              bool // NETWORK_BOOT: the NIC the firmware boots from the network
+	// ContainerIf is the container's interface a container mode NIC
+	// takes over, ContainerBridge the bridge made for it.
+	ContainerIf, ContainerBridge string
 }
 
 // Prefix is the environment prefix of this NIC's variables.
@@ -132,7 +145,7 @@ type Config struct {
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration
-	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP; unset: on with Redfish
+	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP; unset: on with Redfish or IPMI
 	// MediaMaxSize and MediaMaxUnpacked cap a virtual medium's download
 	// (DOWNLOAD_MAX_SIZE, EXTRACT_MAX_SIZE), as they cap BOOT_FROM's.
 	MediaMaxSize, MediaMaxUnpacked int64
@@ -166,8 +179,18 @@ type Config struct {
 
 	Hardware Hardware // the seed project's machine and console options
 	Redfish  Redfish
+	IPMI     IPMI
 
 	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
+
+	IPXE IPXE
+}
+
+// IPXE is IPXE_ENABLE and IPXE_ROM_PATH: the boot NIC gets an iPXE option
+// ROM named on the command line.
+type IPXE struct {
+	Enabled bool
+	ROMPath string // "": Debian's ipxe-qemu ROM of the NIC's model, found at start-up
 }
 
 // Redfish is the BMC endpoint (REDFISH_*).

@@ -65,7 +65,9 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
+	check(loadIPMI(c, environ))
 	check(loadShares(c, environ))
+	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -409,8 +411,8 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	var errs []error
 	n := NIC{Index: i}
 	var err error
-	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetNone)
-	errs = append(errs, err)
+	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetContainer, NetNone)
+	errs = append(errs, err, loadNICAdditions(&n, raw))
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
@@ -644,6 +646,9 @@ func checkPortCollisions(c *Config) error {
 			return &Error{Var: "REDFISH_PORT", Value: strconv.Itoa(c.Redfish.Port), Accepted: "a port not already used by " + o}
 		}
 		owner[key{TCP, c.Redfish.Port}] = "REDFISH_PORT"
+	}
+	if c.IPMI.Enabled {
+		owner[key{UDP, c.IPMI.Port}] = "IPMI_PORT"
 	}
 	for _, f := range c.PortFwds {
 		k := key{f.Proto, f.HostPort}

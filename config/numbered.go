@@ -59,7 +59,7 @@ func newFamily(f family) family {
 }
 
 var (
-	nicFamily = newFamily(family{what: "NIC", prefix: "NETWORKn_", max: MaxNICs, unnumbered: true, key: "MODE", keyHelp: "nat, bridge, direct or none", always: []int{1},
+	nicFamily = newFamily(family{what: "NIC", prefix: "NETWORKn_", max: MaxNICs, unnumbered: true, key: "MODE", keyHelp: "nat, bridge, direct, container or none", always: []int{1},
 		raw: reflect.TypeOf(rawNIC{})})
 	shareFamily = newFamily(family{what: "share", prefix: "FILESYSTEMn_", max: MaxShares, unnumbered: true, key: "SOURCE", keyHelp: "the host folder to share",
 		raw: reflect.TypeOf(rawShare{})})

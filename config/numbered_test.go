@@ -30,14 +30,14 @@ func TestReadNumbered(t *testing.T) {
 	}{
 		{"NIC 1 always, with defaults", map[string]string{},
 			func(e map[string]string) string { return show(readNumbered[rawNIC](e, nicFamily)) },
-			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU:}}] []`},
+			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU: GuestIP: GuestIP6: Boot:0 ContIf: ContBr:}}] []`},
 		{"an empty MODE is set: its default applies", map[string]string{"NETWORK3_MODE": "", "NETWORK3_MTU": "9000"},
 			func(e map[string]string) string { return show(readNumbered[rawNIC](e, nicFamily)) },
-			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU:}} {N:3 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU:9000}}] []`},
+			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU: GuestIP: GuestIP6: Boot:0 ContIf: ContBr:}} {N:3 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU:9000 GuestIP: GuestIP6: Boot:0 ContIf: ContBr:}}] []`},
 		{"refused NIC names", map[string]string{"NETWORK1_MODE": "nat", "NETWORK9_MODE": "nat", "NETWORK02_MODE": "nat", "NETWORK4_MAC": "x"},
 			func(e map[string]string) string { return show(readNumbered[rawNIC](e, nicFamily)) },
-			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU:}}] ["NETWORK02_MODE: NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8" ` +
-				`"NETWORK1_MODE: NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8" "NETWORK4_MAC: only together with NETWORK4_MODE (nat, bridge, direct or none)" ` +
+			`[{N:1 Raw:{Mode:nat Bridge:br0 DirectDev:eth0 Model:virtio MAC: MTU: GuestIP: GuestIP6: Boot:0 ContIf: ContBr:}}] ["NETWORK02_MODE: NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8" ` +
+				`"NETWORK1_MODE: NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8" "NETWORK4_MAC: only together with NETWORK4_MODE (nat, bridge, direct, container or none)" ` +
 				`"NETWORK9_MODE: NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8"]`},
 		{"no share without SOURCE", map[string]string{"FILESYSTEM_TARGET": "/x", "FILESYSTEM2_SOURCE": "/srv"},
 			func(e map[string]string) string { return show(readNumbered[rawShare](e, shareFamily)) },

@@ -240,6 +240,39 @@ var scenarios = []struct {
 		s.Disk = "/data/vms/vm/disk.qcow2"
 		s.CDDrive, s.Boot = true, BootNetwork
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
+		s.NICs[0].Boot = true
+		return s
+	}},
+	{"nat_guest_ip", func() Spec {
+		// NETWORK_GUEST_IP=192.168.77.15, NETWORK_GUEST_IP6=fd00:77::15:
+		// the forwards go to the guest's address.
+		s := base()
+		s.Kernel = "/boot/vmlinuz"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{IPv6: true, Forwards: []Forward{{"tcp", "127.0.0.1", 2222, 22}, {"udp", "127.0.0.1", 5353, 53}},
+			Net: "192.168.77.0/24", Host: "192.168.77.2", DHCPStart: "192.168.77.15", DNS: "192.168.77.3",
+			IPv6Net: "fd00:77::/64", IPv6Host: "fd00:77::2", IPv6DNS: "fd00:77::3"})}
+		return s
+	}},
+	{"network_boot_first", func() Spec {
+		// NETWORK2_BOOT=1 and IPXE_ENABLE=1 without BOOT_ORDER: NIC 2
+		// with its iPXE ROM boots first, then the installer CD, the disk.
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDROM = "/data/install.iso"
+		s.NetworkFirst = true
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
+		s.NICs[1].Boot, s.NICs[1].ROMFile = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom"
+		return s
+	}},
+	{"network_first_installed", func() Spec {
+		// NETWORK_BOOT=1 on an installed VM: the NIC, the disk, then the CD.
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDROM = "/data/install.iso"
+		s.NetworkFirst = true
+		s.BootOrder = []BootDevice{BootDisk, BootCD}
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.NICs[0].Boot = true
 		return s
 	}},
 	{"comma_in_paths", func() Spec {
@@ -273,6 +306,7 @@ var scenarios = []struct {
 		s.MoreDisks = moreDisks()
 		s.CDROM = "/data/install.iso"
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.NICs[0].Boot = true
 		s.BootOrder = []BootDevice{BootNetwork, BootCD, BootDisk}
 		s.Hardware = Hardware{NoRNG: true, USB: true, Balloon: true, IOThread: true, HyperV: true}
 		return s

@@ -222,15 +222,28 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		if err := p.planHostLink(&np, f); err != nil {
 			return nil, err
 		}
-		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU}
+		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU,
+			Boot: n.Index == c.BootNIC().Index}
+		if qn.Boot && c.IPXE.Enabled {
+			if qn.ROMFile, err = ipxeROM(c, n, f.FirmwareExists); err != nil {
+				return nil, err
+			}
+			if n.Mode == config.NetNAT {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("IPXE_ENABLE=1 on NIC %d in nat mode: QEMU's user network answers DHCP but serves no boot file; "+
+					"a PXE server needs %sMODE=bridge, direct or container", n.Index, n.Prefix()))
+			}
+		}
 		switch n.Mode {
 		case config.NetNAT:
-			u := qemu.UserNet{IPv6: f.HostIPv6}
+			u := natBackend(n, f.HostIPv6)
+			if n.GuestIP6.IsValid() && !f.HostIPv6 {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%sGUEST_IP6=%s: this host has no IPv6, so NIC %d's nat network has none", n.Prefix(), n.GuestIP6, n.Index))
+			}
 			if n.Index == c.FirstNAT().Index {
 				u.Forwards = forwards(c)
 			}
 			qn.Backend = u
-		case config.NetBridge, config.NetDirect:
+		case config.NetBridge, config.NetDirect, config.NetContainer:
 			// By name until start-up opens it and numbers its fds
 			// (attachTaps).
 			np.Vhost = f.VhostNet
@@ -305,6 +318,55 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 	return nil
 }
 
+// natBackend is a nat NIC's user network: QEMU's default one, or the
+// subnet of NETWORK_GUEST_IP (and NETWORK_GUEST_IP6) with the guest's
+// address as its first DHCP lease, where the forwards also go.
+func natBackend(n config.NIC, ipv6 bool) qemu.UserNet {
+	u := qemu.UserNet{IPv6: ipv6}
+	nat := config.NATNetFor(n.GuestIP, n.GuestIP6)
+	if n.GuestIP.IsValid() {
+		u.Net, u.Host, u.DHCPStart, u.DNS = nat.Net.String(), nat.Host.String(), nat.Guest.String(), nat.DNS.String()
+	}
+	if n.GuestIP6.IsValid() && ipv6 {
+		u.IPv6Net, u.IPv6Host, u.IPv6DNS = nat.Net6.String(), nat.Host6.String(), nat.DNS6.String()
+	}
+	return u
+}
+
+// ipxeDirs are where Debian's ipxe-qemu puts its ROMs and where QEMU's own
+// data folder links them.
+var ipxeDirs = []string{"/usr/lib/ipxe/qemu", "/usr/share/qemu"}
+
+// ipxeStems name the ROM of each NIC model (pxe-STEM.rom, efi-STEM.rom).
+var ipxeStems = map[string]string{"virtio-net-pci": "virtio", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139",
+	"vmxnet3": "vmxnet3", "pcnet": "pcnet", "ne2k_pci": "ne2k_pci"}
+
+// ipxeROM is the option ROM of the boot NIC with IPXE_ENABLE=1:
+// IPXE_ROM_PATH, else ipxe-qemu's ROM of the NIC's model. efi-*.rom holds
+// both the BIOS and the UEFI driver; pxe-*.rom, the seed project's choice,
+// only the BIOS one, so it is preferred with BOOT_MODE=legacy alone.
+func ipxeROM(c *config.Config, n config.NIC, exists func(string) bool) (string, error) {
+	if c.IPXE.ROMPath != "" {
+		return absPath(c.IPXE.ROMPath)
+	}
+	kinds := []string{"efi", "pxe"}
+	if c.BootMode == config.BootLegacy {
+		kinds = []string{"pxe", "efi"}
+	}
+	var tried []string
+	for _, kind := range kinds {
+		for _, dir := range ipxeDirs {
+			path := filepath.Join(dir, kind+"-"+ipxeStems[n.Model]+".rom")
+			if exists != nil && exists(path) {
+				return path, nil
+			}
+			tried = append(tried, path)
+		}
+	}
+	return "", &config.Error{Var: "IPXE_ENABLE", Value: "1", Err: fmt.Errorf("no iPXE ROM for %s: tried %s", n.Model, strings.Join(tried, ", ")),
+		Accepted: "0, or install Debian's ipxe-qemu (apt-get install ipxe-qemu), or name the ROM with IPXE_ROM_PATH"}
+}
+
 func forwards(c *config.Config) []qemu.Forward {
 	var fw []qemu.Forward
 	if c.SSHPort != 0 {
@@ -334,6 +396,7 @@ func planHardware(s *qemu.Spec, c *config.Config) error {
 		return &config.Error{Var: "BOOT_ORDER", Value: strings.Join(h.BootOrder, ","), Accepted: "network only together with a NIC (NETWORK_MODE is none)"}
 	}
 	s.Hardware = qemu.Hardware{NoRNG: !h.RNG, USB: h.USB, Balloon: h.Balloon, IOThread: h.IOThread, HyperV: h.HyperV}
+	s.NetworkFirst = c.NetworkFirst()
 	return nil
 }
 

@@ -92,6 +92,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		NICs: []qemu.NIC{{
 			ID: "net1", Model: "virtio-net-pci", MAC: mac("testhost", 1),
 			Backend: qemu.UserNet{IPv6: true, Forwards: []qemu.Forward{{Proto: "tcp", HostAddr: "0.0.0.0", HostPort: 2222, GuestPort: 22}}},
+			Boot:    true,
 		}},
 		QMPSockets: []string{st + "/qmp.sock", st + "/qmp-probe.sock"},
 		GuestAgent: st + "/qga.sock",
@@ -264,6 +265,9 @@ func TestMakePlanErrors(t *testing.T) {
 		{"ide beyond the pc machine's 4 disks", map[string]string{"BOOT_FROM": "blank", "DISK_TYPE": "ide", "MACHINE": "pc",
 			"DISK2_SIZE": "1G", "DISK3_SIZE": "1G", "DISK4_SIZE": "1G", "DISK5_SIZE": "1G"}, testFacts(), "DISK_TYPE", "ide", "takes 4 IDE disks"},
 		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
+		{"missing container interface", map[string]string{"BOOT_FROM": "blank", "NETWORK2_MODE": "container", "NETWORK2_CONTAINER_INTERFACE": "net1"}, testFacts(),
+			"NETWORK2_CONTAINER_INTERFACE", "net1", "docker network connect"},
+		{"no iPXE ROM", map[string]string{"BOOT_FROM": "blank", "IPXE_ENABLE": "1"}, testFacts(), "IPXE_ENABLE", "1", "ipxe-qemu"},
 		{"unknown distro", map[string]string{"DISTRO": "ubunt-2404"}, testFacts(), "DISTRO", "ubunt-2404", "did you mean ubuntu-2404"},
 		{"distro without the firmware", map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, testFacts(), "BOOT_MODE", "legacy", "alpine boots with"},
 		{"unreadable catalog", map[string]string{"DISTRO": "debian-12", "CATALOG": "/no/such/catalog.yaml"}, func() Facts {
@@ -692,6 +696,25 @@ func TestArgvPerVariable(t *testing.T) {
 		{"IO_THREAD=1", map[string]string{"IO_THREAD": "1"}, nil, []string{diskDevice}, []string{"-object iothread,id=io0", "-device virtio-blk-pci,drive=disk0,iothread=io0,bootindex=1"}},
 		{"IO_THREAD=1 DISK_TYPE=nvme", map[string]string{"IO_THREAD": "1", "DISK_TYPE": "nvme"}, nil, []string{diskDevice}, []string{"-device nvme,serial=disk0,drive=disk0,bootindex=1"}},
 		{"BOOT_ORDER=network,hd", map[string]string{"BOOT_ORDER": "network,hd"}, nil, []string{dev1}, []string{dev1 + ",bootindex=0"}},
+		{"NETWORK_GUEST_IP", map[string]string{"NETWORK_GUEST_IP": "192.168.77.15", "NETWORK_GUEST_IP6": "fd00:77::15"}, nil, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=on,net=192.168.77.0/24,host=192.168.77.2,dhcpstart=192.168.77.15,dns=192.168.77.3," +
+				"ipv6-net=fd00:77::/64,ipv6-host=fd00:77::2,ipv6-dns=fd00:77::3,hostfwd=tcp:0.0.0.0:2222-192.168.77.15:22"}},
+		{"NETWORK_GUEST_IP6 without host IPv6", map[string]string{"NETWORK_GUEST_IP6": "fd00:77::15"}, func(f *Facts) { f.HostIPv6 = false }, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=off,hostfwd=tcp:0.0.0.0:2222-:22"}},
+		{"NETWORK2_GUEST_IP/16", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_GUEST_IP": "10.9.8.7/16"}, nil, nil,
+			[]string{"-netdev user,id=net2,ipv4=on,ipv6=on,net=10.9.0.0/16,host=10.9.0.2,dhcpstart=10.9.8.7,dns=10.9.0.3", "-device virtio-net-pci,netdev=net2,mac=" + m2}},
+		{"NETWORK_BOOT=1", map[string]string{"NETWORK_BOOT": "1"}, nil, []string{dev1, diskDevice},
+			[]string{dev1 + ",bootindex=0", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
+		{"NETWORK2_BOOT=1 BOOT_ORDER=hd,network", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_BOOT": "1", "BOOT_ORDER": "hd,network"}, nil, []string{diskDevice},
+			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", "-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2 + ",bootindex=1"}},
+		{"IPXE_ENABLE=1", map[string]string{"IPXE_ENABLE": "1"}, func(f *Facts) { f.FirmwareExists = existsIn(ovmfCode, ovmfVars, "/usr/lib/ipxe/qemu/efi-virtio.rom") },
+			[]string{dev1, diskDevice}, []string{dev1 + ",bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
+		{"IPXE_ENABLE=1 legacy e1000", map[string]string{"IPXE_ENABLE": "1", "BOOT_MODE": "legacy", "NETWORK_MODEL": "e1000", "BOOT_ORDER": "network,hd"},
+			func(f *Facts) {
+				f.FirmwareExists = existsIn("/usr/share/qemu/pxe-e1000.rom", "/usr/lib/ipxe/qemu/efi-e1000.rom")
+			},
+			[]string{dev1, codeDrive, varsDrive}, []string{"-device e1000,netdev=net1,mac=" + m1 + ",bootindex=0,romfile=/usr/share/qemu/pxe-e1000.rom"}},
+		{"NETWORK_MODE=container", map[string]string{"NETWORK_MODE": "container", "NETWORK_CONTAINER_INTERFACE": "eth0"}, nil, []string{nat1}, []string{"-netdev tap,id=net1,fd=3"}},
 		{"BOOT_ORDER=hd,network", map[string]string{"BOOT_ORDER": "hd,network"}, nil, []string{diskDevice, dev1},
 			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", dev1 + ",bootindex=1"}},
 		// The CD drive is always there (empty here), so BOOT_ORDER numbers it.

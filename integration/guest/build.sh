@@ -38,6 +38,8 @@ wanted_modules=(
 	isofs
 	button evdev
 	virtio_scsi
+	9pnet 9pnet_virtio 9p
+	fuse virtiofs
 	xhci_pci usb_storage
 )
 
