@@ -99,6 +99,25 @@ func TestHardwareTPM(t *testing.T) {
 	}
 }
 
+// TestHardwareTPMUEFI boots the test guest with TPM=1 under OVMF (UEFI),
+// whose own TPM 2.0 driver measures the boot before the kernel takes the
+// TPM over.
+func TestHardwareTPMUEFI(t *testing.T) {
+	needGuest(t)
+	_, err := exec.LookPath("swtpm")
+	need(t, "swtpm (apt-get install swtpm)", err == nil)
+	env := GuestEnv(t)
+	env["TPM"], env["BOOT_MODE"] = "1", "uefi"
+	env["KERNEL_CMDLINE"] = "console=ttyS0 no_timer_check vmtest.slaac_wait=1"
+	v := Start(t, env)
+	v.WaitLine(`tpm_tis \S+: 2\.0 TPM`, 4*time.Minute)
+	v.WaitReady()
+	v.Signal(syscall.SIGTERM)
+	if code := v.Wait(time.Minute); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}
+
 // swtpmPIDs are the swtpm processes whose control socket is sock.
 func swtpmPIDs(t *testing.T, sock string) []int {
 	t.Helper()
