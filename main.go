@@ -445,8 +445,11 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		HostArch:       config.HostArch(),
 		Swtpm:          vm.FindSwtpm(),
 	}
-	if cfg.Hardware.GPU != "" && cfg.Hardware.RenderNode == "" {
-		f.RenderNodes = vm.FindRenderNodes()
+	if cfg.Hardware.GPU != "" {
+		f.VirglMissing = vm.VirglModuleMissing()
+		if cfg.Hardware.RenderNode == "" {
+			f.RenderNodes = vm.FindRenderNodes()
+		}
 	}
 	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
 	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)

@@ -46,6 +46,7 @@ needs=(
   /usr/lib/qemu/virtiofsd qemu-system-common
   swtpm swtpm
   swtpm_setup swtpm-tools
+  /usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-gpu-gl.so qemu-system-gui
 )
 
 missing=()

@@ -32,6 +32,7 @@ type Facts struct {
 	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
 	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
 	HostArch       config.Arch            // config.HostArch; "": x86_64
+	VirglMissing   bool                   // VirglModuleMissing: GPU=intel is refused
 	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
 	// or BootImageErr why it is refused.
 	BootImage    *BootImage
