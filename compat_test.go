@@ -112,7 +112,7 @@ func readSeedRows(t *testing.T, f compatFiles) []seedRow {
 }
 
 // compatHost and compatFacts are a fixed machine: 16 GiB, 8 CPUs, 100 GiB
-// free, KVM, the bridge br0 and the NICs eth0 and eth1.
+// free, KVM, swtpm, an Intel GPU's render node, the bridge br0 and the NICs eth0 and eth1.
 func compatHost(dir string) config.Host {
 	// PID1: the seed project's users run it as a container's entrypoint,
 	// where its SHELL is theirs.
@@ -121,7 +121,8 @@ func compatHost(dir string) config.Host {
 }
 
 func compatFacts() vm.Facts {
-	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500, Virtiofsd: "/usr/lib/qemu/virtiofsd",
+	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500, Virtiofsd: "/usr/lib/qemu/virtiofsd", Swtpm: "/usr/bin/swtpm",
+		RenderNodes:    []string{"/dev/dri/renderD128"},
 		FirmwareExists: func(string) bool { return true },
 		Links: map[string]netcfg.Link{
 			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
@@ -267,6 +268,8 @@ var dockerRunLines = []struct {
 	// vmrunner has no default BMC password: the line is refused, saying so.
 	{"Redfish", "REDFISH_ENABLE=1", []string{"REDFISH_PASSWORD", "required with REDFISH_ENABLE=1"}, true},
 	{"Redfish with a password", "REDFISH_ENABLE=1 REDFISH_PASSWORD=compat-secret", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}, false},
+	{"IPMI", "IPMI_ENABLE=1", []string{"IPMI_PASSWORD", "required with IPMI_ENABLE=1"}, true},
+	{"IPMI with a password", "IPMI_ENABLE=1 IPMI_PASSWORD=compat-ipmi-secret", []string{"hostfwd=tcp:0.0.0.0:2222-:22"}, false},
 	{"networking: quick start", "", []string{"-netdev user,id=net1", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
 	{"networking: bridge", "NETWORK_MODE=bridge NETWORK_BRIDGE=br0", []string{"-netdev tap,id=net1,fd=3"}, false},
 	{"networking: direct", "NETWORK_MODE=direct NETWORK_DIRECT_DEV=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},

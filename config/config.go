@@ -51,6 +51,7 @@ const (
 	BusSCSI   DiskBus = "scsi"
 	BusNVMe   DiskBus = "nvme"
 	BusIDE    DiskBus = "ide"
+	BusUSB    DiskBus = "usb" // usb-storage on the USB controller (qemu-xhci)
 )
 
 // ExtraDisk is DISKn_SIZE: a blank qcow2 disk of the VM besides its own.
@@ -144,7 +145,7 @@ type Config struct {
 	GuestName       string
 	DataDir         string
 	ShutdownTimeout time.Duration
-	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP; unset: on with Redfish
+	KeepAlive       bool // KEEP_ALIVE_AFTER_VM_STOP; unset: on with Redfish or IPMI
 	// MediaMaxSize and MediaMaxUnpacked cap a virtual medium's download
 	// (DOWNLOAD_MAX_SIZE, EXTRACT_MAX_SIZE), as they cap BOOT_FROM's.
 	MediaMaxSize, MediaMaxUnpacked int64
@@ -178,6 +179,7 @@ type Config struct {
 
 	Hardware Hardware // the seed project's machine and console options
 	Redfish  Redfish
+	IPMI     IPMI
 
 	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
 

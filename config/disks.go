@@ -25,7 +25,7 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 		}
 	}
 	var err error
-	c.DiskBus, err = oneOf("DISK_TYPE", raw.DiskType, BusVirtio, BusSCSI, BusNVMe, BusIDE)
+	c.DiskBus, err = oneOf("DISK_TYPE", raw.DiskType, BusVirtio, BusSCSI, BusNVMe, BusIDE, BusUSB)
 	add(err)
 	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches...)
 	add(err)
@@ -55,15 +55,11 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 }
 
 // oneOf is the parser of every enumerated variable: v, with case and
-// surrounding space ignored, must be one of accepted; the error lists them,
-// or for a value only the seed project takes, says what to do instead.
+// surrounding space ignored, must be one of accepted; the error lists them.
 func oneOf[T ~string](name, v string, accepted ...T) (T, error) {
 	s := T(strings.ToLower(strings.TrimSpace(v)))
 	if slices.Contains(accepted, s) {
 		return s, nil
-	}
-	if advice := refusedValue(name, v); advice != "" {
-		return "", &Error{Var: name, Value: v, Accepted: advice}
 	}
 	names := make([]string, len(accepted))
 	for i, a := range accepted {

@@ -17,7 +17,7 @@ type section struct {
 }
 
 var sections = []section{
-	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{}), reflect.TypeOf(rawIPXE{})}, ""},
+	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{}), reflect.TypeOf(rawIPXE{}), reflect.TypeOf(rawIPMI{})}, ""},
 	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{nicFamily.raw}, nicPrefix(1)},
 	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{diskFamily.raw}, ""},
 	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{shareFamily.raw}, sharePrefix(1)},
@@ -155,6 +155,7 @@ func (c *Config) Effective() [][2]string {
 	out = append(out, c.Hardware.effective()...)
 	out = append(out, c.IPXE.effective()...)
 	out = append(out, c.Console.effective()...)
+	out = append(out, c.IPMI.effective()...)
 	for _, d := range c.ExtraDisks {
 		out = append(out, [2]string{fmt.Sprintf("DISK%d_SIZE", d.Index), fmt.Sprintf("%dM", d.Size>>20)})
 	}

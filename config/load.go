@@ -65,6 +65,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadCloudInit(c, raw))
 	check(loadConsole(c, raw))
 	check(loadRedfish(c, raw))
+	check(loadIPMI(c, environ))
 	check(loadShares(c, environ))
 	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
@@ -645,6 +646,9 @@ func checkPortCollisions(c *Config) error {
 			return &Error{Var: "REDFISH_PORT", Value: strconv.Itoa(c.Redfish.Port), Accepted: "a port not already used by " + o}
 		}
 		owner[key{TCP, c.Redfish.Port}] = "REDFISH_PORT"
+	}
+	if c.IPMI.Enabled {
+		owner[key{UDP, c.IPMI.Port}] = "IPMI_PORT"
 	}
 	for _, f := range c.PortFwds {
 		k := key{f.Proto, f.HostPort}

@@ -139,7 +139,7 @@ func TestLoadDefaults(t *testing.T) {
 		CloudInit:        true,
 		GuestUser:        "user",
 		VNCPort:          0,
-		Hardware:         Hardware{DownloadRetries: 5, RNG: true},
+		Hardware:         Hardware{DownloadRetries: 5, RNG: true, TPM: TPMAuto},
 		Console:          Console{Graphics: GraphicsNone},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -486,7 +486,7 @@ func TestLoadBadValues(t *testing.T) {
 		{map[string]string{"NETWORK_MTU": "67"}, "NETWORK_MTU", "67", "68 to 65535"},
 		{map[string]string{"NETWORK2_MODE": "tap"}, "NETWORK2_MODE", "tap", "nat, bridge, direct, container or none"},
 		{map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_MODEL": "foo"}, "NETWORK2_MODEL", "foo", "virtio"},
-		{map[string]string{"DISK_TYPE": "sata"}, "DISK_TYPE", "sata", "virtio, scsi, nvme or ide"},
+		{map[string]string{"DISK_TYPE": "sata"}, "DISK_TYPE", "sata", "virtio, scsi, nvme, ide or usb"},
 		{map[string]string{"DISK_CACHE": "direct"}, "DISK_CACHE", "direct", "none, writeback, writethrough, directsync or unsafe"},
 		{map[string]string{"DISK_IO": "aio"}, "DISK_IO", "aio", "native, threads or io_uring"},
 		{map[string]string{"DISK_IO": "native", "DISK_CACHE": "writeback"}, "DISK_IO", "native", "native needs DISK_CACHE=none"},

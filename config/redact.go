@@ -9,7 +9,7 @@ import (
 const Masked = "********"
 
 // secretVars are variables whose whole value is a secret.
-var secretVars = map[string]bool{"GUEST_PASSWORD": true, "REDFISH_PASSWORD": true}
+var secretVars = map[string]bool{"GUEST_PASSWORD": true, "REDFISH_PASSWORD": true, "IPMI_PASSWORD": true}
 
 var (
 	// urlUserInfo is the user:password@ of a URL; the user name goes too,
@@ -77,7 +77,7 @@ func RedactValue(name, value string) string {
 // every line while hiding nothing worth hiding.
 func (c *Config) Secrets() []string {
 	var out []string
-	for _, s := range []string{c.GuestPassword, c.Redfish.Password} {
+	for _, s := range []string{c.GuestPassword, c.Redfish.Password, c.IPMI.Password} {
 		if len(s) >= 4 {
 			out = append(out, s)
 		}

@@ -146,15 +146,13 @@ func loadShare(n int, raw rawShare) (Share, error) {
 		return Share{}, err
 	}
 
-	// virtiofsd 7.2 (C) passes owners and modes through as they are and
-	// has no read-only mode; 9p does both. A default driver falls back.
-	if s.Driver == ShareVirtiofs && (s.AccessMode != AccessPassthrough || s.ReadOnly) {
+	// virtiofsd 7.2 (C) passes owners and modes through as they are; 9p
+	// can map or squash them. A default driver falls back. (Read-only
+	// works with both: vmrunner mounts a virtiofs folder read-only for
+	// its virtiofsd.)
+	if s.Driver == ShareVirtiofs && s.AccessMode != AccessPassthrough {
 		if s.DriverSet {
-			why := p + "ACCESSMODE=" + s.AccessMode
-			if s.ReadOnly {
-				why = p + "READONLY=1 (virtiofsd has no read-only mode; QEMU's 9p enforces it on the host)"
-			}
-			return Share{}, &Error{Var: p + "DRIVER", Value: raw.Driver, Accepted: "9p with " + why + ", or virtiofs with passthrough and read-write"}
+			return Share{}, &Error{Var: p + "DRIVER", Value: raw.Driver, Accepted: "9p with " + p + "ACCESSMODE=" + s.AccessMode + ", or virtiofs with passthrough"}
 		}
 		s.Driver = Share9p
 	}

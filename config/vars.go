@@ -25,7 +25,7 @@ type rawMachine struct {
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G; max: 90 % of the space free in DATA_DIR, half: half of it"`
-	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
+	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, ide (6 disks on q35, 4 on pc), or usb (usb-storage; adds the USB controller)"`
 	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough, directsync (O_DIRECT and a sync per write; writethrough where refused) or unsafe"`
 	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none or directsync, which it needs), threads (the default otherwise) or io_uring"`
 	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`
@@ -34,7 +34,7 @@ type rawMachine struct {
 	GuestName       string `env:"GUEST_NAME" help:"VM name and state folder name (default: $HOSTNAME or the hostname, else the DISTRO name, else 'vm')"`
 	DataDir         string `env:"DATA_DIR" help:"state root; the VM lives in DATA_DIR/vms/GUEST_NAME (default: $XDG_STATE_HOME/vmrunner or ~/.local/state/vmrunner)"`
 	ShutdownTimeout string `env:"SHUTDOWN_TIMEOUT" envDefault:"30" help:"seconds the guest gets to power off after a stop signal"`
-	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner (default: 0, but 1 with REDFISH_ENABLE=1: powering the VM off must not end its BMC)"`
+	KeepAlive       string `env:"KEEP_ALIVE_AFTER_VM_STOP" help:"1: when the guest powers off or QEMU ends, vmrunner stays up with the VM off (vmrunner start powers it on again from the same state folder); SIGTERM then stops the VM and vmrunner (default: 0, but 1 with REDFISH_ENABLE=1 or IPMI_ENABLE=1: powering the VM off must not end its BMC)"`
 	PowerOnAtStart  string `env:"POWER_ON_AT_START" envDefault:"1" help:"0: do not power the VM on when vmrunner starts; it waits, off, for vmrunner start (or a BMC)"`
 	ExtraArgs       string `env:"EXTRA_ARGS" help:"extra QEMU arguments, shell-quoted, appended last"`
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
@@ -105,5 +105,5 @@ type rawShare struct {
 	Target     string `env:"TARGET" help:"where the guest mounts it (default: /mnt/share, /mnt/shareN for share N)"`
 	Driver     string `env:"DRIVER" help:"virtiofs (the default; falls back to 9p with a warning where virtiofsd cannot serve the share) or 9p; given explicitly, no fallback"`
 	AccessMode string `env:"ACCESSMODE" help:"passthrough (the default: owners and modes as the guest sets them), mapped (kept in xattrs, 9p only) or squash (owner changes ignored, 9p only)"`
-	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced by QEMU on the host; 9p)"`
+	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced on the host: QEMU for 9p, a read-only mount for virtiofsd)"`
 }

@@ -12,7 +12,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, tpmArgs, consoleArgs, qmpArgs,
 		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
@@ -89,6 +89,9 @@ func diskArgs(s Spec) []string {
 	if scsiDisks(s) {
 		a = scsiController()
 	}
+	if usbDisks(s) {
+		a = usbDiskController()
+	}
 	if ioThread(s) {
 		a = append(a, "-object", "iothread,id="+ioThreadID)
 	}
@@ -163,6 +166,8 @@ func diskDevice(s Spec, i int, id string) string {
 		return "nvme,serial=" + id + ",drive=" + id
 	case BusIDE:
 		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
+	case BusUSB:
+		return "usb-storage,bus=usb.0,drive=" + id
 	}
 	if ioThread(s) {
 		return "virtio-blk-pci,drive=" + id + ",iothread=" + ioThreadID
@@ -328,21 +333,26 @@ func consoleArgs(s Spec) []string {
 	return append([]string{
 		"-chardev", "stdio,id=serial0,signal=off",
 		"-serial", "chardev:serial0",
-		"-display", "none",
-	}, displayArgs(s.Display)...)
+		"-display", displayBackend(s),
+	}, displayArgs(s)...)
 }
 
 // displayArgs adds the screen, an absolute pointer (a USB tablet, so VNC
 // clients' cursors match the guest's) and the VNC listeners.
-func displayArgs(d *Display) []string {
+// With a GPU and no display, the guest still gets the GPU, for rendering.
+func displayArgs(s Spec) []string {
+	d := s.Display
 	if d == nil {
+		if s.GPU != nil {
+			return []string{"-device", videoDevice(s) + ",id=video0"}
+		}
 		return nil
 	}
-	a := []string{
-		"-device", d.Device + ",id=video0",
-		"-device", "qemu-xhci,id=usb",
-		"-device", "usb-tablet,bus=usb.0",
+	a := []string{"-device", videoDevice(s) + ",id=video0"}
+	if !usbDisks(s) {
+		a = append(a, "-device", "qemu-xhci,id=usb")
 	}
+	a = append(a, "-device", "usb-tablet,bus=usb.0")
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}
@@ -372,6 +382,11 @@ func qmpArgs(s Spec) []string {
 	return a
 }
 
+// GuestAgentPort is the agent port's device id: QEMU names it in the
+// VSERPORT_CHANGE event it sends when the guest opens or closes the port
+// (only for ports with an id).
+const GuestAgentPort = "qga0port"
+
 // guestAgentArgs gives the guest the port qemu-guest-agent looks for, its
 // host end a unix socket vmrunner connects to. wait=off: QEMU does not wait
 // for a client before starting the guest.
@@ -382,7 +397,7 @@ func guestAgentArgs(s Spec) []string {
 	return []string{
 		"-chardev", "socket,id=qga0,path=" + escape(s.GuestAgent) + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser0",
-		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0,id=" + GuestAgentPort,
 	}
 }
 

@@ -311,6 +311,39 @@ var scenarios = []struct {
 		s.Hardware = Hardware{NoRNG: true, USB: true, Balloon: true, IOThread: true, HyperV: true}
 		return s
 	}},
+	{"tpm", func() Spec {
+		s := base()
+		s.TPM = &TPM{Socket: "/data/vms/vm,1/tpm.sock"}
+		return s
+	}},
+	{"gpu_headless", func() Spec {
+		s := base()
+		s.GPU = &GPU{RenderNode: "/dev/dri/renderD128"}
+		return s
+	}},
+	{"gpu_vnc", func() Spec {
+		s := base()
+		s.GPU = &GPU{RenderNode: "/dev/dri/by-path/pci-0000:00:02.0,render"}
+		s.Display = display()
+		return s
+	}},
+	// The disks bring the USB controller; the display and USB=1 add only
+	// their tablet, once.
+	{"disks_usb_display_usb", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus = BusUSB
+		s.Display = display()
+		s.Hardware.USB = true
+		return s
+	}},
+	{"disks_usb", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBus = BusUSB
+		return s
+	}},
 	{"boot_order_hd_only", func() Spec {
 		s := base()
 		s.Disk = "/data/vms/vm/disk.qcow2"
@@ -464,8 +497,22 @@ func TestArgsProperties(t *testing.T) {
 				t.Errorf("%d -qmp for %d sockets", got, len(s.QMPSockets))
 			}
 			checkDisplay(t, s, args)
-			if !slices.Equal(option(args, "-display"), []string{"none"}) {
-				t.Errorf("-display %q, want none", option(args, "-display"))
+			// QEMU's own window never opens; a GPU renders headless.
+			wantDisplay := "none"
+			if s.GPU != nil {
+				wantDisplay = "egl-headless,rendernode=" + escape(s.GPU.RenderNode)
+			}
+			if !slices.Equal(option(args, "-display"), []string{wantDisplay}) {
+				t.Errorf("-display %q, want %s", option(args, "-display"), wantDisplay)
+			}
+			usb := 0
+			for _, d := range option(args, "-device") {
+				if strings.HasPrefix(d, "qemu-xhci,") {
+					usb++
+				}
+			}
+			if want := min(1, len(option(args, "-vnc"))+len(slices.DeleteFunc(option(args, "-device"), func(d string) bool { return !strings.HasPrefix(d, "usb-") }))); usb != want {
+				t.Errorf("%d USB controllers, want %d (one when any USB device is there)", usb, want)
 			}
 		})
 	}

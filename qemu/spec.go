@@ -51,6 +51,20 @@ type Spec struct {
 	// BootOrder (NETWORK_BOOT or IPXE_ENABLE without BOOT_ORDER).
 	NetworkFirst bool
 	Hardware     Hardware
+	TPM          *TPM // nil: no TPM
+	GPU          *GPU // nil: no 3D; the display (if any) is std VGA
+}
+
+// TPM is a TPM 2.0 emulated by swtpm, which QEMU reaches on its control
+// socket.
+type TPM struct {
+	Socket string
+}
+
+// GPU is a virtio GPU with virgl 3D, rendered through EGL on the host's
+// render node, with or without a VNC display.
+type GPU struct {
+	RenderNode string
 }
 
 // Hardware is the optional devices; the zero value is the default set.
@@ -119,6 +133,7 @@ const (
 	BusSCSI   = "scsi"   // scsi-hd on the virtio-scsi controller the CDs use
 	BusNVMe   = "nvme"   // one NVMe controller per disk
 	BusIDE    = "ide"    // ide-hd on the machine's own AHCI (q35) or IDE (pc)
+	BusUSB    = "usb"    // usb-storage on the USB controller (qemu-xhci)
 )
 
 // Drive is a disk other than the VM's own overlay.

@@ -29,6 +29,8 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
+	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
+	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
 	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
 	// or BootImageErr why it is refused.
 	BootImage    *BootImage
@@ -113,6 +115,7 @@ type Plan struct {
 	// guest mounts (cloud-init).
 	Virtiofsd []VirtiofsdPlan
 	Mounts    []cloudinit.Mount
+	TPM       *TPMPlan // nil: no run has a TPM
 }
 
 // Firmware is a UEFI code file and the template of its variables.
@@ -159,6 +162,13 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		}
 	}
 	if err := planHardware(&s, c); err != nil {
+		return nil, err
+	}
+	if err := p.planTPM(f); err != nil {
+		return nil, err
+	}
+	s.TPM = p.tpmSpec(c.BootMode)
+	if err := p.planGPU(&s, f); err != nil {
 		return nil, err
 	}
 	if w := shellWarning(c); w != "" {
@@ -265,6 +275,9 @@ func (p *Plan) sockets(s qemu.Spec) []string {
 		if sh.Virtiofs {
 			out = append(out, sh.Socket)
 		}
+	}
+	if p.TPM != nil {
+		out = append(out, p.TPM.Socket)
 	}
 	return out
 }

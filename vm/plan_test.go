@@ -28,7 +28,8 @@ const (
 )
 
 // testFacts is a host with KVM, IPv6, a 1500 MTU default route, Debian's
-// OVMF, the bridge br0 and the NIC eth0, and no vhost-net.
+// OVMF and swtpm, the bridge br0 and the NIC eth0, and no vhost-net nor
+// render node.
 func testFacts() Facts {
 	return Facts{
 		KVMUsable:  true,
@@ -41,6 +42,7 @@ func testFacts() Facts {
 			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
 			"eth0": {Name: "eth0", Kind: "device", MTU: 1500},
 		},
+		Swtpm: "/usr/bin/swtpm",
 	}
 }
 
@@ -552,6 +554,7 @@ func TestArgvPerVariable(t *testing.T) {
 	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
 	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
 	qga := "-chardev socket,id=qga0,path=" + st + "/qga.sock,server=on,wait=off"
+	tpm := []string{"-chardev socket,id=chrtpm,path=" + st + "/tpm.sock", "-tpmdev emulator,id=tpm0,chardev=chrtpm", "-device tpm-tis,tpmdev=tpm0"}
 
 	type facts func(*Facts)
 	tests := []struct {
@@ -576,8 +579,30 @@ func TestArgvPerVariable(t *testing.T) {
 		{"BOOT_MODE=legacy", map[string]string{"BOOT_MODE": "legacy"}, nil, []string{codeDrive, varsDrive}, nil},
 		{"BOOT_MODE=secure", map[string]string{"BOOT_MODE": "secure"}, nil,
 			[]string{"-machine q35", codeDrive},
+			append([]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}, tpm...)},
+		{"BOOT_MODE=secure TPM=0", map[string]string{"BOOT_MODE": "secure", "TPM": "0"}, nil,
+			[]string{"-machine q35", codeDrive},
 			[]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
 				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}},
+		{"BOOT_MODE=secure without swtpm", map[string]string{"BOOT_MODE": "secure"}, func(f *Facts) { f.Swtpm = "" },
+			[]string{"-machine q35", codeDrive},
+			[]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}},
+		{"TPM=1", map[string]string{"TPM": "1"}, nil, nil, tpm},
+		{"TPM=auto", map[string]string{"TPM": "auto"}, nil, nil, nil},
+		{"TPM=0", map[string]string{"TPM": "0"}, nil, nil, nil},
+		{"GPU=intel", map[string]string{"GPU": "intel"}, func(f *Facts) { f.RenderNodes = []string{"/dev/dri/renderD129", "/dev/dri/renderD130"} },
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/dri/renderD129", "-device virtio-vga-gl,id=video0"}},
+		{"GPU=intel GPU_RENDER_NODE", map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/dev/null"}, nil,
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/null", "-device virtio-vga-gl,id=video0"}},
+		{"GPU=intel GRAPHICS=vnc", map[string]string{"GPU": "intel", "GRAPHICS": "vnc"}, func(f *Facts) { f.RenderNodes = []string{"/dev/dri/renderD128"} },
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/dri/renderD128", "-device virtio-vga-gl,id=video0", "-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0", "-object secret,id=vncpass,format=raw,file=" + vncpw, "-vnc 0.0.0.0:0,id=vnc0,password-secret=vncpass", "-vnc unix:" + vncsock + ",id=web"}},
+		{"DISK_TYPE=usb", map[string]string{"DISK_TYPE": "usb"}, nil, []string{diskDevice}, []string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=usb USB=1", map[string]string{"DISK_TYPE": "usb", "USB": "1"}, nil, []string{diskDevice},
+			[]string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1", "-device usb-tablet,bus=usb.0"}},
+		{"DISK_TYPE=usb GRAPHICS=novnc", map[string]string{"DISK_TYPE": "usb", "GRAPHICS": "novnc"}, nil, []string{diskDevice},
+			[]string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1", "-device VGA,id=video0", "-device usb-tablet,bus=usb.0", "-vnc unix:" + vncsock + ",id=web"}},
 		{"KERNEL INITRD KERNEL_CMDLINE", map[string]string{"KERNEL": kernel, "INITRD": initrd, "KERNEL_CMDLINE": "console=ttyS0 root=/dev/vda1"}, nil,
 			nil, []string{"-kernel " + kernel, "-initrd " + initrd, "-append console=ttyS0 root=/dev/vda1"}},
 		{"KERNEL without a disk", map[string]string{"KERNEL": kernel, "BOOT_FROM": ""}, nil,

@@ -133,7 +133,8 @@ type Run struct {
 	Spec     qemu.Spec
 	Warnings []string
 	inherited
-	c cleanups
+	tpm *TPMPlan // started by StartTPM once QEMU's user is known
+	c   cleanups
 }
 
 // Files are what QEMU inherits as fds 3, 4, …
@@ -151,7 +152,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 	if err != nil {
 		return nil, err
 	}
-	out := &Run{Spec: spec}
+	out := &Run{Spec: spec, tpm: p.TPM}
 	steps := []step{
 		{"stale sockets", func(context.Context) error { return p.staleSockets(out) }},
 		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
@@ -203,6 +204,7 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 		}
 		spec.Firmware = &qemu.Firmware{Code: fw.Code, Vars: p.Paths.Vars, Secure: mode == config.BootSecure}
 	}
+	spec.TPM = p.tpmSpec(mode)
 	return spec, nil
 }
 
@@ -240,7 +242,7 @@ func (p *Plan) checkStateFiles() error {
 	for _, f := range files {
 		errs = append(errs, checkPrivate(f, false))
 	}
-	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control, ps.VNCSocket} {
+	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control, ps.VNCSocket, ps.TPMSocket()} {
 		errs = append(errs, checkPrivate(s, true))
 	}
 	return errors.Join(errs...)
