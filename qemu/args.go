@@ -291,6 +291,9 @@ func nicArgs(s Spec) []string {
 		if n.ROMFile != "" {
 			dev += ",romfile=" + escape(n.ROMFile)
 		}
+		if n.ModernOnly {
+			dev += ",disable-legacy=on"
+		}
 		a = append(a, "-netdev", n.Backend.netdev(n.ID), "-device", dev)
 	}
 	return a

@@ -285,7 +285,7 @@ var scenarios = []struct {
 		s.CDROM = "/data/install.iso"
 		s.NetworkFirst = true
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
-		s.NICs[1].Boot, s.NICs[1].ROMFile = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom"
+		s.NICs[1].Boot, s.NICs[1].ROMFile, s.NICs[1].ModernOnly = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom", true
 		return s
 	}},
 	{"network_first_installed", func() Spec {

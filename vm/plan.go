@@ -244,6 +244,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			if qn.ROMFile, err = ipxeROM(c, n, f.FirmwareExists); err != nil {
 				return nil, err
 			}
+			// Debian's virtio ROMs are for the modern device (see
+			// qemu.NIC.ModernOnly); a ROM of the user's is taken as is.
+			qn.ModernOnly = n.Model == "virtio-net-pci" && c.IPXE.ROMPath == ""
 			if n.Mode == config.NetNAT {
 				p.Warnings = append(p.Warnings, fmt.Sprintf("IPXE_ENABLE=1 on NIC %d in nat mode: QEMU's user network answers DHCP but serves no boot file; "+
 					"a PXE server needs %sMODE=bridge, direct or container", n.Index, n.Prefix()))
