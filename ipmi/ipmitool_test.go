@@ -23,7 +23,7 @@ const (
 )
 
 type bmc struct {
-	t    *testing.T
+	t    testing.TB
 	vm   *fakeVM
 	port int
 	logs *observer.ObservedLogs
@@ -32,7 +32,7 @@ type bmc struct {
 
 // startBMC serves a BMC over a fake VM on a loopback port; opts change
 // its options.
-func startBMC(t *testing.T, opts ...func(*Options)) *bmc {
+func startBMC(t testing.TB, opts ...func(*Options)) *bmc {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
