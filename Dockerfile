@@ -37,7 +37,8 @@ RUN apt-get update && \
 FROM ${RUNTIME_IMAGE}
 # qemu-system-x86 brings SeaBIOS; ipxe-qemu the NICs' option ROMs (virtio-net
 # needs them, and a Redfish Pxe boot runs them), named since QEMU only
-# recommends it; ovmf is UEFI and Secure Boot; qemu-utils is qemu-img.
+# recommends it; ovmf is UEFI and Secure Boot; qemu-utils is qemu-img; swtpm
+# emulates the TPM (TPM=1, and TPM=auto with BOOT_MODE=secure).
 # Translations and manuals are left out, as in Debian's slim images (QEMU's
 # dependencies would bring over 50 MB of translations).
 RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/man/*' \
@@ -45,7 +46,7 @@ RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/ma
         'path-include=/usr/share/doc/*/copyright' >/etc/dpkg/dpkg.cfg.d/vmrunner-slim && \
     apt-get update && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        qemu-system-x86 ipxe-qemu qemu-utils ovmf && \
+        qemu-system-x86 ipxe-qemu qemu-utils ovmf swtpm && \
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 COPY --from=novnc /usr/share/novnc /usr/share/novnc

@@ -112,7 +112,7 @@ func readSeedRows(t *testing.T, f compatFiles) []seedRow {
 }
 
 // compatHost and compatFacts are a fixed machine: 16 GiB, 8 CPUs, 100 GiB
-// free, KVM, the bridge br0 and the NICs eth0 and eth1.
+// free, KVM, swtpm, an Intel GPU's render node, the bridge br0 and the NICs eth0 and eth1.
 func compatHost(dir string) config.Host {
 	// PID1: the seed project's users run it as a container's entrypoint,
 	// where its SHELL is theirs.
@@ -121,7 +121,8 @@ func compatHost(dir string) config.Host {
 }
 
 func compatFacts() vm.Facts {
-	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500, Virtiofsd: "/usr/lib/qemu/virtiofsd",
+	return vm.Facts{KVMUsable: true, HostIPv6: true, DefaultMTU: 1500, Virtiofsd: "/usr/lib/qemu/virtiofsd", Swtpm: "/usr/bin/swtpm",
+		RenderNodes:    []string{"/dev/dri/renderD128"},
 		FirmwareExists: func(string) bool { return true },
 		Links: map[string]netcfg.Link{
 			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
@@ -141,7 +142,9 @@ func dryRun(env map[string]string, dir string) (compatRun, error) {
 	if err != nil {
 		return compatRun{}, err
 	}
-	plan, err := vm.MakePlan(cfg, compatFacts())
+	facts := compatFacts()
+	facts.BootImage, facts.BootImageErr = vm.InspectBootImage(cfg)
+	plan, err := vm.MakePlan(cfg, facts)
 	if err != nil {
 		return compatRun{}, err
 	}
@@ -270,6 +273,10 @@ var dockerRunLines = []struct {
 	{"networking: quick start", "", []string{"-netdev user,id=net1", "hostfwd=tcp:0.0.0.0:2222-:22"}, false},
 	{"networking: bridge", "NETWORK_MODE=bridge NETWORK_BRIDGE=br0", []string{"-netdev tap,id=net1,fd=3"}, false},
 	{"networking: direct", "NETWORK_MODE=direct NETWORK_DIRECT_DEV=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},
+	// Its networking page's container mode (eth1 stands in for the container's interface).
+	{"networking: container", "NETWORK_MODE=container NETWORK_CONTAINER_INTERFACE=eth1", []string{"-netdev tap,id=net1,fd=3"}, false},
+	{"networking: nat subnet and network boot", "NETWORK_GUEST_IP=192.168.77.15 NETWORK_BOOT=1 IPXE_ENABLE=1",
+		[]string{"dhcpstart=192.168.77.15", "hostfwd=tcp:0.0.0.0:2222-192.168.77.15:22", "bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"}, false},
 }
 
 // TestSeedDockerRunLines runs the seed project's documented docker run

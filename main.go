@@ -307,7 +307,8 @@ func supervise(plan *vm.Plan, log *zap.Logger) int {
 func confineQEMU(plan *vm.Plan, spec qemu.Spec, base string, log *zap.Logger) (*supervisor.QEMUUser, error) {
 	cfg := plan.Config
 	own, read, write := plan.QEMUFiles(spec, base)
-	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write}
+	files := supervisor.QEMUFiles{State: plan.Paths.State, Own: own, Read: read, Write: write,
+		Root: plan.QEMURoot(spec), Devices: plan.QEMUDevices(spec)}
 	u, warning, err := supervisor.Confine(cfg.QEMUUser, files)
 	if err != nil {
 		return nil, &config.Error{Var: "QEMU_USER", Value: cfg.QEMUUser,
@@ -441,7 +442,13 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 		Virtiofsd:      vm.FindVirtiofsd(),
+		Swtpm:          vm.FindSwtpm(),
 	}
+	if cfg.Hardware.GPU != "" && cfg.Hardware.RenderNode == "" {
+		f.RenderNodes = vm.FindRenderNodes()
+	}
+	f.Catalog, f.CatalogErr = vm.ReadCatalog(cfg)
+	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
 	if cfg.Accel != config.AccelTCG {

@@ -198,9 +198,9 @@ func TestBinaryConfigError(t *testing.T) {
 		want             []string
 	}{
 		{"bad MEMORY", "MEMORY", "lots", []string{`MEMORY="lots"`, "accepted:"}},
-		{"bad NETWORK_MODE", "NETWORK_MODE", "host", []string{`NETWORK_MODE="host"`, "nat, bridge, direct or none"}},
+		{"bad NETWORK_MODE", "NETWORK_MODE", "host", []string{`NETWORK_MODE="host"`, "nat, bridge, direct, container or none"}},
 		{"bad NIC index", "NETWORK9_MODE", "nat", []string{`NETWORK9_MODE="nat"`}},
-		{"bad DISK_TYPE", "DISK_TYPE", "floppy", []string{`DISK_TYPE="floppy"`, "virtio, scsi, nvme or ide"}},
+		{"bad DISK_TYPE", "DISK_TYPE", "floppy", []string{`DISK_TYPE="floppy"`, "virtio, scsi, nvme, ide or usb"}},
 		{"bad disk number", "DISK7_SIZE", "1G", []string{`DISK7_SIZE="1G"`, "DISK2_SIZE to DISK6_SIZE"}},
 		{"missing DEVICE", "DEVICE", "/dev/vmrunner-no-such-disk", []string{`DEVICE="/dev/vmrunner-no-such-disk"`, "no such file", "block device or regular file"}},
 		{"DEVICE a character device", "DEVICE2", "/dev/null", []string{`DEVICE2="/dev/null"`, "is a character device"}},

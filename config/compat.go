@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,7 +20,7 @@ type rawHardware struct {
 	NoConsole       string `env:"NO_CONSOLE" envDefault:"0" help:"1: do not attach the serial console to stdin/stdout (it still goes to serial.log); as --no-console"`
 	GuestShell      string `env:"GUEST_SHELL" help:"login shell of GUEST_USER in the guest, an absolute path (default /bin/bash)"`
 	Shell           string `env:"SHELL" help:"the seed project's name for GUEST_SHELL, read only when vmrunner is PID 1 (a container's entrypoint): a login shell sets SHELL for every program it starts"`
-	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the first NIC)"`
+	BootOrder       string `env:"BOOT_ORDER" help:"boot devices in order, comma separated: hd, cdrom, network (default: cdrom,hd; network boots the boot NIC: NETWORK_BOOT's, else the first)"`
 	ForceISO        string `env:"FORCE_ISO" envDefault:"0" help:"1: boot an .iso BOOT_FROM again although the VM's disk already exists (default: the installed disk boots, the ISO stays attached behind it)"`
 	BlankDisk       string `env:"BLANK_DISK" envDefault:"0" help:"1: a blank disk of DISK_SIZE instead of the catalog image (as BOOT_FROM=blank)"`
 	DownloadRetries string `env:"DOWNLOAD_RETRIES" envDefault:"5" help:"retries of a failing image download (with backoff doubling from 1 s up to 30 s); a try that brought new bytes resets the count"`
@@ -29,6 +30,9 @@ type rawHardware struct {
 	RNG             string `env:"RNG" envDefault:"1" help:"0: no virtio RNG (guests then gather entropy slowly)"`
 	IOThread        string `env:"IO_THREAD" envDefault:"0" help:"1: virtio disks do their I/O in their own thread (iothread)"`
 	HyperV          string `env:"HYPERV" envDefault:"0" help:"1: Hyper-V enlightenments on -cpu, for Windows guests"`
+	TPM             string `env:"TPM" envDefault:"auto" help:"a TPM 2.0 emulated by swtpm, its state kept in the state folder: auto (on with BOOT_MODE=secure when swtpm is installed), 1 (swtpm required) or 0"`
+	GPU             string `env:"GPU" envDefault:"off" help:"off, or intel: a virtio GPU with 3D (virgl) rendered on the host's render node; works with GRAPHICS=vnc/novnc"`
+	RenderNode      string `env:"GPU_RENDER_NODE" help:"the host render node GPU=intel renders on (default: the first /dev/dri/renderD* that opens read-write)"`
 }
 
 // Hardware is the seed project's machine and console options.
@@ -44,7 +48,24 @@ type Hardware struct {
 	RNG             bool
 	IOThread        bool
 	HyperV          bool
+	TPM             TPMSetting
+	GPU             string // "" (off) or GPUIntel
+	RenderNode      string // GPU_RENDER_NODE; "": the first render node that opens
 }
+
+// TPMSetting is TPM: auto gives the VM a TPM when it boots with Secure
+// Boot, as the seed project does.
+type TPMSetting string
+
+const (
+	TPMAuto TPMSetting = "auto"
+	TPMOn   TPMSetting = "on"
+	TPMOff  TPMSetting = "off"
+)
+
+// GPUIntel is GPU=intel: virgl on a host render node (any vendor's
+// render node works; the seed project named it after Intel's iGPUs).
+const GPUIntel = "intel"
 
 // Boot devices of BOOT_ORDER.
 const (
@@ -77,9 +98,20 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 	h.RNG = flag("RNG", raw.RNG)
 	h.IOThread = flag("IO_THREAD", raw.IOThread)
 	h.HyperV = flag("HYPERV", raw.HyperV)
+	errs = append(errs, loadGPU(h, raw))
+	switch v := strings.ToLower(strings.TrimSpace(raw.TPM)); v {
+	case "auto", "":
+		h.TPM = TPMAuto
+	default:
+		on, err := parseBool("TPM", v)
+		if err != nil {
+			errs = append(errs, &Error{Var: "TPM", Value: raw.TPM, Accepted: "auto (on with BOOT_MODE=secure), 1 or 0"})
+		}
+		h.TPM = map[bool]TPMSetting{true: TPMOn, false: TPMOff}[on]
+	}
 	if flag("BLANK_DISK", raw.BlankDisk) {
 		switch {
-		case c.Boot.Path != "" || (c.Boot.Download != nil && c.Boot.Distro == ""):
+		case c.Boot.Path != "" || c.Boot.URL != "":
 			errs = append(errs, &Error{Var: "BLANK_DISK", Value: raw.BlankDisk, Accepted: "0 together with BOOT_FROM (BOOT_FROM=blank is the same as BLANK_DISK=1)"})
 		default:
 			c.Boot = BootSource{Blank: true}
@@ -104,10 +136,45 @@ func loadHardware(c *Config, environ map[string]string, pid1 bool) error {
 		errs = append(errs, &Error{Var: "DOWNLOAD_RETRIES", Value: raw.DownloadRetries, Accepted: "a whole number from 0 to 100"})
 	}
 	h.DownloadRetries = n
-	if d := c.Boot.Download; d != nil {
-		d.Attempts = n + 1 // the first try and n retries
-	}
 	return errors.Join(errs...)
+}
+
+// loadGPU reads GPU and GPU_RENDER_NODE. A named render node is checked
+// here, as QEMU will open it; finding one is the host probe's job
+// (vm.Facts.RenderNodes).
+func loadGPU(h *Hardware, raw rawHardware) error {
+	switch strings.ToLower(strings.TrimSpace(raw.GPU)) {
+	case "off", "none", "0", "":
+	case GPUIntel:
+		h.GPU = GPUIntel
+	default:
+		return &Error{Var: "GPU", Value: raw.GPU, Accepted: "off, or intel (virgl 3D on a host render node)"}
+	}
+	if raw.RenderNode == "" {
+		return nil
+	}
+	accepted := "a render node (character device) vmrunner may open read-write, such as /dev/dri/renderD128; only with GPU=intel"
+	if h.GPU == "" {
+		return &Error{Var: "GPU_RENDER_NODE", Value: raw.RenderNode, Accepted: accepted}
+	}
+	if !filepath.IsAbs(raw.RenderNode) {
+		return &Error{Var: "GPU_RENDER_NODE", Value: raw.RenderNode, Accepted: accepted, Err: errors.New("not an absolute path")}
+	}
+	st, err := os.Stat(raw.RenderNode)
+	if err == nil && st.Mode()&os.ModeCharDevice == 0 {
+		err = errors.New("not a character device")
+	}
+	if err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(raw.RenderNode, os.O_RDWR, 0); err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return &Error{Var: "GPU_RENDER_NODE", Value: raw.RenderNode, Accepted: accepted, Err: err}
+	}
+	h.RenderNode = raw.RenderNode
+	return nil
 }
 
 // ParseBootOrder reads BOOT_ORDER: each of hd, cdrom and network at most
@@ -145,16 +212,7 @@ type refusal struct {
 }
 
 var refusals = []refusal{
-	{"TPM", []string{"0", "auto", "false", "no"}, "0 or auto: no TPM emulation in this build yet (swtpm as a supervised child is planned, issue 14); BOOT_MODE=secure works without one"},
-	{"GPU", []string{"off", "none", "0"}, "off: no GPU passthrough in this build yet (issue 14); GRAPHICS=vnc gives an emulated screen"},
 	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
-	{"NETWORK_CONTAINER_INTERFACE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE, or direct with NETWORK_DIRECT_DEV"},
-	{"NETWORK_CONTAINER_BRIDGE", nil, "unset: NETWORK_MODE=container is not in this build yet (issue 14); use NETWORK_MODE=bridge with NETWORK_BRIDGE"},
-	{"NETWORK_GUEST_IP", nil, "unset: the nat network is QEMU's 10.0.2.0/24 with the guest at 10.0.2.15 (a choice of subnet is planned, issue 14)"},
-	{"NETWORK_GUEST_IP6", nil, "unset: the nat network's IPv6 is QEMU's fec0::/64 (a choice is planned, issue 14)"},
-	{"NETWORK_BOOT", []string{"0", "false", "no"}, "0: boot from the network with BOOT_ORDER (e.g. BOOT_ORDER=network,hd boots the first NIC)"},
-	{"IPXE_ENABLE", []string{"0", "false", "no"}, "0: network boot uses QEMU's own iPXE option ROM; choose it with BOOT_ORDER=network"},
-	{"IPXE_ROM_PATH", nil, "unset: QEMU's own option ROM of the NIC model is used (pass romfile= with EXTRA_ARGS if you must)"},
 	{"CATALOG_URL", nil, "unset: JSON catalogs are not read yet (issue 14); CATALOG takes a YAML catalog file (docs/images.md)"},
 	{"CATALOG_CACHE", nil, "unset: JSON catalogs are not read yet (issue 14); downloads are cached in DATA_DIR/cache"},
 	{"CATALOG_OFFLINE", []string{"0", "false", "no"}, "0: JSON catalogs are not read yet (issue 14); the built-in catalog and CATALOG (a YAML file) need no network"},
@@ -173,18 +231,6 @@ func checkRefused(environ map[string]string) error {
 		errs = append(errs, &Error{Var: r.name, Value: v, Accepted: r.accepted})
 	}
 	return errors.Join(errs...)
-}
-
-// refusedValue is the advice for a value of a variable vmrunner has that
-// only the seed project accepts; "" when there is none.
-func refusedValue(name, v string) string {
-	switch name + "=" + strings.ToLower(strings.TrimSpace(v)) {
-	case "NETWORK_MODE=container":
-		return "nat, bridge, direct or none: container mode is not in this build yet (issue 14); bridge mode with NETWORK_BRIDGE attaches the guest to an existing bridge"
-	case "DISK_TYPE=usb":
-		return "virtio, scsi, nvme or ide: USB disks are not supported (use DISK_TYPE=scsi or virtio)"
-	}
-	return ""
 }
 
 // refusedBootFrom is the advice for a BOOT_FROM the seed project takes and
@@ -261,11 +307,19 @@ func (h Hardware) effective() [][2]string {
 		order = "(cdrom,hd)"
 	}
 	b := func(v bool) string { return map[bool]string{true: "1", false: "0"}[v] }
+	gpu, node := "off", h.RenderNode
+	if h.GPU != "" {
+		gpu = h.GPU
+		if node == "" {
+			node = "(the first /dev/dri/renderD* that opens)"
+		}
+	}
 	return [][2]string{
 		{"NO_CONSOLE", b(h.NoConsole)}, {"SHELL", shell}, {"BOOT_ORDER", order},
 		{"FORCE_ISO", b(h.ForceISO)}, {"DOWNLOAD_RETRIES", strconv.Itoa(h.DownloadRetries)},
 		{"ALLOCATE", b(h.Allocate)}, {"USB", b(h.USB)}, {"BALLOON", b(h.Balloon)},
 		{"RNG", b(h.RNG)}, {"IO_THREAD", b(h.IOThread)}, {"HYPERV", b(h.HyperV)},
+		{"TPM", string(h.TPM)}, {"GPU", gpu}, {"GPU_RENDER_NODE", node},
 	}
 }
 
@@ -289,9 +343,8 @@ func cpuModel(v string) string {
 
 // downloadEffective is --show-config's view of the download settings.
 func (c *Config) downloadEffective() [][2]string {
-	d := c.Boot.Download
-	if d == nil {
+	if !c.Boot.Downloads() {
 		return nil
 	}
-	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", d.MaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", d.MaxUnpacked>>20)}}
+	return [][2]string{{"DOWNLOAD_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxSize>>20)}, {"EXTRACT_MAX_SIZE", fmt.Sprintf("%dM", c.MediaMaxUnpacked>>20)}}
 }

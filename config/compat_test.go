@@ -55,9 +55,6 @@ func TestLoadHardware(t *testing.T) {
 	if !equalHardware(h, want) {
 		t.Errorf("Hardware = %+v, want %+v", h, want)
 	}
-	if c.Boot.Download == nil || c.Boot.Download.Attempts != 3 {
-		t.Errorf("DOWNLOAD_RETRIES=2: the download gets %+v, want 3 attempts", c.Boot.Download)
-	}
 }
 
 func equalHardware(a, b Hardware) bool {
@@ -71,7 +68,7 @@ func TestBlankDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Boot.Blank || c.Boot.Download != nil {
+	if c.Boot != (BootSource{Blank: true}) {
 		t.Errorf("BLANK_DISK=1: boot %+v, want blank", c.Boot)
 	}
 }
@@ -100,13 +97,18 @@ func TestRefusedWithAdvice(t *testing.T) {
 		name   string
 		advice string
 	}{
-		{map[string]string{"TPM": "1"}, "TPM", "BOOT_MODE=secure"},
-		{map[string]string{"GPU": "intel"}, "GPU", "GRAPHICS=vnc"},
+		{map[string]string{"TPM": "maybe"}, "TPM", "auto (on with BOOT_MODE=secure), 1 or 0"},
+		{map[string]string{"GPU": "nvidia"}, "GPU", "off, or intel"},
+		{map[string]string{"GPU_RENDER_NODE": "/dev/null"}, "GPU_RENDER_NODE", "only with GPU=intel"},
+		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/etc/hostname"}, "GPU_RENDER_NODE", "not a character device"},
+		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "dri/renderD128"}, "GPU_RENDER_NODE", "not an absolute path"},
+		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/dev/dri/renderD200"}, "GPU_RENDER_NODE", "no such file"},
 		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
 		{map[string]string{"CATALOG_URL": "https://example.com/c.json"}, "CATALOG_URL", "CATALOG"},
-		{map[string]string{"NETWORK_BOOT": "1"}, "NETWORK_BOOT", "BOOT_ORDER"},
-		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=bridge"},
-		{map[string]string{"DISK_TYPE": "usb"}, "DISK_TYPE", "scsi"},
+		{map[string]string{"NETWORK_BOOT": "1", "BOOT_ORDER": "hd"}, "NETWORK_BOOT", "hd,network"},
+		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=container"},
+		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_CONTAINER_INTERFACE", "required with NETWORK_MODE=container"},
+		{map[string]string{"NETWORK3_MODE": "Container"}, "NETWORK3_CONTAINER_INTERFACE", "required with NETWORK3_MODE=container"},
 		{map[string]string{"BOOT_FROM": "quay.io/containerdisks/fedora:40"}, "BOOT_FROM", "docker cp"},
 		{map[string]string{"BOOT_FROM": "https://example.com/disk.img.bz2"}, "BOOT_FROM", "xz, gzip or zstd"},
 		{map[string]string{"BOOT_FROM": "/images/appliance.ova"}, "BOOT_FROM", "unpack it first"},
@@ -123,9 +125,10 @@ func TestRefusedWithAdvice(t *testing.T) {
 			t.Errorf("Load(%v) = %v, want a %s error saying %q", tc.env, err, tc.name, tc.advice)
 		}
 	}
-	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"GPU": "off"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
+	for _, off := range []map[string]string{{"TPM": "0"}, {"TPM": "auto"}, {"TPM": "1"}, {"GPU": "off"}, {"GPU": "intel"},
+		{"GPU": "intel", "GPU_RENDER_NODE": "/dev/null"}, {"DISK_TYPE": "usb"}, {"ARCH": "amd64"}, {"ARCH": "x86_64"}, {"NETWORK_BOOT": "0"}, {"CATALOG_OFFLINE": "0"}} {
 		if _, err := Load(off, testHost); err != nil {
-			t.Errorf("Load(%v) = %v, want it accepted as the off value", off, err)
+			t.Errorf("Load(%v) = %v, want it accepted", off, err)
 		}
 	}
 }
@@ -175,4 +178,32 @@ func FuzzParseBootOrder(f *testing.F) {
 			seen[d] = true
 		}
 	})
+}
+
+func TestTPMAndGPU(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		tpm  TPMSetting
+		gpu  string
+		node string
+	}{
+		{nil, TPMAuto, "", ""},
+		{map[string]string{"TPM": "1"}, TPMOn, "", ""},
+		{map[string]string{"TPM": "yes"}, TPMOn, "", ""},
+		{map[string]string{"TPM": "0"}, TPMOff, "", ""},
+		{map[string]string{"TPM": " AUTO "}, TPMAuto, "", ""},
+		{map[string]string{"GPU": "intel"}, TPMAuto, GPUIntel, ""},
+		{map[string]string{"GPU": "none"}, TPMAuto, "", ""},
+		{map[string]string{"GPU": "Intel", "GPU_RENDER_NODE": "/dev/null"}, TPMAuto, GPUIntel, "/dev/null"},
+	}
+	for _, tc := range tests {
+		c, err := Load(tc.env, testHost)
+		if err != nil {
+			t.Errorf("Load(%v): %v", tc.env, err)
+			continue
+		}
+		if h := c.Hardware; h.TPM != tc.tpm || h.GPU != tc.gpu || h.RenderNode != tc.node {
+			t.Errorf("Load(%v): TPM %q GPU %q GPU_RENDER_NODE %q, want %q %q %q", tc.env, h.TPM, h.GPU, h.RenderNode, tc.tpm, tc.gpu, tc.node)
+		}
+	}
 }

@@ -6,10 +6,9 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
-
-	"github.com/vmrunner/vmrunner/image"
 )
 
 // Accel is the requested accelerator; Auto is resolved at start-up.
@@ -37,7 +36,11 @@ const (
 	NetNAT    NetMode = "nat"
 	NetBridge NetMode = "bridge"
 	NetDirect NetMode = "direct"
-	NetNone   NetMode = "none"
+	// NetContainer puts one of the container's own interfaces on a bridge
+	// made inside the container, with the guest's tap: the guest takes
+	// over that interface's network.
+	NetContainer NetMode = "container"
+	NetNone      NetMode = "none"
 )
 
 // DiskBus is how the guest's disks attach (DISK_TYPE).
@@ -48,6 +51,7 @@ const (
 	BusSCSI   DiskBus = "scsi"
 	BusNVMe   DiskBus = "nvme"
 	BusIDE    DiskBus = "ide"
+	BusUSB    DiskBus = "usb" // usb-storage on the USB controller (qemu-xhci)
 )
 
 // ExtraDisk is DISKn_SIZE: a blank qcow2 disk of the VM besides its own.
@@ -87,20 +91,34 @@ type NIC struct {
 	Model     string           // QEMU device name, e.g. virtio-net-pci
 	MAC       net.HardwareAddr // nil: derive and persist
 	MTU       int              // 0: detect (NIC 1) or leave alone
+	// GuestIP and GuestIP6 are a nat NIC's guest address and prefix
+	// (NETWORK_GUEST_IP, NETWORK_GUEST_IP6); invalid (the zero value):
+	// QEMU's 10.0.2.15/24 and fec0::/64.
+	GuestIP, GuestIP6 netip.Prefix
+	Boot              bool // NETWORK_BOOT: the NIC the firmware boots from the network
+	// ContainerIf is the container's interface a container mode NIC
+	// takes over, ContainerBridge the bridge made for it.
+	ContainerIf, ContainerBridge string
 }
 
 // Prefix is the environment prefix of this NIC's variables.
 func (n NIC) Prefix() string { return nicPrefix(n.Index) }
 
-// BootSource is what the VM's disk starts from: at most one of Path,
-// Download and Blank is set; none means direct kernel boot without a disk.
+// BootSource is what the VM's disk starts from: at most one of Path, URL,
+// Distro and Blank is set; none means direct kernel boot without a disk.
+// It is the user's intent only: the plan looks Distro up in the catalog
+// and makes the download.
 type BootSource struct {
-	Path     string              // local image
-	Download *image.FetchRequest // a URL or catalog image (CacheDir set, no Progress/Log yet)
-	Distro   string              // the catalog name behind Download, if any
-	Blank    bool
-	Format   string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
+	Path   string // local image
+	URL    string // an http(s) image to download
+	SHA256 string // BOOT_FROM_SHA256: the URL's pinned digest, 64 lower-case hex digits
+	Distro string // DISTRO: a catalog name or alias
+	Blank  bool
+	Format string // BOOT_FROM_FORMAT: a qemu-img format name or iso; "": by content
 }
+
+// Downloads tells whether the boot image comes from the network.
+func (b BootSource) Downloads() bool { return b.URL != "" || b.Distro != "" }
 
 // Config is the whole validated configuration.
 type Config struct {
@@ -164,6 +182,15 @@ type Config struct {
 	IPMI     IPMI
 
 	Shares []Share // FILESYSTEM_*, FILESYSTEMn_* in index order
+
+	IPXE IPXE
+}
+
+// IPXE is IPXE_ENABLE and IPXE_ROM_PATH: the boot NIC gets an iPXE option
+// ROM named on the command line.
+type IPXE struct {
+	Enabled bool
+	ROMPath string // "": Debian's ipxe-qemu ROM of the NIC's model, found at start-up
 }
 
 // Redfish is the BMC endpoint (REDFISH_*).

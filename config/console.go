@@ -58,8 +58,11 @@ func loadGraphics(c *Config, raw rawMachine) error {
 			errs = append(errs, err)
 		}
 	}
-	con := Console{Graphics: Graphics(strings.ToLower(raw.Graphics)), VNCListen: raw.VNCListen,
-		Keymap: raw.VNCKeymap, VNCPassword: raw.VNCPassword}
+	graphics, err := oneOf("GRAPHICS", raw.Graphics, GraphicsNone, GraphicsVNC, GraphicsNoVNC)
+	if err != nil {
+		return err
+	}
+	con := Console{Graphics: graphics, VNCListen: raw.VNCListen, Keymap: raw.VNCKeymap, VNCPassword: raw.VNCPassword}
 	switch con.Graphics {
 	case GraphicsNone:
 		c.Console = Console{Graphics: GraphicsNone}
@@ -76,8 +79,6 @@ func loadGraphics(c *Config, raw rawMachine) error {
 		}
 	case GraphicsNoVNC:
 		con.NoVNC, errs = loadNoVNC(raw)
-	default:
-		return &Error{Var: "GRAPHICS", Value: raw.Graphics, Accepted: "none, vnc or novnc"}
 	}
 	if con.Keymap != "" && !slices.Contains(Keymaps, con.Keymap) {
 		add(&Error{Var: "VNC_KEYMAP", Value: con.Keymap, Accepted: "one of QEMU's layouts: " + strings.Join(Keymaps, " ")})

@@ -52,6 +52,7 @@ func TestLoadConsoleBad(t *testing.T) {
 		env             map[string]string
 		name, value, in string
 	}{
+		{map[string]string{"GRAPHICS": "spice"}, "GRAPHICS", "spice", "none, vnc or novnc"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PASSWORD": "123456789"}, "VNC_PASSWORD", "(9 characters)", "only the first 8"},
 		{map[string]string{"GRAPHICS": "novnc", "NOVNC_DIR": dir, "VNC_PASSWORD": "twelve chars"}, "VNC_PASSWORD", "(12 characters)", "at most 8"},
 		{map[string]string{"GRAPHICS": "vnc", "VNC_PASSWORD": "pa\nss"}, "VNC_PASSWORD", "(hidden)", "printable ASCII"},

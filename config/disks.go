@@ -3,13 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -19,8 +15,6 @@ const MaxDisks = 6
 var (
 	diskCaches = []string{"none", "writeback", "writethrough", "directsync", "unsafe"}
 	diskIOs    = []string{"native", "threads", "io_uring"}
-	// numberedDiskVar matches DISKn_SIZE (group 1) and DEVICEn (group 2).
-	numberedDiskVar = regexp.MustCompile(`^(?:DISK([0-9]+)_SIZE|DEVICE([0-9]+))$`)
 )
 
 func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
@@ -30,17 +24,9 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 			errs = append(errs, err)
 		}
 	}
-	switch b := DiskBus(strings.ToLower(raw.DiskType)); b {
-	case BusVirtio, BusSCSI, BusNVMe, BusIDE:
-		c.DiskBus = b
-	default:
-		accepted := "virtio, scsi, nvme or ide"
-		if advice := refusedValue("DISK_TYPE", raw.DiskType); advice != "" {
-			accepted = advice
-		}
-		add(&Error{Var: "DISK_TYPE", Value: raw.DiskType, Accepted: accepted})
-	}
 	var err error
+	c.DiskBus, err = oneOf("DISK_TYPE", raw.DiskType, BusVirtio, BusSCSI, BusNVMe, BusIDE, BusUSB)
+	add(err)
 	c.DiskCache, err = oneOf("DISK_CACHE", raw.DiskCache, diskCaches...)
 	add(err)
 	c.DiskIO, err = loadDiskIO(raw.DiskIO, c.DiskCache)
@@ -50,19 +36,19 @@ func loadDisks(c *Config, raw rawMachine, environ map[string]string) error {
 		add(err)
 		c.Persist = &on
 	}
-	add(checkNumberedDiskVars(environ))
 	if raw.Device != "" {
 		add(addDevice(c, 1, "DEVICE", raw.Device))
 	}
-	for n := 2; n <= MaxDisks; n++ {
-		r := readDisk(environ, n)
-		if r.Size != "" {
-			size, err := parseSize(fmt.Sprintf("DISK%d_SIZE", n), r.Size)
+	disks, err := readNumbered[rawDisk](environ, diskFamily)
+	add(err)
+	for _, d := range disks {
+		if d.Raw.Size != "" {
+			size, err := parseSize(fmt.Sprintf("DISK%d_SIZE", d.N), d.Raw.Size)
 			add(err)
-			c.ExtraDisks = append(c.ExtraDisks, ExtraDisk{Index: n, Size: size})
+			c.ExtraDisks = append(c.ExtraDisks, ExtraDisk{Index: d.N, Size: size})
 		}
-		if r.Device != "" {
-			add(addDevice(c, n, fmt.Sprintf("DEVICE%d", n), r.Device))
+		if d.Raw.Device != "" {
+			add(addDevice(c, d.N, deviceVar(d.N), d.Raw.Device))
 		}
 	}
 	return errors.Join(errs...)
@@ -101,40 +87,6 @@ func loadDiskIO(v, cache string) (string, error) {
 		return "", &Error{Var: "DISK_IO", Value: v, Accepted: "threads or io_uring with DISK_CACHE=" + cache + " (native needs DISK_CACHE=none or directsync)"}
 	}
 	return io, err
-}
-
-// checkNumberedDiskVars refuses DISK1_SIZE, DEVICE7 and the like, which
-// would otherwise be ignored without a word.
-func checkNumberedDiskVars(environ map[string]string) error {
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(environ)) {
-		m := numberedDiskVar.FindStringSubmatch(k)
-		if m == nil {
-			continue
-		}
-		digits, accepted := m[1], fmt.Sprintf("DISK_SIZE for the VM's disk, DISK2_SIZE to DISK%d_SIZE for more", MaxDisks)
-		if digits == "" {
-			digits, accepted = m[2], fmt.Sprintf("DEVICE, then DEVICE2 to DEVICE%d", MaxDisks)
-		}
-		if n, _ := strconv.Atoi(digits); n < 2 || n > MaxDisks || digits != strconv.Itoa(n) {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: accepted})
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// readDisk reads rawDisk's variables for disk n.
-func readDisk(environ map[string]string, n int) rawDisk {
-	var r rawDisk
-	v := reflect.ValueOf(&r).Elem()
-	for i := range v.NumField() {
-		v.Field(i).SetString(environ[numberedName(v.Type().Field(i).Tag.Get("env"), n)])
-	}
-	return r
-}
-
-func numberedName(tag string, n int) string {
-	return strings.Replace(tag, "n", strconv.Itoa(n), 1)
 }
 
 // addDevice checks a device the way QEMU will use it: a block device or a

@@ -17,10 +17,10 @@ type section struct {
 }
 
 var sections = []section{
-	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{}), reflect.TypeOf(rawIPMI{})}, ""},
-	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{reflect.TypeOf(rawNIC{})}, "NETWORK_"},
-	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{reflect.TypeOf(rawDisk{})}, ""},
-	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{reflect.TypeOf(rawShare{})}, "FILESYSTEM_"},
+	{"", []reflect.Type{reflect.TypeOf(rawMachine{}), reflect.TypeOf(rawHardware{}), reflect.TypeOf(rawIPXE{}), reflect.TypeOf(rawIPMI{})}, ""},
+	{"NIC 1 reads NETWORK_*, NIC n (2-8) reads NETWORKn_* with the same suffixes:", []reflect.Type{nicFamily.raw}, nicPrefix(1)},
+	{fmt.Sprintf("More disks, n from 2 to %d:", MaxDisks), []reflect.Type{diskFamily.raw}, ""},
+	{fmt.Sprintf("Shared folders: share 1 reads FILESYSTEM_*, share n (2-%d) FILESYSTEMn_* with the same suffixes:", MaxShares), []reflect.Type{shareFamily.raw}, sharePrefix(1)},
 }
 
 // WriteHelp lists every variable with its default and meaning.
@@ -107,8 +107,8 @@ func (c *Config) Effective() [][2]string {
 	switch {
 	case c.Boot.Blank:
 		boot = "blank"
-	case c.Boot.Download != nil && c.Boot.Distro == "":
-		boot = c.Boot.Download.URL
+	case c.Boot.URL != "":
+		boot = c.Boot.URL
 	}
 	var fwd []string
 	for _, f := range c.PortFwds {
@@ -153,6 +153,7 @@ func (c *Config) Effective() [][2]string {
 	}
 	out = append(out, c.downloadEffective()...)
 	out = append(out, c.Hardware.effective()...)
+	out = append(out, c.IPXE.effective()...)
 	out = append(out, c.Console.effective()...)
 	out = append(out, c.IPMI.effective()...)
 	for _, d := range c.ExtraDisks {
@@ -180,6 +181,7 @@ func (c *Config) Effective() [][2]string {
 		case NetDirect:
 			out = append(out, [2]string{p + "DIRECT_DEV", n.DirectDev})
 		}
+		out = append(out, n.nicEffective()...)
 	}
 	for i := range out {
 		out[i][1] = c.mask(RedactValue(out[i][0], out[i][1]))

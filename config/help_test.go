@@ -180,10 +180,7 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 	lines := helpLines(t)
 	for _, kv := range c.Effective() {
 		name := kv[0]
-		if n := nicVarName(name); n != "" {
-			name = n
-		}
-		if n := diskVarName(name); n != "" {
+		if n := numberedHelpName(name); n != "" {
 			name = n
 		}
 		if _, ok := lines[name]; !ok {
@@ -192,25 +189,18 @@ func TestWriteShowMasksSecrets(t *testing.T) {
 	}
 }
 
-// nicVarName maps NETWORKn_X to NETWORK_X.
-func nicVarName(s string) string {
-	if m := nicVar.FindStringSubmatch(s); m != nil {
-		return "NETWORK_" + s[len(m[0]):]
+// numberedHelpName maps a numbered variable to the name --help lists:
+// NETWORK3_MTU to NETWORK_MTU, DISK3_SIZE to DISKn_SIZE.
+func numberedHelpName(s string) string {
+	for _, f := range []family{nicFamily, shareFamily} {
+		if first := f.firstName(s); first != "" {
+			return first
+		}
+	}
+	if t, _, ok := diskFamily.match(s); ok {
+		return t
 	}
 	return ""
-}
-
-// diskVarName maps DISKn_SIZE and DEVICEn with a number to their --help
-// names.
-func diskVarName(s string) string {
-	m := numberedDiskVar.FindStringSubmatch(s)
-	switch {
-	case m == nil:
-		return ""
-	case m[1] != "":
-		return "DISKn_SIZE"
-	}
-	return "DEVICEn"
 }
 
 func TestEffectiveEmptyPasswordStaysEmpty(t *testing.T) {

@@ -1,22 +1,18 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
-
-	"github.com/vmrunner/vmrunner/cloudinit"
-	"github.com/vmrunner/vmrunner/image"
 )
 
 // bootFormats are BOOT_FROM_FORMAT's values: qemu-img's names, and iso.
@@ -42,14 +38,7 @@ type Host struct {
 	PID1 bool
 }
 
-func nicPrefix(i int) string {
-	if i == 1 {
-		return "NETWORK_"
-	}
-	return fmt.Sprintf("NETWORK%d_", i)
-}
-
-var nicVar = regexp.MustCompile(`^NETWORK([0-9]+)_`)
+func nicPrefix(i int) string { return nicFamily.name(nicFamily.prefix, i) }
 
 // Load reads and validates the configuration from environ (os.Environ form
 // is converted by the caller with EnvMap).
@@ -78,6 +67,7 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 	check(loadRedfish(c, raw))
 	check(loadIPMI(c, environ))
 	check(loadShares(c, environ))
+	check(loadNetBoot(c, environ))
 	if len(errs) == 0 {
 		check(checkPortCollisions(c))
 	}
@@ -112,24 +102,26 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	case refusedBootFrom(raw.BootFrom) != "":
 		errs = append(errs, &Error{Var: "BOOT_FROM", Value: raw.BootFrom, Accepted: refusedBootFrom(raw.BootFrom)})
 	case strings.HasPrefix(raw.BootFrom, "http://") || strings.HasPrefix(raw.BootFrom, "https://"):
-		c.Boot.Download = &image.FetchRequest{URL: raw.BootFrom, CacheDir: c.CacheDir()}
+		c.Boot.URL = raw.BootFrom
 		if raw.BootFromSHA != "" {
-			d, err := image.ParseSHA256(raw.BootFromSHA)
-			if err != nil {
-				errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "64 hex digits (optionally prefixed sha256:)"})
+			if c.Boot.SHA256, err = parseSHA256(raw.BootFromSHA); err != nil {
+				errs = append(errs, err)
 			}
-			c.Boot.Download.SHA256 = d.Hex
+		}
+		if !strings.HasPrefix(c.Boot.URL, "https://") && c.Boot.SHA256 == "" {
+			errs = append(errs, &Error{Var: "BOOT_FROM", Value: c.Boot.URL, Accepted: "an https URL, or an http URL together with BOOT_FROM_SHA256 (plain http can be altered on the way)"})
 		}
 	case raw.BootFrom != "":
 		errs = append(errs, checkFile("BOOT_FROM", raw.BootFrom, "an existing local image file, an http(s) URL, or 'blank'"))
 		c.Boot.Path = raw.BootFrom
 	case raw.Kernel == "" || distroSet:
-		errs = append(errs, loadDistro(c, raw))
+		// Looked up in the catalog by the plan (vm), which CATALOG may extend.
+		c.Boot.Distro = raw.Distro
 	}
 	if raw.BootFromFmt != "" {
 		c.Boot.Format, err = oneOf("BOOT_FROM_FORMAT", raw.BootFromFmt, bootFormats...)
 		errs = append(errs, err)
-		if c.Boot.Path == "" && (c.Boot.Download == nil || c.Boot.Distro != "") {
+		if c.Boot.Path == "" && c.Boot.URL == "" {
 			errs = append(errs, &Error{Var: "BOOT_FROM_FORMAT", Value: raw.BootFromFmt, Accepted: "only together with BOOT_FROM set to an image file or URL"})
 		}
 	}
@@ -137,17 +129,7 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	errs = append(errs, err)
 	c.MediaMaxUnpacked, err = parseSize("EXTRACT_MAX_SIZE", raw.ExtractMax)
 	errs = append(errs, err)
-	if d := c.Boot.Download; d != nil {
-		d.MaxSize, d.MaxUnpacked = c.MediaMaxSize, c.MediaMaxUnpacked
-		if !image.Verifiable(*d) {
-			e := &Error{Var: "BOOT_FROM", Value: d.URL, Accepted: "an https URL, or an http URL together with BOOT_FROM_SHA256 (plain http can be altered on the way)"}
-			if c.Boot.Distro != "" {
-				e = &Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog entry with an https URL or an https checksum file"}
-			}
-			errs = append(errs, e)
-		}
-	}
-	if raw.BootFromSHA != "" && c.Boot.Download == nil {
+	if raw.BootFromSHA != "" && c.Boot.URL == "" {
 		errs = append(errs, &Error{Var: "BOOT_FROM_SHA256", Value: raw.BootFromSHA, Accepted: "only together with an http(s) BOOT_FROM"})
 	}
 	if raw.Kernel != "" {
@@ -168,27 +150,14 @@ func loadBoot(c *Config, raw rawMachine, distroSet bool) error {
 	return errors.Join(errs...)
 }
 
-// loadDistro resolves DISTRO in the catalog (the built-in one, with
-// CATALOG's entries laid over it) and checks the firmware fits the image.
-func loadDistro(c *Config, raw rawMachine) error {
-	cat, err := image.LoadCatalog(raw.Catalog)
-	if err != nil {
-		return &Error{Var: "CATALOG", Value: raw.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
+// parseSHA256 reads a pinned sha256: 64 hex digits, optionally prefixed
+// "sha256:" as other tools print it.
+func parseSHA256(v string) (string, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(v), "sha256:"))
+	if _, err := hex.DecodeString(h); err != nil || len(h) != 64 {
+		return "", &Error{Var: "BOOT_FROM_SHA256", Value: v, Accepted: "64 hex digits (optionally prefixed sha256:)"}
 	}
-	d, err := cat.Lookup(raw.Distro)
-	if err != nil {
-		return &Error{Var: "DISTRO", Value: raw.Distro, Accepted: "a catalog name (vmrunner --list-distros)", Err: err}
-	}
-	fw := image.FirmwareUEFI
-	if strings.EqualFold(raw.BootMode, string(BootLegacy)) {
-		fw = image.FirmwareBIOS
-	}
-	if !d.Boots(fw) {
-		return &Error{Var: "BOOT_MODE", Value: raw.BootMode, Accepted: fmt.Sprintf("a firmware %s boots with: %v", d.Name, d.Firmware)}
-	}
-	req := d.FetchRequest(c.CacheDir())
-	c.Boot.Download, c.Boot.Distro = &req, d.Name
-	return nil
+	return h, nil
 }
 
 func checkFile(name, path, accepted string) error {
@@ -422,34 +391,10 @@ var models = map[string]string{
 var ifName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 func loadNICs(c *Config, environ map[string]string) error {
-	var errs []error
-	present := map[int]bool{1: true}
-	for _, k := range slices.Sorted(maps.Keys(environ)) {
-		m := nicVar.FindStringSubmatch(k)
-		if m == nil {
-			continue
-		}
-		i, _ := strconv.Atoi(m[1])
-		if i < 2 || i > MaxNICs || m[1] != strconv.Itoa(i) {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: "NETWORK_* for NIC 1 and NETWORK2_* to NETWORK8_* for NICs 2 to 8"})
-			continue
-		}
-		if _, ok := environ[nicPrefix(i)+"MODE"]; !ok {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sMODE (nat, bridge, direct or none)", nicPrefix(i))})
-			continue
-		}
-		present[i] = true
-	}
-	for i := 1; i <= MaxNICs; i++ {
-		if !present[i] {
-			continue
-		}
-		var raw rawNIC
-		if err := env.ParseWithOptions(&raw, env.Options{Environment: environ, Prefix: nicPrefix(i)}); err != nil {
-			errs = append(errs, fmt.Errorf("reading %s*: %w", nicPrefix(i), err))
-			continue
-		}
-		nic, err := loadNIC(i, raw)
+	raws, err := readNumbered[rawNIC](environ, nicFamily)
+	errs := []error{err}
+	for _, r := range raws {
+		nic, err := loadNIC(r.N, r.Raw)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -465,16 +410,9 @@ func loadNIC(i int, raw rawNIC) (NIC, error) {
 	p := nicPrefix(i)
 	var errs []error
 	n := NIC{Index: i}
-	switch m := NetMode(strings.ToLower(raw.Mode)); m {
-	case NetNAT, NetBridge, NetDirect, NetNone:
-		n.Mode = m
-	default:
-		accepted := "nat, bridge, direct or none"
-		if advice := refusedValue("NETWORK_MODE", raw.Mode); advice != "" {
-			accepted = advice
-		}
-		errs = append(errs, &Error{Var: p + "MODE", Value: raw.Mode, Accepted: accepted})
-	}
+	var err error
+	n.Mode, err = oneOf(p+"MODE", raw.Mode, NetNAT, NetBridge, NetDirect, NetContainer, NetNone)
+	errs = append(errs, err, loadNICAdditions(&n, raw))
 	if n.Mode == NetBridge {
 		if !ifName.MatchString(raw.Bridge) {
 			errs = append(errs, &Error{Var: p + "BRIDGE", Value: raw.Bridge, Accepted: "a Linux interface name (1-15 of A-Z a-z 0-9 _ . -)"})
@@ -573,6 +511,13 @@ func loadPorts(c *Config, raw rawMachine) error {
 	return errors.Join(errs...)
 }
 
+// What CLOUD_INIT_USER_DATA and CLOUD_INIT_NETWORK_CONFIG accept, for
+// their refusals here and in the plan.
+const (
+	UserDataAccepted      = "a readable cloud-init user-data file (#cloud-config YAML mapping, a script, or another cloud-init format)"
+	NetworkConfigAccepted = "a readable cloud-init network-config file (a YAML mapping with version: 1 or 2)"
+)
+
 func loadCloudInit(c *Config, raw rawMachine) error {
 	var errs []error
 	var err error
@@ -586,25 +531,20 @@ func loadCloudInit(c *Config, raw rawMachine) error {
 	if c.SSHPubKey != "" && (strings.ContainsAny(c.SSHPubKey, "\n\r") || len(strings.Fields(c.SSHPubKey)) < 2) {
 		errs = append(errs, &Error{Var: "SSH_PUBKEY", Value: c.SSHPubKey, Accepted: "one OpenSSH public key line: TYPE BASE64 [COMMENT]"})
 	}
+	// Read here, validated by the plan (vm), which knows cloud-init.
 	c.UserDataPath = raw.UserDataPath
 	if raw.UserDataPath != "" {
 		data, err := os.ReadFile(raw.UserDataPath)
-		if err == nil {
-			err = cloudinit.ValidateUserData(raw.UserDataPath, data)
-		}
 		if err != nil {
-			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: "a readable cloud-init user-data file (#cloud-config YAML mapping, a script, or another cloud-init format)", Err: err})
+			errs = append(errs, &Error{Var: "CLOUD_INIT_USER_DATA", Value: raw.UserDataPath, Accepted: UserDataAccepted, Err: err})
 		}
 		c.UserData = data
 	}
 	c.NetworkConfigPath = raw.NetConfigPath
 	if raw.NetConfigPath != "" {
 		data, err := os.ReadFile(raw.NetConfigPath)
-		if err == nil {
-			err = cloudinit.ValidateNetworkConfig(raw.NetConfigPath, data)
-		}
 		if err != nil {
-			errs = append(errs, &Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: raw.NetConfigPath, Accepted: "a readable cloud-init network-config file (a YAML mapping with version: 1 or 2)", Err: err})
+			errs = append(errs, &Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: raw.NetConfigPath, Accepted: NetworkConfigAccepted, Err: err})
 		}
 		c.NetworkConfig = data
 	}

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/caarlos0/env/v11"
 )
 
 // MaxShares is the highest n of FILESYSTEMn_*.
@@ -60,15 +57,9 @@ func (s Share) Tag() string {
 	return fmt.Sprintf("share%d", s.Index)
 }
 
-func sharePrefix(n int) string {
-	if n == 1 {
-		return "FILESYSTEM_"
-	}
-	return fmt.Sprintf("FILESYSTEM%d_", n)
-}
+func sharePrefix(n int) string { return shareFamily.name(shareFamily.prefix, n) }
 
 var (
-	shareVar = regexp.MustCompile(`^FILESYSTEM([0-9]*)_`)
 	// guestPath is what a target may hold: it goes into /etc/fstab and a
 	// shell script in the guest, so no spaces, quotes or other specials.
 	guestPath = regexp.MustCompile(`^(/[A-Za-z0-9._+@-]+)+$`)
@@ -79,37 +70,13 @@ var (
 
 func loadShares(c *Config, environ map[string]string) error {
 	var errs []error
-	present := map[int]bool{}
-	for _, k := range slices.Sorted(maps.Keys(environ)) {
-		m := shareVar.FindStringSubmatch(k)
-		if m == nil {
-			continue
-		}
-		n := 1
-		if m[1] != "" {
-			n, _ = strconv.Atoi(m[1])
-			if n < 2 || n > MaxShares || m[1] != strconv.Itoa(n) {
-				errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("FILESYSTEM_* for share 1 and FILESYSTEM2_* to FILESYSTEM%d_* for more", MaxShares)})
-				continue
-			}
-		}
-		if environ[sharePrefix(n)+"SOURCE"] == "" {
-			errs = append(errs, &Error{Var: k, Value: environ[k], Accepted: fmt.Sprintf("only together with %sSOURCE (the host folder to share)", sharePrefix(n))})
-			continue
-		}
-		present[n] = true
+	raws, err := readNumbered[rawShare](environ, shareFamily)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	targets := map[string]string{}
-	for n := 1; n <= MaxShares; n++ {
-		if !present[n] {
-			continue
-		}
-		var raw rawShare
-		if err := env.ParseWithOptions(&raw, env.Options{Environment: environ, Prefix: sharePrefix(n)}); err != nil {
-			errs = append(errs, fmt.Errorf("reading %s*: %w", sharePrefix(n), err))
-			continue
-		}
-		s, err := loadShare(n, raw)
+	for _, r := range raws {
+		s, err := loadShare(r.N, r.Raw)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -129,6 +96,9 @@ func loadShare(n int, raw rawShare) (Share, error) {
 	s := Share{Index: n}
 	var errs []error
 	src, err := filepath.Abs(raw.Source)
+	if raw.Source == "" { // set but empty: not the current folder
+		err = errors.New("is empty")
+	}
 	if err == nil {
 		var st os.FileInfo
 		if st, err = os.Stat(src); err == nil && !st.IsDir() {
@@ -176,15 +146,13 @@ func loadShare(n int, raw rawShare) (Share, error) {
 		return Share{}, err
 	}
 
-	// virtiofsd 7.2 (C) passes owners and modes through as they are and
-	// has no read-only mode; 9p does both. A default driver falls back.
-	if s.Driver == ShareVirtiofs && (s.AccessMode != AccessPassthrough || s.ReadOnly) {
+	// virtiofsd 7.2 (C) passes owners and modes through as they are; 9p
+	// can map or squash them. A default driver falls back. (Read-only
+	// works with both: vmrunner mounts a virtiofs folder read-only for
+	// its virtiofsd.)
+	if s.Driver == ShareVirtiofs && s.AccessMode != AccessPassthrough {
 		if s.DriverSet {
-			why := p + "ACCESSMODE=" + s.AccessMode
-			if s.ReadOnly {
-				why = p + "READONLY=1 (virtiofsd has no read-only mode; QEMU's 9p enforces it on the host)"
-			}
-			return Share{}, &Error{Var: p + "DRIVER", Value: raw.Driver, Accepted: "9p with " + why + ", or virtiofs with passthrough and read-write"}
+			return Share{}, &Error{Var: p + "DRIVER", Value: raw.Driver, Accepted: "9p with " + p + "ACCESSMODE=" + s.AccessMode + ", or virtiofs with passthrough"}
 		}
 		s.Driver = Share9p
 	}

@@ -32,8 +32,8 @@ func TestShares(t *testing.T) {
 				{Index: 1, Source: dir, Target: "/srv/data", Driver: Share9p, DriverSet: true, AccessMode: AccessMapped, ReadOnly: true},
 				{Index: 3, Source: other, Target: "/mnt/share3", Driver: ShareVirtiofs, AccessMode: AccessPassthrough},
 			}},
-		{"default driver falls back to 9p for read-only", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_READONLY": "yes"},
-			[]Share{{Index: 1, Source: dir, Target: "/mnt/share", Driver: Share9p, AccessMode: AccessPassthrough, ReadOnly: true}}},
+		{"virtiofs read-only", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_READONLY": "yes"},
+			[]Share{{Index: 1, Source: dir, Target: "/mnt/share", Driver: ShareVirtiofs, AccessMode: AccessPassthrough, ReadOnly: true}}},
 		{"the seed project's bare name is the tag, on /mnt/NAME", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_TARGET": "data"},
 			[]Share{{Index: 1, Source: dir, Target: "/mnt/data", Name: "data", Driver: ShareVirtiofs, AccessMode: AccessPassthrough}}},
 		{"default driver falls back to 9p for squash", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_ACCESSMODE": "squash"},
@@ -74,7 +74,6 @@ func TestSharesRejected(t *testing.T) {
 		{"driver", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_DRIVER": "nfs"}, "FILESYSTEM_DRIVER", "virtiofs or 9p"},
 		{"access mode", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_ACCESSMODE": "root"}, "FILESYSTEM_ACCESSMODE", "passthrough, mapped or squash"},
 		{"readonly", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_READONLY": "maybe"}, "FILESYSTEM_READONLY", ""},
-		{"virtiofs read-only", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_DRIVER": "virtiofs", "FILESYSTEM_READONLY": "1"}, "FILESYSTEM_DRIVER", "9p with FILESYSTEM_READONLY=1"},
 		{"virtiofs mapped", map[string]string{"FILESYSTEM_SOURCE": dir, "FILESYSTEM_DRIVER": "virtiofs", "FILESYSTEM_ACCESSMODE": "mapped"}, "FILESYSTEM_DRIVER", "9p with FILESYSTEM_ACCESSMODE=mapped"},
 	}
 	for _, tt := range tests {

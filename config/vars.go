@@ -25,7 +25,7 @@ type rawMachine struct {
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G; max: 90 % of the space free in DATA_DIR, half: half of it"`
-	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, or ide (6 disks on q35, 4 on pc)"`
+	DiskType        string `env:"DISK_TYPE" envDefault:"virtio" help:"how every disk attaches: virtio (virtio-blk), scsi (virtio-scsi), nvme, ide (6 disks on q35, 4 on pc), or usb (usb-storage; adds the USB controller)"`
 	DiskCache       string `env:"DISK_CACHE" envDefault:"none" help:"host page cache for the disks: none (O_DIRECT; writeback where the state folder's filesystem refuses O_DIRECT), writeback, writethrough, directsync (O_DIRECT and a sync per write; writethrough where refused) or unsafe"`
 	DiskIO          string `env:"DISK_IO" help:"disk I/O: native (the default with DISK_CACHE=none or directsync, which it needs), threads (the default otherwise) or io_uring"`
 	Device          string `env:"DEVICE" help:"a host block device (or image file) given to the guest as a raw disk after the others; DEVICE2 to DEVICE6 add more"`
@@ -77,12 +77,17 @@ type rawMachine struct {
 
 // rawNIC is read once per NIC with the prefix NETWORK_ (NIC 1) or NETWORKn_.
 type rawNIC struct {
-	Mode      string `env:"MODE" envDefault:"nat" help:"nat, bridge, direct or none"`
+	Mode      string `env:"MODE" envDefault:"nat" help:"nat, bridge, direct, container or none"`
 	Bridge    string `env:"BRIDGE" envDefault:"br0" help:"existing host bridge for bridge mode"`
 	DirectDev string `env:"DIRECT_DEV" envDefault:"eth0" help:"parent host NIC for direct (macvtap) mode"`
 	Model     string `env:"MODEL" envDefault:"virtio" help:"virtio, e1000, e1000e, rtl8139, vmxnet3, pcnet or ne2k_pci"`
 	MAC       string `env:"MAC" help:"unicast MAC (default: derived from GUEST_NAME and the NIC index, kept in mac-N)"`
 	MTU       string `env:"MTU" help:"MTU 68-65535 (default for NIC 1: the host default route's MTU when not 1500)"`
+	GuestIP   string `env:"GUEST_IP" help:"nat: the guest's IPv4 address, ADDRESS (a /24) or ADDRESS/PREFIX (8-29); its subnet becomes the NAT network, the host side .2 and DNS .3 of it (default: 10.0.2.15 in 10.0.2.0/24)"`
+	GuestIP6  string `env:"GUEST_IP6" help:"nat: an IPv6 ADDRESS[/64] whose /64 becomes the NAT's IPv6 prefix, host side ::2, DNS ::3; the guest takes its address there by SLAAC (default: fec0::/64)"`
+	Boot      string `env:"BOOT" envDefault:"0" help:"1: this NIC is the network boot device (one NIC at most): first in the boot order, or where BOOT_ORDER says network"`
+	ContIf    string `env:"CONTAINER_INTERFACE" help:"container mode: the container's interface (e.g. eth1, a Docker or Multus second network) that vmrunner puts on a bridge with the guest; required"`
+	ContBr    string `env:"CONTAINER_BRIDGE" help:"container mode: name of the bridge vmrunner makes inside the container (default: vmbrN, N the NIC's index)"`
 }
 
 // rawDisk holds the numbered disk variables, read once for each n from 2
@@ -100,5 +105,5 @@ type rawShare struct {
 	Target     string `env:"TARGET" help:"where the guest mounts it (default: /mnt/share, /mnt/shareN for share N)"`
 	Driver     string `env:"DRIVER" help:"virtiofs (the default; falls back to 9p with a warning where virtiofsd cannot serve the share) or 9p; given explicitly, no fallback"`
 	AccessMode string `env:"ACCESSMODE" help:"passthrough (the default: owners and modes as the guest sets them), mapped (kept in xattrs, 9p only) or squash (owner changes ignored, 9p only)"`
-	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced by QEMU on the host; 9p)"`
+	ReadOnly   string `env:"READONLY" envDefault:"0" help:"1: the guest cannot write (enforced on the host: QEMU for 9p, a read-only mount for virtiofsd)"`
 }

@@ -34,7 +34,7 @@ const (
 	BootDefault BootDevice = ""        // the configured order (an installer CD first, then the disk)
 	BootDisk    BootDevice = "disk"    // the VM's disk
 	BootCD      BootDevice = "cd"      // the CD drive's medium
-	BootNetwork BootDevice = "network" // PXE from the first NIC
+	BootNetwork BootDevice = "network" // PXE from the boot NIC (NETWORK_BOOT, else the first)
 )
 
 // BootOverride is the boot device of the next starts.

@@ -105,9 +105,10 @@ type run struct {
 	deadline  <-chan time.Time
 	agentAsk  <-chan time.Time // halfway to deadline: ask the guest agent
 	killTimer <-chan time.Time
-	shutdown  string // the reason of QMP's SHUTDOWN event
-	endWatch  func() // stops watchGuest
-	qmpGone   bool   // QMP never connected and never will (QEMU ended)
+	shutdown  string        // the reason of QMP's SHUTDOWN event
+	endWatch  func()        // stops watchGuest
+	agentOpen chan struct{} // to watchGuest: the guest opened the agent's port
+	qmpGone   bool          // QMP never connected and never will (QEMU ended)
 }
 
 type runEvent struct {
@@ -329,6 +330,9 @@ func (c *Controller) powerOn(reason string) error {
 			return c.startFailed("confining QEMU", err, made)
 		}
 	}
+	if err := made.StartTPM(c.o.Reaper.Start, cred); err != nil {
+		return c.startFailed("starting the TPM", err, made)
+	}
 	args := qemu.Args(made.Spec)
 	c.log.Info("starting QEMU", zap.String("guest", p.Config.GuestName), zap.String("accel", made.Spec.Accel),
 		zap.String("user", user), zap.Strings("args", config.RedactArgs(args)))
@@ -372,7 +376,8 @@ func (c *Controller) powerOn(reason string) error {
 		c.mu.Unlock()
 		var ctx context.Context
 		ctx, r.endWatch = context.WithCancel(context.Background())
-		go c.watchGuest(ctx, a)
+		r.agentOpen = make(chan struct{}, 1)
+		go c.watchGuest(ctx, a, r.agentOpen)
 	}
 	select {
 	case m, ok := <-proc.QMP:
@@ -492,6 +497,13 @@ func (c *Controller) onEvent(e runEvent) {
 	case "SHUTDOWN":
 		if reason, ok := e.ev.Data["reason"].(string); ok {
 			r.shutdown = reason
+		}
+	case "VSERPORT_CHANGE":
+		if e.ev.Data["id"] == qemu.GuestAgentPort && e.ev.Data["open"] == true && r.agentOpen != nil {
+			select {
+			case r.agentOpen <- struct{}{}:
+			default: // a round is already due
+			}
 		}
 	}
 }

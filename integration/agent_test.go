@@ -246,7 +246,8 @@ func TestGuestAgentAbsent(t *testing.T) {
 }
 
 // TestSharedFolders shares a host folder with the Debian 12 cloud guest over
-// virtiofs (its cloud kernel has virtiofs but no 9p) and checks, through
+// virtiofs (its cloud kernel has virtiofs but no 9p), QEMU confined to its
+// unprivileged user, and checks, through
 // the guest agent: cloud-init mounted it at FILESYSTEM_TARGET, a host file
 // reads in the guest, a guest write lands on the host as the guest wrote
 // it, and symlinks pointing out of the folder (absolute or ..) show the
@@ -257,7 +258,11 @@ func TestSharedFolders(t *testing.T) {
 	_, err := os.Stat("/usr/lib/qemu/virtiofsd")
 	need(t, "virtiofsd (qemu-system-common)", err == nil)
 	t.Parallel()
-	tmp := t.TempDir()
+	// Folders QEMU's unprivileged user can reach, so vmrunner (root)
+	// confines QEMU: virtiofsd runs as root, QEMU as that user connects
+	// to its socket. The image is copied out of /root (0700).
+	tmp := reachableDataDir(t)
+	img = copyFile(t, img, filepath.Join(tmp, filepath.Base(img)))
 	share := filepath.Join(tmp, "share")
 	secret := filepath.Join(tmp, "secret")
 	for _, d := range []string{share, secret} {
@@ -307,6 +312,13 @@ func TestSharedFolders(t *testing.T) {
 	}
 	v := Start(t, env)
 	waitAgent(t, v, 15*time.Minute)
+	if user := qemuUserLogged(t, v); !strings.Contains(user, "uid ") || strings.Contains(user, "uid 0,") {
+		t.Errorf("QEMU runs as %q, want its unprivileged user", user)
+	}
+	// The agent's port opening is what starts a status round at once.
+	if !strings.Contains(v.Stderr(), `"event":"VSERPORT_CHANGE","data":{"id":"qga0port","open":true}`) {
+		t.Errorf("no VSERPORT_CHANGE for the agent's port in the log")
+	}
 	if out, _, code := agentExec(t, v, 20*time.Minute, "cloud-init", "status", "--wait"); code != 0 || !strings.Contains(out, "status: done") {
 		t.Errorf("cloud-init status --wait: exit %d: %s", code, out)
 	}

@@ -299,7 +299,7 @@ func alive(pid int) bool {
 // before any file or process exists.
 func TestConfigErrorCreatesNothing(t *testing.T) {
 	for _, tc := range []struct{ name, value, accepted string }{
-		{"NETWORK_MODE", "wifi", "nat, bridge, direct or none"},
+		{"NETWORK_MODE", "wifi", "nat, bridge, direct, container or none"},
 		{"PORT_FWD", "80", "host:guest"},
 		{"NETWORK2_MTU", "9000", "NETWORK2_MODE"},
 		{"MEMORY", "lots", "max or half"},

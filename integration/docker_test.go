@@ -47,6 +47,7 @@ func TestDocker(t *testing.T) {
 	t.Run("KillLeavesNoQEMU", d.testKill)
 	t.Run("InteractiveConsole", d.testInteractive)
 	t.Run("LeastPrivilege", d.testLeastPrivilege)
+	t.Run("Redfish", d.testRedfish)
 }
 
 // docker is the daemon the tests talk to.
@@ -633,4 +634,77 @@ func (c *container) bootsOrEnds(timeout time.Duration) (bool, int) {
 			c.t.Fatalf("container %s neither booted nor ended within %s (%s)", c.Name, timeout, c.state())
 		}
 	}
+}
+
+// testRedfish: `docker run -p 127.0.0.1:PORT:8443 -e REDFISH_ENABLE=1`
+// reaches the BMC through Docker's port publishing: curl without
+// credentials gets 401 with a challenge; sushy with them reads the system
+// and powers it off, and the container (the BMC) stays up.
+func (d *docker) testRedfish(t *testing.T) {
+	_, err := os.Stat("/usr/lib/python3/dist-packages/sushy/__init__.py")
+	need(t, "python3-sushy", err == nil)
+	port := FreePort(t)
+	name := uniqueName("vmrunner-it-redfish")
+	args := append([]string{"-p", fmt.Sprintf("127.0.0.1:%d:8443", port), "--hostname", "rfvm"}, guestArgs("")...)
+	args = append(args, "-e", "REDFISH_ENABLE=1", "-e", "REDFISH_PASSWORD="+redfishPassword, testImage)
+	c := d.run(t, name, args...)
+	c.WaitLog("redfish listening", 2*time.Minute)
+	c.WaitLine(`^VMTEST ready`, 3*time.Minute)
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+
+	curl := func(args ...string) string {
+		out, err := exec.Command("curl", append([]string{"-sk", "--max-time", "30", "--noproxy", "*",
+			"-o", "/dev/null", "-D", "-", "-w", "status=%{http_code}\n"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		return string(out)
+	}
+	if out := curl(base + "/redfish/v1/Systems/rfvm"); !strings.Contains(out, "status=401") || !strings.Contains(strings.ToLower(out), "www-authenticate: basic") {
+		t.Errorf("without credentials through the published port:\n%s", out)
+	}
+	if out := curl("-u", "admin:"+redfishPassword, base+"/redfish/v1/Systems/rfvm"); !strings.Contains(out, "status=200") {
+		t.Errorf("with credentials through the published port:\n%s", out)
+	}
+
+	script := `import sys, sushy
+c = sushy.Sushy(sys.argv[1], username='admin', password=sys.argv[2], verify=False)
+s = c.get_system('/redfish/v1/Systems/rfvm')
+v = lambda x: str(getattr(x, 'value', x))
+print('before', v(s.power_state), s.uuid, s.ethernet_interfaces.get_members()[0].mac_address)
+s.reset_system(sushy.RESET_FORCE_OFF)
+print('sushy-done')
+`
+	cmd := exec.Command(python, "-c", script, base, redfishPassword)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "NO_PROXY=*", "no_proxy=*", "PYTHONWARNINGS=ignore"}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "before On ") || !strings.Contains(string(out), "sushy-done") {
+		t.Fatalf("sushy through the published port: %v: %s", err, out)
+	}
+	t.Logf("sushy: %s", strings.TrimSpace(string(out)))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		body, _ := exec.Command("curl", "-sk", "--max-time", "30", "--noproxy", "*", "-u", "admin:"+redfishPassword,
+			base+"/redfish/v1/Systems/rfvm").Output()
+		if strings.Contains(string(body), `"PowerState":"Off"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PowerState never Off after ForceOff: %s", body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(c.qemuPIDs()) != 0 {
+		t.Errorf("QEMU still runs in the container after ForceOff")
+	}
+	if st := c.inspect("{{.State.Status}}"); st != "running" {
+		t.Errorf("the container is %s after ForceOff: the BMC must outlive the VM", st)
+	}
+	if out := curl("-u", "admin:"+redfishPassword, base+"/redfish/v1/Systems/rfvm"); !strings.Contains(out, "status=200") {
+		t.Errorf("the BMC does not answer with the VM off:\n%s", out)
+	}
+	if out, errOut, code := dockerOut(t, 2*time.Minute, "stop", "-t", "30", name); code != 0 {
+		t.Fatalf("docker stop: exit %d: %s %s", code, out, errOut)
+	}
+	c.Wait(time.Minute)
 }

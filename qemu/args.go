@@ -12,7 +12,7 @@ import (
 func Args(s Spec) []string {
 	var a []string
 	for _, part := range []func(Spec) []string{
-		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, consoleArgs, qmpArgs,
+		baseArgs, firmwareArgs, kernelArgs, diskArgs, cdArgs, nicArgs, hardwareArgs, tpmArgs, consoleArgs, qmpArgs,
 		guestAgentArgs, shareArgs,
 	} {
 		a = append(a, part(s)...)
@@ -89,6 +89,9 @@ func diskArgs(s Spec) []string {
 	if scsiDisks(s) {
 		a = scsiController()
 	}
+	if usbDisks(s) {
+		a = usbDiskController()
+	}
 	if ioThread(s) {
 		a = append(a, "-object", "iothread,id="+ioThreadID)
 	}
@@ -163,6 +166,8 @@ func diskDevice(s Spec, i int, id string) string {
 		return "nvme,serial=" + id + ",drive=" + id
 	case BusIDE:
 		return "ide-hd," + ideSlot(s.Machine, i) + ",drive=" + id
+	case BusUSB:
+		return "usb-storage,bus=usb.0,drive=" + id
 	}
 	if ioThread(s) {
 		return "virtio-blk-pci,drive=" + id + ",iothread=" + ioThreadID
@@ -198,7 +203,7 @@ func scsiDisks(s Spec) bool {
 }
 
 // bootIndex is the firmware's boot position of dev (BootDisk: the VM's
-// disk, BootCD: the CD drive, BootNetwork: the first NIC); ok is false for
+// disk, BootCD: the CD drive, BootNetwork: the boot NIC); ok is false for
 // a device that must not boot. The controller's override (Boot) puts its
 // device first and the disk after it; without one, BOOT_ORDER's list
 // (BootOrder) decides; without that, the CD boots first when it holds a
@@ -214,14 +219,24 @@ func bootIndex(s Spec, dev BootDevice) (int, bool) {
 		}
 		return 0, false
 	case len(s.BootOrder) > 0:
-		i := slices.Index(s.BootOrder, dev)
+		order := s.BootOrder
+		if s.NetworkFirst && !slices.Contains(order, BootNetwork) {
+			order = append([]BootDevice{BootNetwork}, order...)
+		}
+		i := slices.Index(order, dev)
 		return i, i >= 0
 	}
+	first := 0
+	if s.NetworkFirst {
+		first = 1
+	}
 	switch dev {
+	case BootNetwork:
+		return 0, s.NetworkFirst
 	case BootCD:
-		return 0, s.CDROM != ""
+		return first, s.CDROM != ""
 	case BootDisk:
-		return 1, true
+		return first + 1, true
 	}
 	return 0, false
 }
@@ -265,13 +280,16 @@ func cdArgs(s Spec) []string {
 
 func nicArgs(s Spec) []string {
 	var a []string
-	for i, n := range s.NICs {
+	for _, n := range s.NICs {
 		dev := n.Model + ",netdev=" + n.ID + ",mac=" + n.MAC
-		if i == 0 {
+		if n.Boot {
 			dev += bootIndexOption(s, BootNetwork)
 		}
 		if n.MTU != 0 && n.Model == "virtio-net-pci" {
 			dev += fmt.Sprintf(",host_mtu=%d", n.MTU)
+		}
+		if n.ROMFile != "" {
+			dev += ",romfile=" + escape(n.ROMFile)
 		}
 		a = append(a, "-netdev", n.Backend.netdev(n.ID), "-device", dev)
 	}
@@ -281,8 +299,14 @@ func nicArgs(s Spec) []string {
 func (u UserNet) netdev(id string) string {
 	// QEMU turns IPv4 off when only ipv6= is given, so name both.
 	nd := "user,id=" + id + ",ipv4=on,ipv6=" + onOff(u.IPv6)
+	for _, o := range [][2]string{{"net", u.Net}, {"host", u.Host}, {"dhcpstart", u.DHCPStart}, {"dns", u.DNS},
+		{"ipv6-net", u.IPv6Net}, {"ipv6-host", u.IPv6Host}, {"ipv6-dns", u.IPv6DNS}} {
+		if o[1] != "" {
+			nd += "," + o[0] + "=" + o[1]
+		}
+	}
 	for _, f := range u.Forwards {
-		nd += fmt.Sprintf(",hostfwd=%s:%s:%d-:%d", f.Proto, f.HostAddr, f.HostPort, f.GuestPort)
+		nd += fmt.Sprintf(",hostfwd=%s:%s:%d-%s:%d", f.Proto, f.HostAddr, f.HostPort, u.DHCPStart, f.GuestPort)
 	}
 	return nd
 }
@@ -306,21 +330,26 @@ func consoleArgs(s Spec) []string {
 	return append([]string{
 		"-chardev", "stdio,id=serial0,signal=off",
 		"-serial", "chardev:serial0",
-		"-display", "none",
-	}, displayArgs(s.Display)...)
+		"-display", displayBackend(s),
+	}, displayArgs(s)...)
 }
 
 // displayArgs adds the screen, an absolute pointer (a USB tablet, so VNC
 // clients' cursors match the guest's) and the VNC listeners.
-func displayArgs(d *Display) []string {
+// With a GPU and no display, the guest still gets the GPU, for rendering.
+func displayArgs(s Spec) []string {
+	d := s.Display
 	if d == nil {
+		if s.GPU != nil {
+			return []string{"-device", videoDevice(s) + ",id=video0"}
+		}
 		return nil
 	}
-	a := []string{
-		"-device", d.Device + ",id=video0",
-		"-device", "qemu-xhci,id=usb",
-		"-device", "usb-tablet,bus=usb.0",
+	a := []string{"-device", videoDevice(s) + ",id=video0"}
+	if !usbDisks(s) {
+		a = append(a, "-device", "qemu-xhci,id=usb")
 	}
+	a = append(a, "-device", "usb-tablet,bus=usb.0")
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}
@@ -350,6 +379,11 @@ func qmpArgs(s Spec) []string {
 	return a
 }
 
+// GuestAgentPort is the agent port's device id: QEMU names it in the
+// VSERPORT_CHANGE event it sends when the guest opens or closes the port
+// (only for ports with an id).
+const GuestAgentPort = "qga0port"
+
 // guestAgentArgs gives the guest the port qemu-guest-agent looks for, its
 // host end a unix socket vmrunner connects to. wait=off: QEMU does not wait
 // for a client before starting the guest.
@@ -360,7 +394,7 @@ func guestAgentArgs(s Spec) []string {
 	return []string{
 		"-chardev", "socket,id=qga0,path=" + escape(s.GuestAgent) + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser0",
-		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0,id=" + GuestAgentPort,
 	}
 }
 

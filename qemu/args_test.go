@@ -240,6 +240,39 @@ var scenarios = []struct {
 		s.Disk = "/data/vms/vm/disk.qcow2"
 		s.CDDrive, s.Boot = true, BootNetwork
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
+		s.NICs[0].Boot = true
+		return s
+	}},
+	{"nat_guest_ip", func() Spec {
+		// NETWORK_GUEST_IP=192.168.77.15, NETWORK_GUEST_IP6=fd00:77::15:
+		// the forwards go to the guest's address.
+		s := base()
+		s.Kernel = "/boot/vmlinuz"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{IPv6: true, Forwards: []Forward{{"tcp", "127.0.0.1", 2222, 22}, {"udp", "127.0.0.1", 5353, 53}},
+			Net: "192.168.77.0/24", Host: "192.168.77.2", DHCPStart: "192.168.77.15", DNS: "192.168.77.3",
+			IPv6Net: "fd00:77::/64", IPv6Host: "fd00:77::2", IPv6DNS: "fd00:77::3"})}
+		return s
+	}},
+	{"network_boot_first", func() Spec {
+		// NETWORK2_BOOT=1 and IPXE_ENABLE=1 without BOOT_ORDER: NIC 2
+		// with its iPXE ROM boots first, then the installer CD, the disk.
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDROM = "/data/install.iso"
+		s.NetworkFirst = true
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
+		s.NICs[1].Boot, s.NICs[1].ROMFile = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom"
+		return s
+	}},
+	{"network_first_installed", func() Spec {
+		// NETWORK_BOOT=1 on an installed VM: the NIC, the disk, then the CD.
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.CDROM = "/data/install.iso"
+		s.NetworkFirst = true
+		s.BootOrder = []BootDevice{BootDisk, BootCD}
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.NICs[0].Boot = true
 		return s
 	}},
 	{"comma_in_paths", func() Spec {
@@ -273,8 +306,42 @@ var scenarios = []struct {
 		s.MoreDisks = moreDisks()
 		s.CDROM = "/data/install.iso"
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{})}
+		s.NICs[0].Boot = true
 		s.BootOrder = []BootDevice{BootNetwork, BootCD, BootDisk}
 		s.Hardware = Hardware{NoRNG: true, USB: true, Balloon: true, IOThread: true, HyperV: true}
+		return s
+	}},
+	{"tpm", func() Spec {
+		s := base()
+		s.TPM = &TPM{Socket: "/data/vms/vm,1/tpm.sock"}
+		return s
+	}},
+	{"gpu_headless", func() Spec {
+		s := base()
+		s.GPU = &GPU{RenderNode: "/dev/dri/renderD128"}
+		return s
+	}},
+	{"gpu_vnc", func() Spec {
+		s := base()
+		s.GPU = &GPU{RenderNode: "/dev/dri/by-path/pci-0000:00:02.0,render"}
+		s.Display = display()
+		return s
+	}},
+	// The disks bring the USB controller; the display and USB=1 add only
+	// their tablet, once.
+	{"disks_usb_display_usb", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.MoreDisks = moreDisks()
+		s.DiskBus = BusUSB
+		s.Display = display()
+		s.Hardware.USB = true
+		return s
+	}},
+	{"disks_usb", func() Spec {
+		s := base()
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBus = BusUSB
 		return s
 	}},
 	{"boot_order_hd_only", func() Spec {
@@ -430,8 +497,22 @@ func TestArgsProperties(t *testing.T) {
 				t.Errorf("%d -qmp for %d sockets", got, len(s.QMPSockets))
 			}
 			checkDisplay(t, s, args)
-			if !slices.Equal(option(args, "-display"), []string{"none"}) {
-				t.Errorf("-display %q, want none", option(args, "-display"))
+			// QEMU's own window never opens; a GPU renders headless.
+			wantDisplay := "none"
+			if s.GPU != nil {
+				wantDisplay = "egl-headless,rendernode=" + escape(s.GPU.RenderNode)
+			}
+			if !slices.Equal(option(args, "-display"), []string{wantDisplay}) {
+				t.Errorf("-display %q, want %s", option(args, "-display"), wantDisplay)
+			}
+			usb := 0
+			for _, d := range option(args, "-device") {
+				if strings.HasPrefix(d, "qemu-xhci,") {
+					usb++
+				}
+			}
+			if want := min(1, len(option(args, "-vnc"))+len(slices.DeleteFunc(option(args, "-device"), func(d string) bool { return !strings.HasPrefix(d, "usb-") }))); usb != want {
+				t.Errorf("%d USB controllers, want %d (one when any USB device is there)", usb, want)
 			}
 		})
 	}

@@ -43,11 +43,28 @@ type Spec struct {
 	Shares     []Share // host folders, in order
 	Extra      []string
 
-	// BootOrder lists BootDisk, BootCD and BootNetwork (the first NIC) in
+	// BootOrder lists BootDisk, BootCD and BootNetwork (the boot NIC) in
 	// the order the firmware tries them when Boot is BootDefault (BOOT_ORDER);
 	// empty: the CD when it has a medium, then the disk.
 	BootOrder []BootDevice
-	Hardware  Hardware
+	// NetworkFirst puts the boot NIC before the default order or
+	// BootOrder (NETWORK_BOOT or IPXE_ENABLE without BOOT_ORDER).
+	NetworkFirst bool
+	Hardware     Hardware
+	TPM          *TPM // nil: no TPM
+	GPU          *GPU // nil: no 3D; the display (if any) is std VGA
+}
+
+// TPM is a TPM 2.0 emulated by swtpm, which QEMU reaches on its control
+// socket.
+type TPM struct {
+	Socket string
+}
+
+// GPU is a virtio GPU with virgl 3D, rendered through EGL on the host's
+// render node, with or without a VNC display.
+type GPU struct {
+	RenderNode string
 }
 
 // Hardware is the optional devices; the zero value is the default set.
@@ -78,7 +95,7 @@ const (
 	BootDefault BootDevice = ""        // BootOrder, or the CD when it has a medium, then the disk
 	BootDisk    BootDevice = "disk"    // the disk only
 	BootCD      BootDevice = "cd"      // the CD, then the disk
-	BootNetwork BootDevice = "network" // PXE on the first NIC, then the disk
+	BootNetwork BootDevice = "network" // PXE on the boot NIC (NIC.Boot), then the disk
 )
 
 // CDDevice is the qdev id of the CD drive, which QMP's medium commands name.
@@ -116,6 +133,7 @@ const (
 	BusSCSI   = "scsi"   // scsi-hd on the virtio-scsi controller the CDs use
 	BusNVMe   = "nvme"   // one NVMe controller per disk
 	BusIDE    = "ide"    // ide-hd on the machine's own AHCI (q35) or IDE (pc)
+	BusUSB    = "usb"    // usb-storage on the USB controller (qemu-xhci)
 )
 
 // Drive is a disk other than the VM's own overlay.
@@ -139,6 +157,8 @@ type NIC struct {
 	MAC     string
 	MTU     int // 0: leave the device default
 	Backend Backend
+	Boot    bool   // the NIC BootNetwork boots: NETWORK_BOOT's, else the first
+	ROMFile string // option ROM (romfile=); "": QEMU's default for the model
 }
 
 // Backend is a -netdev: UserNet or TapNet.
@@ -150,6 +170,12 @@ type Backend interface {
 type UserNet struct {
 	IPv6     bool
 	Forwards []Forward
+	// Net (an IPv4 prefix), Host, DHCPStart and DNS replace QEMU's
+	// 10.0.2.0/24, .2, .15 and .3; IPv6Net, IPv6Host and IPv6DNS its
+	// fec0::/64, ::2 and ::3. "": QEMU's default. The forwards go to
+	// DHCPStart, the guest's address.
+	Net, Host, DHCPStart, DNS  string
+	IPv6Net, IPv6Host, IPv6DNS string
 }
 
 // Forward is one hostfwd rule.

@@ -264,7 +264,7 @@ func (s *service) insertMedia(w http.ResponseWriter, r *http.Request) *rfError {
 	// shorter than an ISO's download would otherwise never get it in,
 	// however often it retried; the retry then finds the image cached.
 	if err := s.api.InsertMedia(actionContext(r), image); err != nil {
-		return errAPI("inserting the image", err)
+		return errMedium(image, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -333,9 +333,10 @@ func (s *service) patchSecureBoot(r *http.Request, body map[string]json.RawMessa
 	next := mode
 	switch {
 	case *want && mode == config.BootLegacy:
-		return &rfError{http.StatusBadRequest, "PropertyValueConflict",
-			"The property SecureBootEnable could not be written because its value would conflict with the value of the BootSourceOverrideMode property (Legacy).",
-			[]string{"SecureBootEnable", "BootSourceOverrideMode"}, "Set BootSourceOverrideMode to UEFI first."}
+		return &rfError{status: http.StatusBadRequest, id: "PropertyValueConflict",
+			msg:        "The property SecureBootEnable could not be written because its value would conflict with the value of the BootSourceOverrideMode property (Legacy).",
+			args:       []string{"SecureBootEnable", "BootSourceOverrideMode"},
+			resolution: "Set BootSourceOverrideMode to UEFI first."}
 	case *want:
 		next = config.BootSecure
 	case mode == config.BootSecure:

@@ -50,6 +50,8 @@ type service struct {
 	// patchMu makes a PATCH's If-Match check and its change one step, so
 	// two clients holding the same ETag cannot both succeed.
 	patchMu sync.Mutex
+	fails   *backoff
+	sleep   func(context.Context, time.Duration) error // tests replace it
 }
 
 // New returns the Redfish service as an http.Handler; Serve puts it on
@@ -74,6 +76,8 @@ func New(api controller.API, opt Options) http.Handler {
 		passHash: sha256.Sum256([]byte(opt.Password)),
 		sessions: newSessions(opt.SessionTimeout, opt.MaxSessions, opt.Now),
 		paths:    newPaths(opt.SystemID),
+		fails:    newBackoff(opt.Now),
+		sleep:    sleep,
 	}
 }
 
@@ -173,10 +177,12 @@ func (s *service) serve(w http.ResponseWriter, r *http.Request) (user string) {
 	// are open; everything else asks for credentials before it says
 	// whether a resource exists.
 	if !s.public(path, r.Method) {
-		var ok bool
-		if user, ok = s.authenticate(r); !ok {
-			h.Set("WWW-Authenticate", `Basic realm="vmrunner Redfish", charset="UTF-8"`)
-			writeError(w, errNoSession())
+		var err *rfError
+		if user, err = s.authenticate(r); err != nil {
+			if err.status == http.StatusUnauthorized {
+				h.Set("WWW-Authenticate", `Basic realm="vmrunner Redfish", charset="UTF-8"`)
+			}
+			writeError(w, err)
 			return ""
 		}
 	}
@@ -229,15 +235,48 @@ func (s *service) public(path, method string) bool {
 }
 
 // authenticate accepts a session token (X-Auth-Token) or HTTP basic auth.
-func (s *service) authenticate(r *http.Request) (string, bool) {
+func (s *service) authenticate(r *http.Request) (string, *rfError) {
 	if tok := r.Header.Get("X-Auth-Token"); tok != "" {
-		return s.sessions.lookup(tok)
+		if u, ok := s.sessions.lookup(tok); ok {
+			return u, nil
+		}
+		return "", errNoSession()
 	}
 	u, p, ok := r.BasicAuth()
-	if !ok || !s.credentialsOK(u, p) {
-		return "", false
+	if !ok {
+		return "", errNoSession()
 	}
-	return u, true
+	if err := s.checkPassword(r, u, p); err != nil {
+		return "", err
+	}
+	return u, nil
+}
+
+// checkPassword is every password check, basic auth and logins alike. The
+// client first waits its turn (see backoff); a failure is counted, and
+// logged without what was tried when the client's checks start to be
+// spaced and at each doubling after.
+func (s *service) checkPassword(r *http.Request, user, pass string) *rfError {
+	client := clientKey(r.RemoteAddr)
+	wait, ok := s.fails.turn(client)
+	if !ok {
+		return errBackoff(wait)
+	}
+	if wait > 0 {
+		if err := s.sleep(r.Context(), wait); err != nil {
+			s.fails.abandoned(client)
+			return errBackoff(wait)
+		}
+	}
+	if s.credentialsOK(user, pass) {
+		s.fails.succeeded(client)
+		return nil
+	}
+	if n := s.fails.failed(client); n == s.fails.free || n > s.fails.free && n&(n-1) == 0 {
+		s.opt.Log.Warn("redfish failed logins: this client's password checks are now spaced",
+			zap.String("client", client), zap.Int("failures", n), zap.Duration("spacing", s.fails.delay(n)))
+	}
+	return errNoSession()
 }
 
 // credentialsOK compares hashes in constant time, so neither the user

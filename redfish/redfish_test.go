@@ -2,6 +2,7 @@ package redfish
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/controller"
+	"github.com/vmrunner/vmrunner/image"
 )
 
 const (
@@ -533,10 +535,10 @@ func TestVirtualMedia(t *testing.T) {
 	}
 
 	// What the controller refuses or fails at comes back as a clear error.
-	ts.vm.setFail("InsertMedia", errors.New(`fetching http://192.0.2.1/x.iso: dial tcp 192.0.2.1:80: connect: connection refused`))
+	ts.vm.setFail("InsertMedia", errors.New("image cache: mkdir /data/cache: permission denied"))
 	res, b = ts.do("POST", insert, good, `{"Image":"http://192.0.2.1/x.iso"}`)
-	if _, msg := messageID(t, b); res.StatusCode != 500 || !strings.Contains(msg, "connection refused") {
-		t.Errorf("unreachable image: %d %q", res.StatusCode, msg)
+	if _, msg := messageID(t, b); res.StatusCode != 500 || !strings.Contains(msg, "permission denied") {
+		t.Errorf("a fault of the host: %d %q", res.StatusCode, msg)
 	}
 	ts.vm.setFail("InsertMedia", fmt.Errorf("image larger than the cap: %w", controller.ErrInvalid))
 	if res, b = ts.do("POST", insert, good, `{"Image":"http://h/big.iso"}`); res.StatusCode != 400 {
@@ -812,5 +814,65 @@ func TestPatchETagRace(t *testing.T) {
 	}
 	if n[200] != 1 || n[412] != 29 {
 		t.Errorf("statuses %v, want one 200 and 29 412", n)
+	}
+}
+
+// TestInsertMediaFetchErrors: an image the BMC cannot fetch is the
+// client's to fix, so the answer is a 400 naming Image, the URL and why,
+// never a 500. The errors are the image package's own, from real fetches.
+func TestInsertMediaFetchErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/secret.iso":
+			w.WriteHeader(http.StatusForbidden)
+		case "/broken.iso":
+			w.WriteHeader(http.StatusInternalServerError)
+		case "/big.iso":
+			w.Header().Set("Content-Length", "4096")
+			w.Write(make([]byte, 4096))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	fetch := func(url string) error {
+		_, err := image.Fetch(context.Background(), image.FetchRequest{URL: url, CacheDir: t.TempDir(), AllowHTTP: true,
+			Attempts: 1, MaxSize: 1024})
+		if err == nil {
+			t.Fatalf("fetching %s succeeded", url)
+		}
+		return err
+	}
+	tests := []struct{ url, id, why string }{
+		{srv.URL + "/missing.iso", "ResourceMissingAtURI", "404"},
+		{srv.URL + "/secret.iso", "ResourceAtUriUnauthorized", "403"},
+		{srv.URL + "/broken.iso", "GeneralError", "500"},
+		{srv.URL + "/big.iso", "GeneralError", "DOWNLOAD_MAX_SIZE"},
+		{closed.URL + "/x.iso", "CouldNotEstablishConnection", "connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.id+" "+tc.why, func(t *testing.T) {
+			ts := newTestService(t)
+			ts.vm.setFail("InsertMedia", fetch(tc.url))
+			res, b := ts.do("POST", cdPath+"/Actions/VirtualMedia.InsertMedia", good, `{"Image":"`+tc.url+`"}`)
+			id, msg := messageID(t, b)
+			if res.StatusCode != 400 || id != registry+tc.id {
+				t.Fatalf("%d %s, want 400 %s: %s", res.StatusCode, id, tc.id, b)
+			}
+			for _, want := range []string{"Image", tc.url, tc.why} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not name %q", msg, want)
+				}
+			}
+			info := get(decode(t, b), "error", "@Message.ExtendedInfo").([]any)[0]
+			if fmt.Sprint(get(info, "RelatedProperties")) != "[#/Image]" {
+				t.Errorf("RelatedProperties %v, want [#/Image]", get(info, "RelatedProperties"))
+			}
+			if _, b := ts.do("GET", cdPath, good, ""); decode(t, b)["Inserted"] != false {
+				t.Errorf("a failed insert left a medium: %s", b)
+			}
+		})
 	}
 }

@@ -178,13 +178,14 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) *rfError {
 	}
 	for _, k := range []string{"UserName", "Password"} {
 		if _, ok := body[k]; !ok {
-			return &rfError{http.StatusBadRequest, "PropertyMissing",
-				"The property " + k + " is a required property and must be included in the request.", []string{k},
-				"Ensure that the property is in the request body and has a valid value and resubmit the request if the operation failed."}
+			return &rfError{status: http.StatusBadRequest, id: "PropertyMissing",
+				msg:        "The property " + k + " is a required property and must be included in the request.",
+				args:       []string{k},
+				resolution: "Ensure that the property is in the request body and has a valid value and resubmit the request if the operation failed."}
 		}
 	}
-	if !s.credentialsOK(user, pass) {
-		return errNoSession()
+	if err := s.checkPassword(r, user, pass); err != nil {
+		return err
 	}
 	token, se, ok := s.sessions.create(user)
 	if !ok {

@@ -31,6 +31,8 @@ needs=(
   /usr/lib/ipxe/qemu/efi-virtio.rom ipxe-qemu
   /usr/lib/ISOLINUX/isolinux.bin isolinux
   /usr/lib/syslinux/modules/bios/ldlinux.c32 syslinux-common
+  isohybrid syslinux-utils
+  curl curl
   /usr/share/novnc/vnc.html novnc
   vncsnapshot vncsnapshot
   vncpasswd tigervnc-tools
@@ -40,6 +42,8 @@ needs=(
   chromedriver chromium-driver
   /usr/sbin/qemu-ga qemu-guest-agent
   /usr/lib/qemu/virtiofsd qemu-system-common
+  swtpm swtpm
+  swtpm_setup swtpm-tools
 )
 
 missing=()

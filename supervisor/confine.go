@@ -118,7 +118,11 @@ type QEMUFiles struct {
 	State string   // the state folder: QEMU creates its QMP sockets here
 	Own   []string // files in the state folder QEMU opens (disks, UEFI variables, seed, VNC password) and folders it makes sockets in: handed to the user
 	Read  []string // files elsewhere QEMU reads (kernel, base image, firmware)
-	Write []string // files elsewhere QEMU reads and writes (host devices)
+	Write []string // files elsewhere QEMU reads and writes (host devices, 9p folders)
+	Root  string   // why QEMU must stay root; "": it need not
+	// Devices are character devices whose group QEMU's user joins, as it
+	// joins /dev/kvm's (a GPU's render node).
+	Devices []string
 }
 
 // Unreachable is a file QEMU's user could not open.
@@ -175,8 +179,11 @@ func (u *QEMUUser) reach(path string, want uint32) error {
 	if err := unix.Stat(path, &st); err != nil {
 		return &Unreachable{path, err.Error()}
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		want |= 0o1 // a folder's files are reached through it (a 9p share)
+	}
 	if !u.may(st, want) {
-		what := map[uint32]string{0o1: "searchable", 0o4: "readable", 0o6: "readable and writable"}[want]
+		what := map[uint32]string{0o1: "searchable", 0o4: "readable", 0o6: "readable and writable", 0o5: "readable and searchable", 0o7: "readable, writable and searchable"}[want]
 		return &Unreachable{path, fmt.Sprintf("not %s by %s (mode %#o, owner %d:%d)", what, u, st.Mode&0o7777, st.Uid, st.Gid)}
 	}
 	return nil
@@ -250,7 +257,7 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 	if os.Geteuid() != 0 {
 		return nil, "", nil
 	}
-	if u, err = LookupQEMUUser(setting, "/dev/kvm"); err == nil && u != nil && !canSwitchUser() {
+	if u, err = LookupQEMUUser(setting, append([]string{"/dev/kvm"}, f.Devices...)...); err == nil && u != nil && !canSwitchUser() {
 		// docker run --cap-drop ALL: root, but QEMU then has no
 		// capabilities either.
 		why := "vmrunner lacks CAP_CHOWN, CAP_SETUID or CAP_SETGID to hand QEMU to " + u.String()
@@ -264,6 +271,12 @@ func Confine(setting string, f QEMUFiles) (u *QEMUUser, warning string, err erro
 			warning = "QEMU_USER=root: QEMU runs as root, unconfined by user"
 		}
 		return nil, warning, err
+	}
+	if f.Root != "" {
+		if setting != "" {
+			return nil, "", fmt.Errorf("QEMU must run as root: %s (QEMU_USER=root, or FILESYSTEM_ACCESSMODE=mapped or squash)", f.Root)
+		}
+		return nil, fmt.Sprintf("QEMU runs as root: %s (with mapped or squash it runs as %s)", f.Root, u), nil
 	}
 	if err := u.Check(f); err != nil {
 		if setting != "" {

@@ -101,6 +101,10 @@ func TestQEMUUserCheck(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(open, "private"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	readOnly := filepath.Join(open, "listable") // r without x: names but no files
+	if err := os.Mkdir(readOnly, 0o744); err != nil {
+		t.Fatal(err)
+	}
 	u := &QEMUUser{Name: "q", UID: 54321, GID: 54321, Groups: []uint32{54321}}
 	if os.Geteuid() == 54321 {
 		t.Skip("the test user is the fake QEMU user")
@@ -117,6 +121,9 @@ func TestQEMUUserCheck(t *testing.T) {
 		{"private file", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "private")}}, "not readable"},
 		{"device not writable", QEMUFiles{State: filepath.Join(open, "vm"), Write: []string{filepath.Join(open, "kernel")}}, "not readable and writable"},
 		{"missing", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{filepath.Join(open, "none")}}, "no such file"},
+		{"read-only 9p folder", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{open}}, ""},
+		{"read-write 9p folder of root's", QEMUFiles{State: filepath.Join(open, "vm"), Write: []string{open}}, "not readable, writable and searchable"},
+		{"9p folder QEMU may only read", QEMUFiles{State: filepath.Join(open, "vm"), Read: []string{readOnly}}, "not readable and searchable"},
 	}
 	// A relative path is QEMU's too, from the working folder it inherits.
 	t.Chdir(open)
@@ -134,6 +141,25 @@ func TestQEMUUserCheck(t *testing.T) {
 		case tc.bad != "" && (!errors.As(err, &ue) || !strings.Contains(ue.Reason, tc.bad)):
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.bad)
 		}
+	}
+}
+
+// TestConfineRoot: a share that needs QEMU as root (9p passthrough)
+// keeps the default user root with a warning and refuses an explicit one.
+func TestConfineRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confinement applies only as root")
+	}
+	if !canSwitchUser() {
+		t.Skip("no CAP_CHOWN/SETUID/SETGID")
+	}
+	f := QEMUFiles{State: filepath.Join(t.TempDir(), "vm"), Root: "the shared folder /srv is served over 9p with ACCESSMODE=passthrough"}
+	u, warning, err := Confine("", f)
+	if u != nil || err != nil || !strings.Contains(warning, "QEMU runs as root: the shared folder /srv") {
+		t.Errorf("Confine(default) = %v, %q, %v", u, warning, err)
+	}
+	if _, _, err := Confine("12345", f); err == nil || !strings.Contains(err.Error(), "QEMU_USER=root") {
+		t.Errorf("Confine(QEMU_USER=12345) = %v, want refused", err)
 	}
 }
 

@@ -127,9 +127,19 @@ func (r *Reaper) OutputContext(ctx context.Context, cmd *exec.Cmd) ([]byte, erro
 	return out.Bytes(), nil
 }
 
+// describe says how a process ended, naming a signal by number and name
+// ("killed by signal 9 (SIGKILL)"): Go's signal strings ("killed") read
+// badly after "killed by".
 func describe(ws unix.WaitStatus) string {
-	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+	if !ws.Signaled() {
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
 	}
-	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	s := fmt.Sprintf("killed by signal %d", ws.Signal())
+	if name := unix.SignalName(ws.Signal()); name != "" {
+		s += " (" + name + ")"
+	}
+	if ws.CoreDump() {
+		s += ", core dumped"
+	}
+	return s
 }

@@ -201,7 +201,7 @@ func TestReaperOutput(t *testing.T) {
 	}
 
 	_, err = r.Output(exec.Command("sh", "-c", "kill -KILL $$"))
-	if err == nil || !strings.Contains(err.Error(), "killed by killed") {
+	if err == nil || !strings.Contains(err.Error(), "killed by signal 9 (SIGKILL)") {
 		t.Errorf("SIGKILL: error %v", err)
 	}
 
@@ -223,7 +223,14 @@ func TestDescribe(t *testing.T) {
 	if got := describe(exited); got != "exit status 7" {
 		t.Errorf("describe(exit 7) = %q", got)
 	}
-	if got := describe(signaled); got != "killed by killed" {
+	if got := describe(signaled); got != "killed by signal 9 (SIGKILL)" {
 		t.Errorf("describe(SIGKILL) = %q", got)
+	}
+	dumped := unix.WaitStatus(unix.SIGSEGV | 0x80)
+	if got := describe(dumped); got != "killed by signal 11 (SIGSEGV), core dumped" {
+		t.Errorf("describe(SIGSEGV with core) = %q", got)
+	}
+	if got := describe(unix.WaitStatus(40)); got != "killed by signal 40" {
+		t.Errorf("describe(a real-time signal) = %q", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/image"
@@ -16,72 +17,95 @@ import (
 const selfContained = "a self-contained disk image (qcow2, raw, vmdk, vhdx, vpc, vdi) or an ISO: no backing file, external data file, " +
 	"extent in another file or parent disk (flatten one with qemu-img convert -O qcow2 IN OUT); unpack compressed local files first"
 
-// baseImage brings the base image to a form QEMU backs an overlay with:
-// downloaded (verified, cached), inspected (an image that names any other
-// file or address is refused before anything is made or converted),
-// converted when QEMU should not back an overlay with its format, or, for
-// an ISO, attached as an installer CD with a blank disk.
-func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
-	path := p.BasePath
-	if d := p.Config.Boot.Download; d != nil {
-		req := *d
-		req.Progress, req.Log = t.Progress, t.Log
-		got, err := image.Fetch(ctx, req)
+// ReadCatalog is the catalog DISTRO is looked up in: the built-in one
+// with CATALOG's entries laid over it. Nothing is read without DISTRO.
+func ReadCatalog(c *config.Config) (*image.Catalog, error) {
+	if c.Boot.Distro == "" {
+		return nil, nil
+	}
+	return image.LoadCatalog(c.Catalog)
+}
+
+// planDownload makes the base image's download: BOOT_FROM's URL, or
+// DISTRO's catalog entry, which must boot with BOOT_MODE's firmware and
+// come over https or with an https checksum.
+func planDownload(c *config.Config, f Facts) (*image.FetchRequest, error) {
+	req := image.FetchRequest{URL: c.Boot.URL, SHA256: c.Boot.SHA256}
+	if c.Boot.Distro != "" {
+		d, err := lookupDistro(c, f)
 		if err != nil {
-			return p.downloadError(err)
+			return nil, err
 		}
-		path = got
+		// config has checked BOOT_FROM's URL; a catalog entry is checked here.
+		if req = d.FetchRequest(""); !image.Verifiable(req) {
+			return nil, &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog entry with an https URL or an https checksum file"}
+		}
 	}
-	if path == "" {
-		return nil
+	req.CacheDir = c.CacheDir()
+	req.MaxSize, req.MaxUnpacked = c.MediaMaxSize, c.MediaMaxUnpacked
+	req.Attempts = c.Hardware.DownloadRetries + 1 // the first try and the retries
+	return &req, nil
+}
+
+// lookupDistro finds DISTRO in the catalog and checks BOOT_MODE's
+// firmware boots it.
+func lookupDistro(c *config.Config, f Facts) (image.Distro, error) {
+	cat := f.Catalog
+	err := f.CatalogErr
+	if cat == nil && err == nil {
+		cat, err = image.LoadCatalog("") // the built-in one: no file is read
 	}
-	info, err := p.inspectBase(path)
 	if err != nil {
-		return err
+		return image.Distro{}, &config.Error{Var: "CATALOG", Value: c.Catalog, Accepted: "a readable catalog YAML file (see docs/images.md)", Err: err}
 	}
-	switch {
-	case info.Format == image.FormatISO:
-		out.useISO(path, FileExists(p.Paths.Disk))
-		return nil
-	case image.NeedsConversion(info.Format):
-		dst, err := p.convertedPath(path)
-		if err != nil {
-			return err
-		}
-		run := func(args []string) error {
-			_, err := qemuImg(ctx, t.Run, args...)
-			return err
-		}
-		if err := image.Convert(ctx, info.Format, path, dst, run); err != nil {
-			return fmt.Errorf("converting %s from %s: %w", path, info.Format, err)
-		}
-		// The copy is ours, made by qemu-img from a checked source.
-		if info, err = image.Inspect(dst); err != nil {
-			return err
-		}
-		path = dst
+	d, err := cat.Lookup(c.Boot.Distro)
+	if err != nil {
+		return image.Distro{}, &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "a catalog name (vmrunner --list-distros)", Err: err}
 	}
-	out.useBase(path, info)
-	return nil
+	fw := image.FirmwareUEFI
+	if c.BootMode == config.BootLegacy {
+		fw = image.FirmwareBIOS
+	}
+	if !d.Boots(fw) {
+		return image.Distro{}, &config.Error{Var: "BOOT_MODE", Value: string(c.BootMode), Accepted: fmt.Sprintf("a firmware %s boots with: %v", d.Name, d.Firmware)}
+	}
+	return d, nil
 }
 
-// useBase records the base the VM's disk is made on; QEMUSpec tells QEMU
-// how to open it.
-func (out *Prepared) useBase(path string, info image.Info) {
-	out.BasePath, out.Base = path, &info
+// BootImage is what the host says of a boot image file (Facts, for a
+// local BOOT_FROM): its header, and the size and time that name its
+// converted copy.
+type BootImage struct {
+	Path    string // absolute
+	Info    image.Info
+	Size    int64
+	ModTime time.Time
 }
 
-// inspectBase reads the user's image (BOOT_FROM or its download) and
+// InspectBootImage reads a local BOOT_FROM for Facts; nil without one. An
+// image that names any other file or address, or contradicts
+// BOOT_FROM_FORMAT, is refused with a *config.Error.
+func InspectBootImage(c *config.Config) (*BootImage, error) {
+	if c.Boot.Path == "" {
+		return nil, nil
+	}
+	path, err := absPath(c.Boot.Path)
+	if err != nil {
+		return nil, err
+	}
+	return inspectBootImage(c, path)
+}
+
+// inspectBootImage reads the user's image (BOOT_FROM or its download) and
 // refuses one that refers to anything outside itself, or whose header
 // contradicts BOOT_FROM_FORMAT.
-func (p *Plan) inspectBase(path string) (image.Info, error) {
-	c := p.Config
+func inspectBootImage(c *config.Config, path string) (*BootImage, error) {
 	variable, value := "BOOT_FROM", path
 	switch {
 	case c.Boot.Distro != "":
 		variable, value = "DISTRO", c.Boot.Distro
-	case c.Boot.Download != nil:
-		value = c.Boot.Download.URL
+	case c.Boot.URL != "":
+		value = c.Boot.URL
 	}
 	var info image.Info
 	var err error
@@ -91,16 +115,113 @@ func (p *Plan) inspectBase(path string) (image.Info, error) {
 		info, err = image.Inspect(path)
 	}
 	if mm := (*image.FormatMismatchError)(nil); errors.As(err, &mm) {
-		return image.Info{}, &config.Error{Var: "BOOT_FROM_FORMAT", Value: c.Boot.Format,
+		return nil, &config.Error{Var: "BOOT_FROM_FORMAT", Value: c.Boot.Format,
 			Accepted: fmt.Sprintf("the format of BOOT_FROM %s (%s), or unset to tell it from the content", value, mm.Found), Err: err}
 	}
 	if err == nil {
 		err = info.SelfContained(path)
 	}
 	if err != nil {
-		return image.Info{}, &config.Error{Var: variable, Value: value, Accepted: selfContained, Err: err}
+		return nil, &config.Error{Var: variable, Value: value, Accepted: selfContained, Err: err}
 	}
-	return info, nil
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &BootImage{Path: path, Info: info, Size: st.Size(), ModTime: st.ModTime()}, nil
+}
+
+// BaseChoice is what a boot image becomes: an installer CD with a blank
+// disk, or the base the VM's disk overlays, the image itself or its qcow2
+// copy.
+type BaseChoice struct {
+	CDROM string     // an ISO: the installer CD
+	Path  string     // the disk's base
+	Info  image.Info // Path's header; for a copy to make, qcow2 of the image's size
+	// ConvertFrom is the image qemu-img converts into Path first, as
+	// FromFormat; "": Path is the image.
+	ConvertFrom string
+	FromFormat  image.Format
+}
+
+// chooseBase decides what img becomes. QEMU could back an overlay with
+// vmdk, vhdx, vhd or vdi, but their drivers are slower and less tested
+// than qcow2's, so such an image is converted once into cacheDir, named by
+// its path, size and modification time: an edited source is converted
+// again rather than served stale.
+func chooseBase(img BootImage, cacheDir string) BaseChoice {
+	switch f := img.Info.Format; {
+	case f == image.FormatISO:
+		return BaseChoice{CDROM: img.Path}
+	case image.NeedsConversion(f):
+		key := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", img.Path, img.Size, img.ModTime.UnixNano()))
+		return BaseChoice{
+			Path:        filepath.Join(cacheDir, fmt.Sprintf("converted-%x-%s.qcow2", key[:8], filepath.Base(img.Path))),
+			Info:        image.Info{Format: image.FormatQcow2, VirtualSize: img.Info.VirtualSize},
+			ConvertFrom: img.Path,
+			FromFormat:  f,
+		}
+	}
+	return BaseChoice{Path: img.Path, Info: img.Info}
+}
+
+// baseImage brings the base image to a form QEMU backs an overlay with:
+// the plan's choice for a local BOOT_FROM; for a download, the same choice
+// made once it is fetched (verified, cached) and inspected. A copy the
+// choice calls for is converted.
+func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
+	b := p.Base
+	if d := p.Download; d != nil {
+		req := *d
+		req.Progress, req.Log = t.Progress, t.Log
+		got, err := image.Fetch(ctx, req)
+		if err != nil {
+			return p.downloadError(err)
+		}
+		img, err := inspectBootImage(p.Config, got)
+		if err != nil {
+			return err
+		}
+		choice := chooseBase(*img, p.Config.CacheDir())
+		b = &choice
+	}
+	if b == nil {
+		return nil
+	}
+	if b.ConvertFrom != "" {
+		if err := os.MkdirAll(filepath.Dir(b.Path), 0o755); err != nil {
+			return err
+		}
+		run := func(args []string) error {
+			_, err := qemuImg(ctx, t.Run, args...)
+			return err
+		}
+		if err := image.Convert(ctx, b.FromFormat, b.ConvertFrom, b.Path, run); err != nil {
+			return fmt.Errorf("converting %s from %s: %w", b.ConvertFrom, b.FromFormat, err)
+		}
+		// The copy is ours, made by qemu-img from a checked source.
+		info, err := image.Inspect(b.Path)
+		if err != nil {
+			return err
+		}
+		made := *b
+		made.Info = info
+		b = &made
+	}
+	out.use(*b, FileExists(p.Paths.Disk))
+	return nil
+}
+
+// use records the base the VM's disk is made on, or the installer CD;
+// QEMUSpec tells QEMU how to open them. diskExists: the VM's disk is there
+// from an earlier run (the system is installed, or half so).
+func (out *Prepared) use(b BaseChoice, diskExists bool) {
+	if b.CDROM != "" {
+		out.CDROM, out.Installed = b.CDROM, diskExists
+		return
+	}
+	info := b.Info
+	out.BasePath, out.Base = b.Path, &info
 }
 
 // downloadError makes a download's failure a configuration error when the
@@ -117,21 +238,5 @@ func (p *Plan) downloadError(err error) error {
 	case c.Boot.Distro != "":
 		return &config.Error{Var: "DISTRO", Value: c.Boot.Distro, Accepted: "an entry whose URL and checksum source answer (fix it with CATALOG)", Err: err}
 	}
-	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.Download.URL, Accepted: "an http(s) URL that serves the image", Err: err}
-}
-
-// convertedPath names a local image's converted copy in the cache by the
-// source's path, size and modification time, so an edited source is
-// converted again rather than served stale.
-func (p *Plan) convertedPath(src string) (string, error) {
-	st, err := os.Stat(src)
-	if err != nil {
-		return "", err
-	}
-	key := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", src, st.Size(), st.ModTime().UnixNano()))
-	dir := p.Config.CacheDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, fmt.Sprintf("converted-%x-%s.qcow2", key[:8], filepath.Base(src))), nil
+	return &config.Error{Var: "BOOT_FROM", Value: c.Boot.URL, Accepted: "an http(s) URL that serves the image", Err: err}
 }

@@ -100,7 +100,8 @@ func DecidePersist(setting *bool, dataDirMounted bool) bool {
 
 // QEMUFiles sorts the files QEMU opens by path: those in the state
 // folder (the VM's own: disks, UEFI variables, seed), those elsewhere it
-// only reads (kernel, initrd, base image, installer CD, firmware code),
+// only reads (kernel, initrd, base image, installer CD, firmware code,
+// option ROMs),
 // and those elsewhere it writes (host devices).
 // spec is the run's (its CD medium, firmware) and base the disk's base.
 func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
@@ -129,6 +130,9 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 		add(s.Firmware.Code, false)
 		add(s.Firmware.Vars, true)
 	}
+	for _, n := range s.NICs {
+		add(n.ROMFile, false) // IPXE_ROM_PATH
+	}
 	if d := s.Display; d != nil {
 		add(d.PasswordFile, false)
 		if d.Socket != "" {
@@ -138,12 +142,26 @@ func (p *Plan) QEMUFiles(s qemu.Spec, base string) (own, read, write []string) {
 	}
 	// virtiofsd (root, umask 077) makes its socket before QEMU starts;
 	// connecting needs write permission, so it is handed over as QEMU's
-	// own files are. 9p folders are opened by QEMU itself and stay as
-	// they are (docs/guest.md).
+	// own files are. 9p folders are opened by QEMU itself: they are
+	// checked, never changed (docs/guest.md).
 	for _, sh := range s.Shares {
 		if sh.Virtiofs {
 			add(sh.Socket, true)
+		} else {
+			add(sh.Path, !sh.ReadOnly)
 		}
 	}
+	if s.GPU != nil {
+		add(s.GPU.RenderNode, true)
+	}
 	return own, read, write
+}
+
+// QEMUDevices are the host devices whose group QEMU's user joins (the
+// render node's is usually render); /dev/kvm's is joined anyway.
+func (p *Plan) QEMUDevices(s qemu.Spec) []string {
+	if s.GPU == nil {
+		return nil
+	}
+	return []string{s.GPU.RenderNode}
 }

@@ -194,7 +194,7 @@ func TestQemuImgEnvironment(t *testing.T) {
 }
 
 // TestBaseRefs: a BOOT_FROM that names another file is a configuration
-// error before anything is made or converted; one pinned as raw is used as
+// error of the plan, before anything is made or converted; one pinned as raw is used as
 // raw, never parsed.
 func TestBaseRefs(t *testing.T) {
 	needQemuImg(t)
@@ -224,16 +224,13 @@ func TestBaseRefs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := prepareEnv(filepath.Join(t.TempDir(), "data"))
 			env["BOOT_FROM"], env["BOOT_FROM_FORMAT"] = tc.path, tc.format
-			p := preparePlan(t, env, false)
-			runs := 0
-			run := func(context.Context, *exec.Cmd) ([]byte, error) { runs++; return nil, nil }
-			_, err := Prepare(context.Background(), p, Tools{Run: run})
+			c := loadConfig(t, env)
+			f := testFacts()
+			f.BootImage, f.BootImageErr = InspectBootImage(c)
+			p, err := MakePlan(c, f)
 			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Var != tc.variable || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("error %v, want a config error on %s saying %q", err, tc.variable, tc.reason)
-			}
-			if runs != 0 {
-				t.Errorf("qemu-img ran %d times", runs)
+				t.Fatalf("MakePlan = %+v, %v; want a config error on %s saying %q", p, err, tc.variable, tc.reason)
 			}
 			if _, err := os.Stat(env["DATA_DIR"]); !os.IsNotExist(err) {
 				t.Errorf("DATA_DIR was made: %v", err)

@@ -14,10 +14,13 @@ import (
 
 // HostLink is the host side of a bridge or direct NIC, as planned.
 type HostLink struct {
-	Name   string // tap (bridge mode) or macvtap (direct mode) to create
+	Name   string // tap (bridge and container mode) or macvtap (direct mode) to create
 	Uplink string // the bridge, or the macvtap's parent NIC
 	MTU    int    // the link's MTU; 0: the kernel's default
 	Alias  string // shown by `ip link`; also marks a killed run's macvtap
+	// Adopt is container mode's interface, which becomes a port of the
+	// bridge Uplink that start-up makes for it.
+	Adopt string
 }
 
 // Uplinks lists the host links the NICs name, for probing the facts.
@@ -37,6 +40,8 @@ func uplink(n config.NIC) string {
 		return n.Bridge
 	case config.NetDirect:
 		return n.DirectDev
+	case config.NetContainer:
+		return n.ContainerIf
 	}
 	return ""
 }
@@ -49,7 +54,7 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 	if up == "" {
 		return nil
 	}
-	bridge := np.Mode == config.NetBridge
+	bridge, container := np.Mode == config.NetBridge, np.Mode == config.NetContainer
 	l, ok := f.Links[up]
 	if !ok {
 		return explain(*np, fmt.Errorf("%s: %w", up, netcfg.ErrNoLink))
@@ -57,7 +62,8 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 	if bridge && l.Kind != "bridge" {
 		return explain(*np, fmt.Errorf("%s is a %s: %w", up, l.Kind, netcfg.ErrNotBridge))
 	}
-	guest, link, clamped := netcfg.UplinkMTU(bridge, np.MTU, l.MTU)
+	// Container mode's bridge takes its interface's MTU.
+	guest, link, clamped := netcfg.UplinkMTU(bridge || container, np.MTU, l.MTU)
 	if clamped {
 		want := np.MTU
 		if want == 0 {
@@ -68,7 +74,7 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 	}
 	np.MTU = guest
 	prefix := netcfg.TapPrefix
-	if !bridge {
+	if np.Mode == config.NetDirect {
 		prefix = netcfg.MacvtapPrefix
 	}
 	np.Link = &HostLink{
@@ -76,6 +82,9 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 		Uplink: up,
 		MTU:    link,
 		Alias:  fmt.Sprintf("vmrunner %s NIC %d", p.Config.GuestName, np.Index),
+	}
+	if container {
+		np.Link.Uplink, np.Link.Adopt = np.ContainerBridge, up
 	}
 	return nil
 }
@@ -85,6 +94,16 @@ func (p *Plan) planHostLink(np *NICPlan, f Facts) error {
 // the run.
 func (p *Plan) network(out *Run) error {
 	return p.attachTaps(&out.Spec, &out.inherited, func(n NICPlan) (*os.File, *os.File, error) {
+		if n.Link.Adopt != "" {
+			b, err := netcfg.AdoptInterface(n.Link.Adopt, n.Link.Uplink, n.Link.Alias)
+			if err != nil {
+				return nil, nil, explain(n, err)
+			}
+			out.c.always("bridge "+b.Name, b.Release)
+			if b.Replaced {
+				out.Warnings = append(out.Warnings, fmt.Sprintf("NIC %d: undid bridge %s that an earlier, killed run left behind", n.Index, b.Name))
+			}
+		}
 		t, err := addLink(n)
 		if err != nil {
 			return nil, nil, explain(n, err)
@@ -140,7 +159,7 @@ func (in *inherited) add(f *os.File) int {
 
 func addLink(n NICPlan) (*netcfg.Tap, error) {
 	l := n.Link
-	if n.Mode == config.NetBridge {
+	if n.Mode != config.NetDirect {
 		return netcfg.AddTap(l.Name, l.Uplink, l.MTU, l.Alias)
 	}
 	return netcfg.AddMacvtap(l.Name, l.Uplink, n.MAC, l.MTU, l.Alias)
@@ -157,6 +176,12 @@ func explain(n NICPlan, err error) error {
 	name := ""
 	if n.Link != nil {
 		name = n.Link.Name
+	}
+	if n.Mode == config.NetContainer {
+		if e := explainContainer(n, err); e != nil {
+			return e
+		}
+		bridge = true // its tap fails as a bridge mode tap does
 	}
 	var dev *netcfg.DeviceError
 	switch {
@@ -193,6 +218,28 @@ func explain(n NICPlan, err error) error {
 			Accepted: fmt.Sprintf("a MAC no other VM on this host uses: link %s is named after it (set %sMAC or GUEST_NAME, or remove a stale link: ip link del %s)", name, p, name)}
 	}
 	return fmt.Errorf("NIC %d (%s): %w", n.Index, n.Mode, err)
+}
+
+// explainContainer answers the failures particular to container mode;
+// nil for the others.
+func explainContainer(n NICPlan, err error) error {
+	p := n.Prefix()
+	switch {
+	case errors.Is(err, netcfg.ErrNoLink):
+		return &config.Error{Var: p + "CONTAINER_INTERFACE", Value: n.ContainerIf, Err: err,
+			Accepted: "an interface of this container (ip -br link), e.g. eth1 of a second Docker network (docker network connect NET CONTAINER) or net1 of a Multus network"}
+	case errors.Is(err, netcfg.ErrEnslaved):
+		return &config.Error{Var: p + "CONTAINER_INTERFACE", Value: n.ContainerIf, Err: err,
+			Accepted: fmt.Sprintf("an interface that is no bridge or bond port (ip link set dev %s nomaster), or %sMODE=bridge with its bridge", n.ContainerIf, p)}
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return &config.Error{Var: p + "MODE", Value: string(n.Mode), Err: err,
+			Accepted: "nat, or give the container CAP_NET_ADMIN and the tun device: docker run --cap-add NET_ADMIN --device /dev/net/tun " +
+				"(no --network host: the interface is the container's own; Kubernetes: capabilities add NET_ADMIN)" + blunt}
+	case errors.Is(err, netcfg.ErrBridgeExists):
+		return &config.Error{Var: p + "CONTAINER_BRIDGE", Value: n.ContainerBridge, Err: err,
+			Accepted: "the name of no existing interface in the container: vmrunner makes this bridge (and removes it at the end)"}
+	}
+	return nil
 }
 
 // blunt is the alternative to the smallest flags, for hosts where it works.

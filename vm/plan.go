@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -27,6 +29,16 @@ type Facts struct {
 	NoDirectIO     bool                   // the state folder's filesystem refuses O_DIRECT
 	DataDirMounted bool                   // DATA_DIR is a mount point (a volume)
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
+	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
+	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
+	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
+	// or BootImageErr why it is refused.
+	BootImage    *BootImage
+	BootImageErr error
+	// Catalog is where DISTRO is looked up (ReadCatalog), or the error
+	// reading CATALOG; nil and nil: the built-in catalog alone.
+	Catalog    *image.Catalog
+	CatalogErr error
 }
 
 // Paths are the files of the state folder.
@@ -83,11 +95,17 @@ type NICPlan struct {
 
 // Plan is the whole decided VM: QEMU's spec plus what start-up must create.
 type Plan struct {
-	Config   *config.Config
-	Paths    Paths
-	Spec     qemu.Spec
-	NICs     []NICPlan
-	BasePath string // absolute base image: BOOT_FROM, or the download once fetched; empty for blank or no disk
+	Config *config.Config
+	Paths  Paths
+	Spec   qemu.Spec
+	NICs   []NICPlan
+	// Base is what a local BOOT_FROM becomes (Facts.BootImage): the disk's
+	// base, or an installer CD; nil for a download (decided once fetched),
+	// blank or no disk.
+	Base *BaseChoice
+	// Download fetches the base image: BOOT_FROM's URL or DISTRO's
+	// catalog entry (Progress and Log are start-up's to add); nil without.
+	Download *image.FetchRequest
 	// Firmwares are the UEFI firmwares found on the host, by boot mode
 	// (uefi, secure): BOOT_MODE's, and those a switch may choose.
 	Firmwares map[config.BootMode]Firmware
@@ -97,6 +115,7 @@ type Plan struct {
 	// guest mounts (cloud-init).
 	Virtiofsd []VirtiofsdPlan
 	Mounts    []cloudinit.Mount
+	TPM       *TPMPlan // nil: no run has a TPM
 }
 
 // Firmware is a UEFI code file and the template of its variables.
@@ -145,6 +164,13 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	if err := planHardware(&s, c); err != nil {
 		return nil, err
 	}
+	if err := p.planTPM(f); err != nil {
+		return nil, err
+	}
+	s.TPM = p.tpmSpec(c.BootMode)
+	if err := p.planGPU(&s, f); err != nil {
+		return nil, err
+	}
 	if w := shellWarning(c); w != "" {
 		p.Warnings = append(p.Warnings, w)
 	}
@@ -157,14 +183,27 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	switch {
 	case c.Boot.Path != "":
-		if p.BasePath, err = absPath(c.Boot.Path); err != nil {
+		if f.BootImageErr != nil {
+			return nil, f.BootImageErr
+		}
+		if f.BootImage == nil {
+			return nil, fmt.Errorf("BOOT_FROM %s: no inspection of it in the host facts (InspectBootImage)", c.Boot.Path)
+		}
+		b := chooseBase(*f.BootImage, c.CacheDir())
+		p.Base = &b
+		s.Disk = p.Paths.Disk
+	case c.Boot.Downloads():
+		if p.Download, err = planDownload(c, f); err != nil {
 			return nil, err
 		}
 		s.Disk = p.Paths.Disk
-	case c.Boot.Blank, c.Boot.Download != nil:
+	case c.Boot.Blank:
 		s.Disk = p.Paths.Disk
 	}
 	if err := p.planDisks(&s, f); err != nil {
+		return nil, err
+	}
+	if err := checkCloudInit(c); err != nil {
 		return nil, err
 	}
 	if c.CloudInit {
@@ -182,15 +221,28 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		if err := p.planHostLink(&np, f); err != nil {
 			return nil, err
 		}
-		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU}
+		qn := qemu.NIC{ID: fmt.Sprintf("net%d", n.Index), Model: n.Model, MAC: np.MAC.String(), MTU: np.MTU,
+			Boot: n.Index == c.BootNIC().Index}
+		if qn.Boot && c.IPXE.Enabled {
+			if qn.ROMFile, err = ipxeROM(c, n, f.FirmwareExists); err != nil {
+				return nil, err
+			}
+			if n.Mode == config.NetNAT {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("IPXE_ENABLE=1 on NIC %d in nat mode: QEMU's user network answers DHCP but serves no boot file; "+
+					"a PXE server needs %sMODE=bridge, direct or container", n.Index, n.Prefix()))
+			}
+		}
 		switch n.Mode {
 		case config.NetNAT:
-			u := qemu.UserNet{IPv6: f.HostIPv6}
+			u := natBackend(n, f.HostIPv6)
+			if n.GuestIP6.IsValid() && !f.HostIPv6 {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%sGUEST_IP6=%s: this host has no IPv6, so NIC %d's nat network has none", n.Prefix(), n.GuestIP6, n.Index))
+			}
 			if n.Index == c.FirstNAT().Index {
 				u.Forwards = forwards(c)
 			}
 			qn.Backend = u
-		case config.NetBridge, config.NetDirect:
+		case config.NetBridge, config.NetDirect, config.NetContainer:
 			// By name until start-up opens it and numbers its fds
 			// (attachTaps).
 			np.Vhost = f.VhostNet
@@ -220,6 +272,9 @@ func (p *Plan) sockets(s qemu.Spec) []string {
 		if sh.Virtiofs {
 			out = append(out, sh.Socket)
 		}
+	}
+	if p.TPM != nil {
+		out = append(out, p.TPM.Socket)
 	}
 	return out
 }
@@ -262,6 +317,55 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 	return nil
 }
 
+// natBackend is a nat NIC's user network: QEMU's default one, or the
+// subnet of NETWORK_GUEST_IP (and NETWORK_GUEST_IP6) with the guest's
+// address as its first DHCP lease, where the forwards also go.
+func natBackend(n config.NIC, ipv6 bool) qemu.UserNet {
+	u := qemu.UserNet{IPv6: ipv6}
+	nat := config.NATNetFor(n.GuestIP, n.GuestIP6)
+	if n.GuestIP.IsValid() {
+		u.Net, u.Host, u.DHCPStart, u.DNS = nat.Net.String(), nat.Host.String(), nat.Guest.String(), nat.DNS.String()
+	}
+	if n.GuestIP6.IsValid() && ipv6 {
+		u.IPv6Net, u.IPv6Host, u.IPv6DNS = nat.Net6.String(), nat.Host6.String(), nat.DNS6.String()
+	}
+	return u
+}
+
+// ipxeDirs are where Debian's ipxe-qemu puts its ROMs and where QEMU's own
+// data folder links them.
+var ipxeDirs = []string{"/usr/lib/ipxe/qemu", "/usr/share/qemu"}
+
+// ipxeStems name the ROM of each NIC model (pxe-STEM.rom, efi-STEM.rom).
+var ipxeStems = map[string]string{"virtio-net-pci": "virtio", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139",
+	"vmxnet3": "vmxnet3", "pcnet": "pcnet", "ne2k_pci": "ne2k_pci"}
+
+// ipxeROM is the option ROM of the boot NIC with IPXE_ENABLE=1:
+// IPXE_ROM_PATH, else ipxe-qemu's ROM of the NIC's model. efi-*.rom holds
+// both the BIOS and the UEFI driver; pxe-*.rom, the seed project's choice,
+// only the BIOS one, so it is preferred with BOOT_MODE=legacy alone.
+func ipxeROM(c *config.Config, n config.NIC, exists func(string) bool) (string, error) {
+	if c.IPXE.ROMPath != "" {
+		return absPath(c.IPXE.ROMPath)
+	}
+	kinds := []string{"efi", "pxe"}
+	if c.BootMode == config.BootLegacy {
+		kinds = []string{"pxe", "efi"}
+	}
+	var tried []string
+	for _, kind := range kinds {
+		for _, dir := range ipxeDirs {
+			path := filepath.Join(dir, kind+"-"+ipxeStems[n.Model]+".rom")
+			if exists != nil && exists(path) {
+				return path, nil
+			}
+			tried = append(tried, path)
+		}
+	}
+	return "", &config.Error{Var: "IPXE_ENABLE", Value: "1", Err: fmt.Errorf("no iPXE ROM for %s: tried %s", n.Model, strings.Join(tried, ", ")),
+		Accepted: "0, or install Debian's ipxe-qemu (apt-get install ipxe-qemu), or name the ROM with IPXE_ROM_PATH"}
+}
+
 func forwards(c *config.Config) []qemu.Forward {
 	var fw []qemu.Forward
 	if c.SSHPort != 0 {
@@ -291,6 +395,7 @@ func planHardware(s *qemu.Spec, c *config.Config) error {
 		return &config.Error{Var: "BOOT_ORDER", Value: strings.Join(h.BootOrder, ","), Accepted: "network only together with a NIC (NETWORK_MODE is none)"}
 	}
 	s.Hardware = qemu.Hardware{NoRNG: !h.RNG, USB: h.USB, Balloon: h.Balloon, IOThread: h.IOThread, HyperV: h.HyperV}
+	s.NetworkFirst = c.NetworkFirst()
 	return nil
 }
 
@@ -301,6 +406,23 @@ func shellWarning(c *config.Config) string {
 		return ""
 	}
 	return fmt.Sprintf("SHELL=%s becomes %s's login shell in the guest: it must exist in the image (unset it for /bin/bash)", c.Hardware.Shell, c.GuestUser)
+}
+
+// checkCloudInit validates the user's user-data and network-config before
+// anything is made: cloud-init would otherwise skip them in the guest.
+func checkCloudInit(c *config.Config) error {
+	var errs []error
+	if c.UserDataPath != "" {
+		if err := cloudinit.ValidateUserData(c.UserDataPath, c.UserData); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_USER_DATA", Value: c.UserDataPath, Accepted: config.UserDataAccepted, Err: err})
+		}
+	}
+	if c.NetworkConfigPath != "" {
+		if err := cloudinit.ValidateNetworkConfig(c.NetworkConfigPath, c.NetworkConfig); err != nil {
+			errs = append(errs, &config.Error{Var: "CLOUD_INIT_NETWORK_CONFIG", Value: c.NetworkConfigPath, Accepted: config.NetworkConfigAccepted, Err: err})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SeedFor is the cloud-init seed of c with the password and salt decided

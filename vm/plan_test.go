@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vmrunner/vmrunner/config"
+	"github.com/vmrunner/vmrunner/image"
 	"github.com/vmrunner/vmrunner/netcfg"
 	"github.com/vmrunner/vmrunner/qemu"
 )
@@ -27,7 +28,8 @@ const (
 )
 
 // testFacts is a host with KVM, IPv6, a 1500 MTU default route, Debian's
-// OVMF, the bridge br0 and the NIC eth0, and no vhost-net.
+// OVMF and swtpm, the bridge br0 and the NIC eth0, and no vhost-net nor
+// render node.
 func testFacts() Facts {
 	return Facts{
 		KVMUsable:  true,
@@ -40,6 +42,7 @@ func testFacts() Facts {
 			"br0":  {Name: "br0", Kind: "bridge", MTU: 1500},
 			"eth0": {Name: "eth0", Kind: "device", MTU: 1500},
 		},
+		Swtpm: "/usr/bin/swtpm",
 	}
 }
 
@@ -52,9 +55,15 @@ func loadConfig(t testing.TB, env map[string]string) *config.Config {
 	return c
 }
 
+// plan plans env on the host f; a local BOOT_FROM is inspected, as
+// start-up's host probe does.
 func plan(t testing.TB, env map[string]string, f Facts) *Plan {
 	t.Helper()
-	p, err := MakePlan(loadConfig(t, env), f)
+	c := loadConfig(t, env)
+	if f.BootImage == nil && f.BootImageErr == nil {
+		f.BootImage, f.BootImageErr = InspectBootImage(c)
+	}
+	p, err := MakePlan(c, f)
 	if err != nil {
 		t.Fatalf("MakePlan(%v): %v", env, err)
 	}
@@ -83,6 +92,7 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 		NICs: []qemu.NIC{{
 			ID: "net1", Model: "virtio-net-pci", MAC: mac("testhost", 1),
 			Backend: qemu.UserNet{IPv6: true, Forwards: []qemu.Forward{{Proto: "tcp", HostAddr: "0.0.0.0", HostPort: 2222, GuestPort: 22}}},
+			Boot:    true,
 		}},
 		QMPSockets: []string{st + "/qmp.sock", st + "/qmp-probe.sock"},
 		GuestAgent: st + "/qga.sock",
@@ -100,8 +110,8 @@ func TestMakePlanDefaultNAT(t *testing.T) {
 	if p.Paths != wantPaths {
 		t.Errorf("Paths = %+v, want %+v", p.Paths, wantPaths)
 	}
-	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.BasePath != "" || len(p.Warnings) != 0 {
-		t.Errorf("vars template %q, BasePath %q, Warnings %q", tmpl, p.BasePath, p.Warnings)
+	if tmpl := p.Firmwares[config.BootUEFI].VarsTemplate; tmpl != ovmfVars || p.Base != nil || len(p.Warnings) != 0 {
+		t.Errorf("vars template %q, Base %+v, Warnings %q", tmpl, p.Base, p.Warnings)
 	}
 	if len(p.NICs) != 1 || p.NICs[0].MAC.String() != mac("testhost", 1) || p.NICs[0].MTU != 0 || p.NICs[0].Vhost || p.NICs[0].Link != nil {
 		t.Errorf("NICs = %+v", p.NICs)
@@ -221,6 +231,14 @@ func TestMakePlanMACs(t *testing.T) {
 }
 
 func TestMakePlanErrors(t *testing.T) {
+	dir := t.TempDir()
+	badUserData, badNetConfig := filepath.Join(dir, "user-data"), filepath.Join(dir, "network-config")
+	if err := os.WriteFile(badUserData, []byte("write_files:\n  - path: /etc/x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badNetConfig, []byte("ethernets:\n  eth0:\n    dhcp4: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	noKVM := testFacts()
 	noKVM.KVMUsable, noKVM.KVMWhy = false, "/dev/kvm cannot be opened read-write"
 	noFirmware := testFacts()
@@ -247,6 +265,20 @@ func TestMakePlanErrors(t *testing.T) {
 		{"ide beyond the pc machine's 4 disks", map[string]string{"BOOT_FROM": "blank", "DISK_TYPE": "ide", "MACHINE": "pc",
 			"DISK2_SIZE": "1G", "DISK3_SIZE": "1G", "DISK4_SIZE": "1G", "DISK5_SIZE": "1G"}, testFacts(), "DISK_TYPE", "ide", "takes 4 IDE disks"},
 		{"bridge that is no bridge", map[string]string{"BOOT_FROM": "blank", "NETWORK_MODE": "bridge", "NETWORK_BRIDGE": "eth0"}, testFacts(), "NETWORK_BRIDGE", "eth0", "not a Linux bridge"},
+		{"missing container interface", map[string]string{"BOOT_FROM": "blank", "NETWORK2_MODE": "container", "NETWORK2_CONTAINER_INTERFACE": "net1"}, testFacts(),
+			"NETWORK2_CONTAINER_INTERFACE", "net1", "docker network connect"},
+		{"no iPXE ROM", map[string]string{"BOOT_FROM": "blank", "IPXE_ENABLE": "1"}, testFacts(), "IPXE_ENABLE", "1", "ipxe-qemu"},
+		{"unknown distro", map[string]string{"DISTRO": "ubunt-2404"}, testFacts(), "DISTRO", "ubunt-2404", "did you mean ubuntu-2404"},
+		{"distro without the firmware", map[string]string{"DISTRO": "alpine", "BOOT_MODE": "legacy"}, testFacts(), "BOOT_MODE", "legacy", "alpine boots with"},
+		{"unreadable catalog", map[string]string{"DISTRO": "debian-12", "CATALOG": "/no/such/catalog.yaml"}, func() Facts {
+			f := testFacts()
+			f.CatalogErr = os.ErrNotExist
+			return f
+		}(), "CATALOG", "/no/such/catalog.yaml", "readable catalog"},
+		{"user-data of no format", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_USER_DATA": badUserData}, testFacts(),
+			"CLOUD_INIT_USER_DATA", badUserData, "#cloud-config"},
+		{"network-config without version", map[string]string{"BOOT_FROM": "blank", "CLOUD_INIT_NETWORK_CONFIG": badNetConfig}, testFacts(),
+			"CLOUD_INIT_NETWORK_CONFIG", badNetConfig, "no version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,8 +328,8 @@ func TestMakePlanBootFrom(t *testing.T) {
 	t.Chdir(dir)
 	for _, from := range []string{img, "base.img", "./base.img"} {
 		p := plan(t, map[string]string{"BOOT_FROM": from, "DATA_DIR": "/data"}, testFacts())
-		if p.BasePath != img {
-			t.Errorf("BOOT_FROM=%s: BasePath %q, want %q", from, p.BasePath, img)
+		if p.Base == nil || p.Base.Path != img || p.Base.Info.Format != "raw" || p.Base.CDROM != "" {
+			t.Errorf("BOOT_FROM=%s: Base %+v, want %q as raw", from, p.Base, img)
 		}
 		if p.Spec.Disk != "/data/vms/testhost/disk.qcow2" {
 			t.Errorf("BOOT_FROM=%s: Disk %q", from, p.Spec.Disk)
@@ -305,8 +337,38 @@ func TestMakePlanBootFrom(t *testing.T) {
 	}
 	// Kernel boot without a disk.
 	p := plan(t, map[string]string{"KERNEL": img, "BOOT_MODE": "legacy", "CLOUD_INIT": "0"}, testFacts())
-	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.BasePath != "" || p.Spec.Kernel != img {
+	if p.Spec.Disk != "" || p.Spec.Seed != "" || p.Spec.Firmware != nil || p.Base != nil || p.Spec.Kernel != img {
 		t.Errorf("kernel boot plan: %+v / %+v", p, p.Spec)
+	}
+}
+
+func TestMakePlanDownload(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want func(d *image.FetchRequest) bool
+	}{
+		{"the default distro", map[string]string{}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "24.04") && d.ChecksumURL != "" && d.Attempts == 6
+		}},
+		{"a distro by alias, retries", map[string]string{"DISTRO": "debian-12-cloud-amd64", "DOWNLOAD_RETRIES": "2"}, func(d *image.FetchRequest) bool {
+			return strings.Contains(d.URL, "debian-12-genericcloud") && d.Attempts == 3
+		}},
+		{"a URL with its digest and caps", map[string]string{"BOOT_FROM": "http://example.com/x.img", "BOOT_FROM_SHA256": sum,
+			"DOWNLOAD_MAX_SIZE": "1G", "EXTRACT_MAX_SIZE": "2G"}, func(d *image.FetchRequest) bool {
+			return d.URL == "http://example.com/x.img" && d.SHA256 == sum && d.ChecksumURL == "" && d.MaxSize == 1<<30 && d.MaxUnpacked == 2<<30
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := plan(t, tc.env, testFacts())
+			if d := p.Download; d == nil || d.CacheDir != "/home/tester/.local/state/vmrunner/cache" || p.Spec.Disk == "" || p.Base != nil || !tc.want(d) {
+				t.Errorf("download %+v, disk %q, base %+v", d, p.Spec.Disk, p.Base)
+			}
+		})
+	}
+	if p := plan(t, map[string]string{"BOOT_FROM": "blank"}, testFacts()); p.Download != nil {
+		t.Errorf("BOOT_FROM=blank downloads %+v", p.Download)
 	}
 }
 
@@ -492,6 +554,7 @@ func TestArgvPerVariable(t *testing.T) {
 	seed := []string{"-device virtio-scsi-pci,id=scsi0", "-drive file=" + st + "/seed.iso,if=none,id=cidata,media=cdrom,readonly=on,format=raw", "-device scsi-cd,bus=scsi0.0,drive=cidata"}
 	qmp := []string{"-qmp unix:" + st + "/qmp.sock,server=on,wait=off", "-qmp unix:" + st + "/qmp-probe.sock,server=on,wait=off"}
 	qga := "-chardev socket,id=qga0,path=" + st + "/qga.sock,server=on,wait=off"
+	tpm := []string{"-chardev socket,id=chrtpm,path=" + st + "/tpm.sock", "-tpmdev emulator,id=tpm0,chardev=chrtpm", "-device tpm-tis,tpmdev=tpm0"}
 
 	type facts func(*Facts)
 	tests := []struct {
@@ -516,8 +579,30 @@ func TestArgvPerVariable(t *testing.T) {
 		{"BOOT_MODE=legacy", map[string]string{"BOOT_MODE": "legacy"}, nil, []string{codeDrive, varsDrive}, nil},
 		{"BOOT_MODE=secure", map[string]string{"BOOT_MODE": "secure"}, nil,
 			[]string{"-machine q35", codeDrive},
+			append([]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}, tpm...)},
+		{"BOOT_MODE=secure TPM=0", map[string]string{"BOOT_MODE": "secure", "TPM": "0"}, nil,
+			[]string{"-machine q35", codeDrive},
 			[]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
 				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}},
+		{"BOOT_MODE=secure without swtpm", map[string]string{"BOOT_MODE": "secure"}, func(f *Facts) { f.Swtpm = "" },
+			[]string{"-machine q35", codeDrive},
+			[]string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+				"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"}},
+		{"TPM=1", map[string]string{"TPM": "1"}, nil, nil, tpm},
+		{"TPM=auto", map[string]string{"TPM": "auto"}, nil, nil, nil},
+		{"TPM=0", map[string]string{"TPM": "0"}, nil, nil, nil},
+		{"GPU=intel", map[string]string{"GPU": "intel"}, func(f *Facts) { f.RenderNodes = []string{"/dev/dri/renderD129", "/dev/dri/renderD130"} },
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/dri/renderD129", "-device virtio-vga-gl,id=video0"}},
+		{"GPU=intel GPU_RENDER_NODE", map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/dev/null"}, nil,
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/null", "-device virtio-vga-gl,id=video0"}},
+		{"GPU=intel GRAPHICS=vnc", map[string]string{"GPU": "intel", "GRAPHICS": "vnc"}, func(f *Facts) { f.RenderNodes = []string{"/dev/dri/renderD128"} },
+			[]string{"-display none"}, []string{"-display egl-headless,rendernode=/dev/dri/renderD128", "-device virtio-vga-gl,id=video0", "-device qemu-xhci,id=usb", "-device usb-tablet,bus=usb.0", "-object secret,id=vncpass,format=raw,file=" + vncpw, "-vnc 0.0.0.0:0,id=vnc0,password-secret=vncpass", "-vnc unix:" + vncsock + ",id=web"}},
+		{"DISK_TYPE=usb", map[string]string{"DISK_TYPE": "usb"}, nil, []string{diskDevice}, []string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1"}},
+		{"DISK_TYPE=usb USB=1", map[string]string{"DISK_TYPE": "usb", "USB": "1"}, nil, []string{diskDevice},
+			[]string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1", "-device usb-tablet,bus=usb.0"}},
+		{"DISK_TYPE=usb GRAPHICS=novnc", map[string]string{"DISK_TYPE": "usb", "GRAPHICS": "novnc"}, nil, []string{diskDevice},
+			[]string{"-device qemu-xhci,id=usb,p2=15", "-device usb-storage,bus=usb.0,drive=disk0,bootindex=1", "-device VGA,id=video0", "-device usb-tablet,bus=usb.0", "-vnc unix:" + vncsock + ",id=web"}},
 		{"KERNEL INITRD KERNEL_CMDLINE", map[string]string{"KERNEL": kernel, "INITRD": initrd, "KERNEL_CMDLINE": "console=ttyS0 root=/dev/vda1"}, nil,
 			nil, []string{"-kernel " + kernel, "-initrd " + initrd, "-append console=ttyS0 root=/dev/vda1"}},
 		{"KERNEL without a disk", map[string]string{"KERNEL": kernel, "BOOT_FROM": ""}, nil,
@@ -611,6 +696,25 @@ func TestArgvPerVariable(t *testing.T) {
 		{"IO_THREAD=1", map[string]string{"IO_THREAD": "1"}, nil, []string{diskDevice}, []string{"-object iothread,id=io0", "-device virtio-blk-pci,drive=disk0,iothread=io0,bootindex=1"}},
 		{"IO_THREAD=1 DISK_TYPE=nvme", map[string]string{"IO_THREAD": "1", "DISK_TYPE": "nvme"}, nil, []string{diskDevice}, []string{"-device nvme,serial=disk0,drive=disk0,bootindex=1"}},
 		{"BOOT_ORDER=network,hd", map[string]string{"BOOT_ORDER": "network,hd"}, nil, []string{dev1}, []string{dev1 + ",bootindex=0"}},
+		{"NETWORK_GUEST_IP", map[string]string{"NETWORK_GUEST_IP": "192.168.77.15", "NETWORK_GUEST_IP6": "fd00:77::15"}, nil, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=on,net=192.168.77.0/24,host=192.168.77.2,dhcpstart=192.168.77.15,dns=192.168.77.3," +
+				"ipv6-net=fd00:77::/64,ipv6-host=fd00:77::2,ipv6-dns=fd00:77::3,hostfwd=tcp:0.0.0.0:2222-192.168.77.15:22"}},
+		{"NETWORK_GUEST_IP6 without host IPv6", map[string]string{"NETWORK_GUEST_IP6": "fd00:77::15"}, func(f *Facts) { f.HostIPv6 = false }, []string{nat1},
+			[]string{"-netdev user,id=net1,ipv4=on,ipv6=off,hostfwd=tcp:0.0.0.0:2222-:22"}},
+		{"NETWORK2_GUEST_IP/16", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_GUEST_IP": "10.9.8.7/16"}, nil, nil,
+			[]string{"-netdev user,id=net2,ipv4=on,ipv6=on,net=10.9.0.0/16,host=10.9.0.2,dhcpstart=10.9.8.7,dns=10.9.0.3", "-device virtio-net-pci,netdev=net2,mac=" + m2}},
+		{"NETWORK_BOOT=1", map[string]string{"NETWORK_BOOT": "1"}, nil, []string{dev1, diskDevice},
+			[]string{dev1 + ",bootindex=0", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
+		{"NETWORK2_BOOT=1 BOOT_ORDER=hd,network", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_BOOT": "1", "BOOT_ORDER": "hd,network"}, nil, []string{diskDevice},
+			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", "-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2 + ",bootindex=1"}},
+		{"IPXE_ENABLE=1", map[string]string{"IPXE_ENABLE": "1"}, func(f *Facts) { f.FirmwareExists = existsIn(ovmfCode, ovmfVars, "/usr/lib/ipxe/qemu/efi-virtio.rom") },
+			[]string{dev1, diskDevice}, []string{dev1 + ",bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
+		{"IPXE_ENABLE=1 legacy e1000", map[string]string{"IPXE_ENABLE": "1", "BOOT_MODE": "legacy", "NETWORK_MODEL": "e1000", "BOOT_ORDER": "network,hd"},
+			func(f *Facts) {
+				f.FirmwareExists = existsIn("/usr/share/qemu/pxe-e1000.rom", "/usr/lib/ipxe/qemu/efi-e1000.rom")
+			},
+			[]string{dev1, codeDrive, varsDrive}, []string{"-device e1000,netdev=net1,mac=" + m1 + ",bootindex=0,romfile=/usr/share/qemu/pxe-e1000.rom"}},
+		{"NETWORK_MODE=container", map[string]string{"NETWORK_MODE": "container", "NETWORK_CONTAINER_INTERFACE": "eth0"}, nil, []string{nat1}, []string{"-netdev tap,id=net1,fd=3"}},
 		{"BOOT_ORDER=hd,network", map[string]string{"BOOT_ORDER": "hd,network"}, nil, []string{diskDevice, dev1},
 			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", dev1 + ",bootindex=1"}},
 		// The CD drive is always there (empty here), so BOOT_ORDER numbers it.

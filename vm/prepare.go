@@ -102,34 +102,18 @@ func (p *Plan) DryRunSpec() (qemu.Spec, []string, error) {
 	return spec, prep.Warnings, p.attachTaps(&spec, &inherited{}, noFiles)
 }
 
-// DryRun is what Prepare would return, without writing anything: a local
-// ISO becomes the installer CD, another image the disk's base (the
-// command line shows both), and an image a start would refuse is refused.
+// DryRun is what Prepare would return, without writing anything: the
+// plan's choice of base or installer CD (a download's is made once it is
+// fetched, so the command line shows its disk without a base).
 func DryRun(p *Plan) (*Prepared, error) {
 	out := &Prepared{UUID: "00000000-0000-0000-0000-000000000000", Warnings: p.Warnings}
 	if b, err := readPrivate(p.Paths.UUID, 4096); err == nil && validUUID(strings.TrimSpace(string(b))) {
 		out.UUID = strings.TrimSpace(string(b))
 	}
-	if p.BasePath == "" {
-		return out, nil
-	}
-	info, err := p.inspectBase(p.BasePath)
-	switch {
-	case err != nil:
-		return nil, err
-	case info.Format == image.FormatISO:
-		out.useISO(p.BasePath, FileExists(p.Paths.Disk))
-	default:
-		out.useBase(p.BasePath, info)
+	if p.Base != nil {
+		out.use(*p.Base, FileExists(p.Paths.Disk))
 	}
 	return out, nil
-}
-
-// useISO records an .iso BOOT_FROM as the installer CD. diskExists: the
-// VM's disk is there from an earlier run (the system is installed, or
-// half so).
-func (out *Prepared) useISO(path string, diskExists bool) {
-	out.CDROM, out.Installed = path, diskExists
 }
 
 // Settings are the choices a controller makes for one QEMU run.
@@ -149,7 +133,8 @@ type Run struct {
 	Spec     qemu.Spec
 	Warnings []string
 	inherited
-	c cleanups
+	tpm *TPMPlan // started by StartTPM once QEMU's user is known
+	c   cleanups
 }
 
 // Files are what QEMU inherits as fds 3, 4, …
@@ -167,7 +152,7 @@ func StartRun(ctx context.Context, p *Plan, prep *Prepared, s Settings) (*Run, e
 	if err != nil {
 		return nil, err
 	}
-	out := &Run{Spec: spec}
+	out := &Run{Spec: spec, tpm: p.TPM}
 	steps := []step{
 		{"stale sockets", func(context.Context) error { return p.staleSockets(out) }},
 		{"UEFI variables", func(context.Context) error { return p.uefiVars(out) }},
@@ -219,6 +204,7 @@ func (p *Plan) QEMUSpec(prep *Prepared, s Settings) (qemu.Spec, error) {
 		}
 		spec.Firmware = &qemu.Firmware{Code: fw.Code, Vars: p.Paths.Vars, Secure: mode == config.BootSecure}
 	}
+	spec.TPM = p.tpmSpec(mode)
 	return spec, nil
 }
 
@@ -256,7 +242,7 @@ func (p *Plan) checkStateFiles() error {
 	for _, f := range files {
 		errs = append(errs, checkPrivate(f, false))
 	}
-	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control, ps.VNCSocket} {
+	for _, s := range []string{ps.QMP, ps.QMPProbe, ps.Control, ps.VNCSocket, ps.TPMSocket()} {
 		errs = append(errs, checkPrivate(s, true))
 	}
 	return errors.Join(errs...)

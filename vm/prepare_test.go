@@ -257,3 +257,65 @@ func TestQEMUSpecBootOrder(t *testing.T) {
 		t.Error("secure without its firmware: no error")
 	}
 }
+
+// TestDryRunIsTheStart: --dry-run's spec is the first start's, for each
+// kind of local BOOT_FROM the plan decides on (a base as it is, a copy
+// converted into the cache, an installer CD), and the plan's warnings come
+// with it.
+func TestDryRunIsTheStart(t *testing.T) {
+	needQemuImg(t)
+	dir := t.TempDir()
+	img := func(name, format string) string {
+		p := filepath.Join(dir, name)
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", format, p, "16M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v: %s", err, out)
+		}
+		return p
+	}
+	iso := filepath.Join(dir, "install.iso")
+	data := make([]byte, 0x9000)
+	copy(data[0x8001:], "CD001")
+	if err := os.WriteFile(iso, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, guest, from string
+		check             func(b *BaseChoice) bool
+	}{
+		{"qcow2", "q", img("base.qcow2", "qcow2"), func(b *BaseChoice) bool { return b.Info.Format == "qcow2" && b.ConvertFrom == "" }},
+		{"vmdk, converted", "v", img("base.vmdk", "vmdk"), func(b *BaseChoice) bool {
+			return b.Info.Format == "qcow2" && strings.HasSuffix(b.ConvertFrom, "base.vmdk") && strings.HasPrefix(b.Path, filepath.Join(dir, "data", "cache")+"/")
+		}},
+		{"ISO", "i", iso, func(b *BaseChoice) bool { return b.CDROM == iso && b.Path == "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := prepareEnv(filepath.Join(dir, "data"))
+			env["GUEST_NAME"], env["BOOT_FROM"], env["GUEST_SHELL"], env["CLOUD_INIT"] = tc.guest, tc.from, "/bin/zsh", "1"
+			p := preparePlan(t, env, true)
+			p.Spec.Seed = "" // no seed written: the test needs no genisoimage
+			if p.Base == nil || !tc.check(p.Base) {
+				t.Fatalf("plan's base %+v", p.Base)
+			}
+			dry, warnings, err := p.DryRunSpec()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, "SHELL=/bin/zsh") }) {
+				t.Errorf("--dry-run drops the plan's warnings: %q", warnings)
+			}
+			prep := mustPrepare(t, p)
+			defer prep.Release()
+			start, err := p.QEMUSpec(prep, FirstSettings(prep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dry.UUID = start.UUID // made by the start
+			if d, s := qemu.Args(dry), qemu.Args(start); !slices.Equal(d, s) {
+				t.Errorf("--dry-run differs from the start:\n%q\n%q", d, s)
+			}
+			if !slices.Equal(prep.Warnings[:len(warnings)], warnings) {
+				t.Errorf("start warnings %q, dry-run's %q", prep.Warnings, warnings)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/vmrunner/vmrunner/cloudinit"
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/qemu"
+	"golang.org/x/sys/unix"
 )
 
 // virtiofsdPaths are where Debian's QEMU packages put virtiofsd (7.2: the
@@ -66,7 +67,7 @@ func (p *Plan) planShares(s *qemu.Spec, f Facts) error {
 				return &config.Error{Var: "DATA_DIR", Value: p.Config.DataDir,
 					Accepted: fmt.Sprintf("a path short enough for unix sockets (%s is over %d bytes)", q.Socket, maxSocketPath)}
 			}
-			p.Virtiofsd = append(p.Virtiofsd, VirtiofsdPlan{Binary: f.Virtiofsd, Source: sh.Source, Socket: q.Socket})
+			p.Virtiofsd = append(p.Virtiofsd, VirtiofsdPlan{Binary: f.Virtiofsd, Source: sh.Source, Socket: q.Socket, ReadOnly: sh.ReadOnly})
 		} else {
 			q.Path, q.SecurityModel, q.ReadOnly = sh.Source, securityModels[sh.AccessMode], sh.ReadOnly
 		}
@@ -76,9 +77,26 @@ func (p *Plan) planShares(s *qemu.Spec, f Facts) error {
 	return nil
 }
 
+// QEMURoot says why QEMU must keep running as root, "" when it need not:
+// a read-write 9p passthrough share stores the guest's owners as the
+// host's, so QEMU chowns every file the guest makes, which only root may
+// (as another user, every create in the guest fails).
+func (p *Plan) QEMURoot(s qemu.Spec) string {
+	for _, sh := range s.Shares {
+		if sh.SecurityModel == "passthrough" && !sh.ReadOnly {
+			return "the shared folder " + sh.Path + " is served over 9p with ACCESSMODE=passthrough, which chowns files as the guest asks"
+		}
+	}
+	return ""
+}
+
 // VirtiofsdPlan is one virtiofsd to run next to QEMU.
 type VirtiofsdPlan struct {
 	Binary, Source, Socket string
+	// ReadOnly: virtiofsd 7.2 has no read-only mode, so it is started in
+	// a mount namespace of its own where Source is mounted read-only: the
+	// host kernel refuses every write, whatever the guest mounts.
+	ReadOnly bool
 }
 
 // Args confine the daemon to its folder: sandbox namespace pivots into it
@@ -151,8 +169,16 @@ func startVirtiofsd(v VirtiofsdPlan) (daemon, string, error) {
 		// Pdeathsig fires when the forking thread exits: the goroutine
 		// holds its thread until the daemon has ended.
 		go func() {
+			// Never unlocked: the thread ends with the goroutine, so its
+			// mount namespace is never reused.
 			runtime.LockOSThread()
-			err := cmd.Start()
+			var err error
+			if v.ReadOnly {
+				err = readOnlyView(v.Source)
+			}
+			if err == nil {
+				err = cmd.Start()
+			}
 			started <- err
 			if err == nil {
 				waitErr = cmd.Wait()
@@ -172,6 +198,27 @@ func startVirtiofsd(v VirtiofsdPlan) (daemon, string, error) {
 		return daemon{proc: cmd.Process, exited: exited}, sandbox, nil
 	}
 	return daemon{}, "", fmt.Errorf("virtiofsd for %s did not start (FILESYSTEM_DRIVER=9p needs no helper): %w", v.Source, errors.Join(errs...))
+}
+
+// readOnlyView moves the calling (locked) thread into a new mount
+// namespace, where source and every mount below it are read-only; a child
+// started from this thread inherits that view. The host's mounts are not
+// touched (the namespace's mounts are private).
+func readOnlyView(source string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("a read-only share needs a mount namespace (root or CAP_SYS_ADMIN; FILESYSTEM_DRIVER=9p enforces read-only without): %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making the mounts private: %w", err)
+	}
+	if err := unix.Mount(source, source, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("binding %s: %w", source, err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if err := unix.MountSetattr(-1, source, unix.AT_RECURSIVE, &attr); err != nil {
+		return fmt.Errorf("making %s read-only (mount_setattr, Linux 5.12): %w", source, err)
+	}
+	return nil
 }
 
 // capped keeps the first max bytes written to it.

@@ -38,13 +38,17 @@ wanted_modules=(
 	isofs
 	button evdev
 	virtio_scsi
+	9pnet 9pnet_virtio 9p
+	fuse virtiofs
+	xhci_pci usb_storage
 )
 
 # Extra insmod arguments. A full scan of a virtio-scsi host probes all 256
 # targets (about 11 s under TCG, and poweroff waits for it), so the kernel
 # does not scan by itself (scan=manual) and init scans only the first few
 # targets through sysfs. libata (AHCI) adds its devices regardless.
-declare -A module_args=([scsi_mod]="scan=manual")
+# usb-storage waits a second before its host is scanned by default.
+declare -A module_args=([scsi_mod]="scan=manual" [usb_storage]="delay_use=0")
 
 log() { echo "build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
