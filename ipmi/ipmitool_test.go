@@ -90,7 +90,7 @@ func TestIPMItoolPower(t *testing.T) {
 	for _, cs := range []string{"17", "3"} {
 		t.Run("C"+cs, func(t *testing.T) {
 			if cs == "3" && testing.Short() {
-				t.Skip("-short: suite 17 only (TestIPMItoolInfo and the hostile tests log in with suite 3 too)")
+				t.Skip("-short: suite 17 only (the Go console of the hostile tests logs in with suite 3)")
 			}
 			b := startBMC(t)
 			opt := []string{"-C", cs}
