@@ -204,7 +204,7 @@ func TestBinaryConfigError(t *testing.T) {
 		{"bad disk number", "DISK7_SIZE", "1G", []string{`DISK7_SIZE="1G"`, "DISK2_SIZE to DISK6_SIZE"}},
 		{"missing DEVICE", "DEVICE", "/dev/vmrunner-no-such-disk", []string{`DEVICE="/dev/vmrunner-no-such-disk"`, "no such file", "block device or regular file"}},
 		{"DEVICE a character device", "DEVICE2", "/dev/null", []string{`DEVICE2="/dev/null"`, "is a character device"}},
-		// Caught at load, before any download could start.
+		// Caught by the plan, before any download could start.
 		{"unknown distro", "DISTRO", "ubunto-2404", []string{`DISTRO="ubunto-2404"`, "did you mean ubuntu-2404"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
