@@ -165,8 +165,9 @@ func TestIPMItoolBootdev(t *testing.T) {
 		mode  config.BootMode
 		flags string // in bootparam get 5
 	}{
-		{[]string{"pxe"}, []string{"SetBootMode legacy", "SetBoot network true"}, controller.BootOverride{Device: controller.BootNetwork, Once: true}, config.BootLegacy, "Force PXE"},
-		{[]string{"disk", "options=persistent,efiboot"}, []string{"SetBootMode uefi", "SetBoot disk false"}, controller.BootOverride{Device: controller.BootDisk}, config.BootUEFI, "Force Boot from default Hard-Drive"},
+		// The EFI bit never changes the firmware: a UEFI VM stays UEFI.
+		{[]string{"pxe"}, []string{"SetBoot network true"}, controller.BootOverride{Device: controller.BootNetwork, Once: true}, config.BootUEFI, "Force PXE"},
+		{[]string{"disk", "options=persistent,efiboot"}, []string{"SetBoot disk false"}, controller.BootOverride{Device: controller.BootDisk}, config.BootUEFI, "Force Boot from default Hard-Drive"},
 		{[]string{"cdrom", "options=efiboot"}, []string{"SetBoot cd true"}, controller.BootOverride{Device: controller.BootCD, Once: true}, config.BootUEFI, "Force Boot from CD/DVD"},
 		{[]string{"none"}, []string{"SetBoot  false"}, controller.BootOverride{}, config.BootUEFI, "No override"},
 	}
