@@ -3,6 +3,13 @@
 #   docker build -t vmrunner .
 #   docker run --rm -it --device /dev/kvm -p 2222:2222 -v vm:/data -e BOOT_FROM=/data/disk.qcow2 vmrunner
 #
+# Nothing here names an architecture: built on (or with BuildKit's
+# --platform for) linux/amd64 or linux/arm64, the image runs guests of its
+# own architecture with KVM (qemu-system-x86 and OVMF, or qemu-system-arm
+# and AAVMF).
+# FOREIGN_GUESTS=1 adds the other architecture's QEMU and firmware, for
+# ARCH=aarch64 guests on an x86_64 host (or x86_64 ones on arm64) under TCG.
+#
 # The base images are build arguments only so that tests can build this
 # same file offline from locally made images (integration/images/build.sh);
 # a normal build needs none of them. See docs/container.md.
@@ -21,6 +28,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
+# GOARCH is this stage's platform, the image's: no FROM --platform=$BUILDPLATFORM
+# cross build, since the classic builder (Debian's docker.io) refuses it
+# ("failed to parse platform"); BuildKit's --platform linux/arm64 on an x86_64
+# machine runs this stage under qemu-user (docs/container.md).
 RUN go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${VERSION}" -o /out/vmrunner . && \
     /out/vmrunner --version
 
@@ -35,18 +46,28 @@ RUN apt-get update && \
 
 # --- runtime: QEMU, qemu-img, UEFI firmware, and vmrunner -------------------
 FROM ${RUNTIME_IMAGE}
-# qemu-system-x86 brings SeaBIOS; ipxe-qemu the NICs' option ROMs (virtio-net
-# needs them, and a Redfish Pxe boot runs them), named since QEMU only
-# recommends it; ovmf is UEFI and Secure Boot; qemu-utils is qemu-img; swtpm
+# The image's own architecture's QEMU and firmware: qemu-system-x86 brings
+# SeaBIOS, ovmf is UEFI and Secure Boot; on arm64 qemu-system-arm runs
+# qemu-system-aarch64 and qemu-efi-aarch64 is AAVMF. ipxe-qemu is the NICs'
+# option ROMs (virtio-net needs them, and a Redfish Pxe boot runs them),
+# named since QEMU only recommends it; qemu-utils is qemu-img; swtpm
 # emulates the TPM (TPM=1, and TPM=auto with BOOT_MODE=secure).
 # Translations and manuals are left out, as in Debian's slim images (QEMU's
 # dependencies would bring over 50 MB of translations).
-RUN printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/man/*' \
+ARG FOREIGN_GUESTS=0
+RUN x86="qemu-system-x86 ovmf" arm="qemu-system-arm qemu-efi-aarch64" && \
+    case "$(dpkg --print-architecture)" in \
+        amd64) qemu="$x86" foreign="$arm" ;; \
+        arm64) qemu="$arm" foreign="$x86" ;; \
+        *) echo "vmrunner runs x86_64 and aarch64 guests: no QEMU chosen for $(dpkg --print-architecture)" >&2; exit 1 ;; \
+    esac && \
+    if [ "$FOREIGN_GUESTS" = 1 ]; then qemu="$qemu $foreign"; fi && \
+    printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/man/*' \
         'path-exclude=/usr/share/info/*' 'path-exclude=/usr/share/doc/*' \
         'path-include=/usr/share/doc/*/copyright' >/etc/dpkg/dpkg.cfg.d/vmrunner-slim && \
     apt-get update && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        qemu-system-x86 ipxe-qemu qemu-utils ovmf swtpm && \
+        $qemu ipxe-qemu qemu-utils swtpm && \
     apt-get clean && \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 COPY --from=novnc /usr/share/novnc /usr/share/novnc

@@ -169,7 +169,7 @@ func dryRun(env map[string]string, dir string) (compatRun, error) {
 		return compatRun{}, err
 	}
 	var r compatRun
-	r.args = shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...))
+	r.args = shellQuote(append([]string{plan.QEMUBinary}, qemu.Args(spec)...))
 	var show []string
 	for _, kv := range cfg.Effective() {
 		show = append(show, kv[0]+"="+kv[1])

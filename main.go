@@ -122,7 +122,7 @@ func run(args []string, environ []string) int {
 		for _, w := range warnings {
 			log.Warn(w)
 		}
-		fmt.Println(shellQuote(append([]string{cfg.QEMUBinary}, qemu.Args(spec)...)))
+		fmt.Println(shellQuote(append([]string{plan.QEMUBinary}, qemu.Args(spec)...)))
 		return 0
 	}
 	return supervise(plan, log)
@@ -436,9 +436,9 @@ func listDistros(environ map[string]string, flags []string) int {
 		return supervisor.ExitConfig
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISTRO\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
+	fmt.Fprintln(tw, "DISTRO\tARCH\tALIASES\tFIRMWARE\tUSER\tDESCRIPTION")
 	for _, d := range distros {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", d.Name, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", d.Name, d.Arch, strings.Join(d.Aliases, ","), d.Firmware, d.User, d.Description)
 	}
 	_ = tw.Flush()
 	return 0
@@ -452,16 +452,20 @@ func probeFacts(cfg *config.Config, log *zap.Logger) vm.Facts {
 		NoDirectIO:     !vm.DirectIOWorks(cfg.StateDir()),
 		DataDirMounted: vm.IsMountPoint(cfg.DataDir),
 		Virtiofsd:      vm.FindVirtiofsd(),
+		HostArch:       config.HostArch(),
 		Swtpm:          vm.FindSwtpm(),
 	}
-	if cfg.Hardware.GPU != "" && cfg.Hardware.RenderNode == "" {
-		f.RenderNodes = vm.FindRenderNodes()
+	if cfg.Hardware.GPU != "" {
+		f.VirglMissing = vm.VirglModuleMissing()
+		if cfg.Hardware.RenderNode == "" {
+			f.RenderNodes = vm.FindRenderNodes()
+		}
 	}
 	f.Catalog, f.CatalogErr = vm.ReadCatalog(context.Background(), cfg, log.Sugar().Infow)
 	f.BootImage, f.BootImageErr = vm.InspectBootImage(cfg)
 	vhostErr, vhostOnHost := netcfg.ProbeVhostNet()
 	f.VhostNet, f.VhostAdvice = vhostErr == nil, netcfg.VhostAdvice(vhostErr, vhostOnHost)
-	if cfg.Accel != config.AccelTCG {
+	if cfg.Accel != config.AccelTCG && (cfg.Arch == "" || cfg.Arch == f.HostArch) { // KVM runs only the host's architecture
 		start := time.Now()
 		f.KVMUsable, f.KVMWhy = vm.ProbeKVM(vm.KVMProbeTimeout)
 		log.Debug("KVM probe", zap.Bool("usable", f.KVMUsable), zap.String("why_not", f.KVMWhy), zap.Duration("took", time.Since(start)))

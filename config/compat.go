@@ -202,34 +202,6 @@ func ParseBootOrder(v string) ([]string, error) {
 	return order, nil
 }
 
-// refusal is a seed project variable vmrunner does not do (yet): setting it
-// to anything but its off value is a configuration error that says what to
-// use instead, never a silent no-op.
-type refusal struct {
-	name     string
-	off      []string // values that mean "not used"; matched case-insensitively
-	accepted string
-}
-
-var refusals = []refusal{
-	{"ARCH", []string{"x86_64", "amd64"}, "x86_64 (or amd64): only x86_64 guests in this build (aarch64 under TCG is planned, issue 14)"},
-}
-
-// checkRefused turns each seed project variable vmrunner lacks into an
-// error naming what to use instead, when it is set to something other
-// than its off value.
-func checkRefused(environ map[string]string) error {
-	var errs []error
-	for _, r := range refusals {
-		v, ok := environ[r.name]
-		if !ok || v == "" || slices.Contains(r.off, strings.ToLower(strings.TrimSpace(v))) {
-			continue
-		}
-		errs = append(errs, &Error{Var: r.name, Value: v, Accepted: r.accepted})
-	}
-	return errors.Join(errs...)
-}
-
 // refusedBootFrom is the advice for a BOOT_FROM the seed project takes and
 // vmrunner does not; "" when vmrunner takes it.
 func refusedBootFrom(v string) string {

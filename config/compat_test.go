@@ -103,7 +103,6 @@ func TestRefusedWithAdvice(t *testing.T) {
 		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/etc/hostname"}, "GPU_RENDER_NODE", "not a character device"},
 		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "dri/renderD128"}, "GPU_RENDER_NODE", "not an absolute path"},
 		{map[string]string{"GPU": "intel", "GPU_RENDER_NODE": "/dev/dri/renderD200"}, "GPU_RENDER_NODE", "no such file"},
-		{map[string]string{"ARCH": "aarch64"}, "ARCH", "x86_64"},
 		{map[string]string{"NETWORK_BOOT": "1", "BOOT_ORDER": "hd"}, "NETWORK_BOOT", "hd,network"},
 		{map[string]string{"NETWORK_CONTAINER_INTERFACE": "net1"}, "NETWORK_CONTAINER_INTERFACE", "NETWORK_MODE=container"},
 		{map[string]string{"NETWORK_MODE": "container"}, "NETWORK_CONTAINER_INTERFACE", "required with NETWORK_MODE=container"},

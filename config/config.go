@@ -141,10 +141,14 @@ type Config struct {
 	KernelCmdline string
 	BootMode      BootMode
 
+	// Arch is ARCH; "": the DISTRO entry's architecture, else the host's
+	// (the plan decides).
+	Arch Arch
+
 	MemoryMiB       int
 	CPUs            int
 	CPUModel        string
-	Machine         string
+	Machine         string // MACHINE; "": the architecture's (q35, virt)
 	Accel           Accel
 	RequireKVM      bool
 	DiskSize        int64 // bytes; DISK_SIZE=max and half are resolved against DATA_DIR's free space
@@ -163,7 +167,7 @@ type Config struct {
 	MediaMaxSize, MediaMaxUnpacked int64
 	PowerOnAtStart                 bool // POWER_ON_AT_START
 	ExtraArgs                      []string
-	QEMUBinary                     string
+	QEMUBinary                     string // QEMU_BINARY; "": the architecture's (qemu-system-x86_64, qemu-system-aarch64)
 	LogFormat                      string // "console", "json" or "" (decide by terminal)
 	Verbose                        bool
 	SerialLogMax                   int64  // bytes

@@ -118,13 +118,20 @@ func (c *Config) Effective() [][2]string {
 	if c.Persist != nil {
 		persist = fmt.Sprint(*c.Persist)
 	}
+	arch, machine := string(c.Arch), c.Machine
+	if arch == "" {
+		arch = "(the DISTRO entry's, else the host's)"
+	}
+	if machine == "" {
+		machine = "(q35; virt for aarch64)"
+	}
 	out := [][2]string{
 		{"BOOT_FROM", boot}, {"BOOT_FROM_FORMAT", c.Boot.Format}, {"DISTRO", c.Boot.Distro}, {"CATALOG", c.Catalog},
 		{"CATALOG_URL", c.JSONCatalog.URL}, {"CATALOG_CACHE", c.JSONCatalog.Cache}, {"CATALOG_OFFLINE", fmt.Sprint(c.JSONCatalog.Offline)},
 		{"KERNEL", c.Kernel}, {"INITRD", c.Initrd}, {"KERNEL_CMDLINE", c.KernelCmdline},
 		{"BOOT_MODE", string(c.BootMode)},
 		{"MEMORY", fmt.Sprint(c.MemoryMiB)}, {"CPUS", fmt.Sprint(c.CPUs)},
-		{"CPU_MODEL", c.CPUModel}, {"MACHINE", c.Machine}, {"ACCEL", string(c.Accel)},
+		{"CPU_MODEL", c.CPUModel}, {"ARCH", arch}, {"MACHINE", machine}, {"ACCEL", string(c.Accel)},
 		{"REQUIRE_KVM", fmt.Sprint(c.RequireKVM)}, {"DISK_SIZE", fmt.Sprintf("%dM", c.DiskSize>>20)},
 		{"DISK_TYPE", string(c.DiskBus)}, {"DISK_CACHE", c.DiskCache}, {"DISK_IO", c.DiskIO},
 		{"DEVICE", c.device(1)}, {"PERSIST", persist},

@@ -15,7 +15,7 @@ import (
 // ProbeHost reads the facts Load needs from this machine: the cgroup's
 // memory and CPU limits (v2, then v1), falling back to the whole machine.
 func ProbeHost() Host {
-	h := Host{StateHome: os.Getenv("XDG_STATE_HOME"), CPUs: runtime.NumCPU(), PID1: os.Getpid() == 1}
+	h := Host{StateHome: os.Getenv("XDG_STATE_HOME"), CPUs: runtime.NumCPU(), PID1: os.Getpid() == 1, Arch: HostArch()}
 	h.Hostname, _ = os.Hostname()
 	h.FreeBytes = freeBytes
 	h.HomeDir, _ = os.UserHomeDir()

@@ -37,6 +37,7 @@ type Host struct {
 	// PID1: vmrunner is a container's entrypoint, where SHELL can only
 	// come from the user (-e SHELL=…), not from a login shell.
 	PID1 bool
+	Arch Arch // the machine's (HostArch); "": x86_64
 }
 
 func nicPrefix(i int) string { return nicFamily.name(nicFamily.prefix, i) }
@@ -58,8 +59,8 @@ func Load(environ map[string]string, host Host) (*Config, error) {
 
 	check(loadMachine(c, raw, host))
 	check(loadBoot(c, raw, environ["DISTRO"] != ""))
+	check(loadArch(c, raw.Arch, environ["DISTRO"] != "", host, environ))
 	check(loadHardware(c, environ, host.PID1))
-	check(checkRefused(environ))
 	check(loadDisks(c, raw, environ))
 	check(loadNICs(c, environ))
 	check(loadPorts(c, raw))
@@ -252,8 +253,8 @@ func loadMachine(c *Config, raw rawMachine, host Host) error {
 		add(&Error{Var: "CPU_MODEL", Value: raw.CPUModel, Accepted: "a QEMU -cpu model such as host, max or Skylake-Server"})
 	}
 	c.Machine = raw.Machine
-	if !qemuName.MatchString(raw.Machine) {
-		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc"})
+	if raw.Machine != "" && !qemuName.MatchString(raw.Machine) {
+		add(&Error{Var: "MACHINE", Value: raw.Machine, Accepted: "a QEMU -machine type such as q35 or pc (virt with ARCH=aarch64)"})
 	}
 	c.Accel, err = oneOf("ACCEL", raw.Accel, AccelAuto, AccelKVM, AccelTCG)
 	add(err)

@@ -24,7 +24,8 @@ type rawMachine struct {
 	Memory          string `env:"MEMORY" envDefault:"4096" help:"guest memory: MiB, a size such as 2G, max (what the container may use less 512 MiB for QEMU) or half of it"`
 	CPUs            string `env:"CPUS" envDefault:"2" help:"vCPUs, or max/half of the CPUs the container may use"`
 	CPUModel        string `env:"CPU_MODEL" envDefault:"host" help:"-cpu model under KVM; under TCG 'host' becomes 'max'"`
-	Machine         string `env:"MACHINE" envDefault:"q35" help:"-machine type"`
+	Arch            string `env:"ARCH" help:"guest architecture: x86_64 (or amd64) or aarch64 (or arm64: the virt machine with AAVMF firmware, under TCG on an x86_64 host; KVM only on an arm64 host) (default: the DISTRO entry's, else the host's)"`
+	Machine         string `env:"MACHINE" envDefault:"q35" help:"-machine type (virt for an aarch64 guest)"`
 	Accel           string `env:"ACCEL" envDefault:"auto" help:"auto (KVM when it runs a test guest within 100 ms, else TCG with a warning saying why), kvm or tcg"`
 	RequireKVM      string `env:"REQUIRE_KVM" envDefault:"0" help:"1: refuse to start without KVM"`
 	DiskSize        string `env:"DISK_SIZE" envDefault:"20G" help:"size of the VM's writable disk (grows, never shrinks), e.g. 20G; max: 90 % of the space free in DATA_DIR, half: half of it"`
@@ -41,7 +42,7 @@ type rawMachine struct {
 	PowerOnAtStart  string `env:"POWER_ON_AT_START" envDefault:"1" help:"0: do not power the VM on when vmrunner starts; it waits, off, for vmrunner start (or a BMC)"`
 	ExtraArgs       string `env:"EXTRA_ARGS" help:"extra QEMU arguments, shell-quoted, appended last"`
 	LogFormat       string `env:"LOG_FORMAT" help:"supervisor log format: console or json (default: console on a terminal, else json)"`
-	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run (a name on PATH or a path)"`
+	QEMUBinary      string `env:"QEMU_BINARY" envDefault:"qemu-system-x86_64" help:"QEMU program to run, a name on PATH or a path (qemu-system-aarch64 for an aarch64 guest)"`
 	LogVerbose      string `env:"LOG_VERBOSE" envDefault:"0" help:"1: debug logging"`
 	Sandbox         string `env:"SANDBOX" envDefault:"1" help:"0: run QEMU without its seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny), for debugging only"`
 	QEMUUser        string `env:"QEMU_USER" help:"user QEMU runs as when vmrunner runs as root: a name or uid[:gid], or root to keep QEMU root (default: vmrunner-qemu if it exists, else nobody; root with a warning when that user cannot reach a file QEMU needs)"`

@@ -339,7 +339,7 @@ func (c *Controller) powerOn(reason string) error {
 	c.gen++
 	gen := c.gen
 	proc, err := supervisor.Start(supervisor.Options{
-		Binary:     p.Config.QEMUBinary,
+		Binary:     p.QEMUBinary,
 		Args:       args,
 		ExtraFiles: made.Files(),
 		Credential: cred,
@@ -768,6 +768,9 @@ func (c *Controller) SetBoot(ctx context.Context, b BootOverride) error {
 func (c *Controller) SetBootMode(ctx context.Context, m config.BootMode) error {
 	switch m {
 	case config.BootLegacy:
+		if c.o.Plan.Arch == config.ArchAArch64 && c.o.Plan.Config.Kernel == "" {
+			return fmt.Errorf("%w: boot mode legacy: an aarch64 guest has no BIOS (only a KERNEL boots without firmware); accepted: uefi", ErrInvalid)
+		}
 	case config.BootUEFI, config.BootSecure:
 		if _, ok := c.o.Plan.Firmwares[m]; !ok {
 			return fmt.Errorf("%w: boot mode %s: no UEFI firmware on this host (install OVMF); accepted: legacy", ErrInvalid, m)

@@ -25,6 +25,26 @@ const (
 	FirmwareBIOS Firmware = "bios"
 )
 
+// Arch is a guest architecture, by QEMU's name.
+type Arch string
+
+const (
+	ArchX86_64  Arch = "x86_64"
+	ArchAArch64 Arch = "aarch64"
+)
+
+// ParseArch reads an architecture by QEMU's name or Debian's (amd64,
+// arm64), in any case; ok is false for anything else.
+func ParseArch(v string) (a Arch, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "x86_64", "amd64":
+		return ArchX86_64, true
+	case "aarch64", "arm64":
+		return ArchAArch64, true
+	}
+	return "", false
+}
+
 // Distro is one catalog entry.
 type Distro struct {
 	Name        string     `yaml:"-"`
@@ -35,7 +55,8 @@ type Distro struct {
 	ChecksumURL string     `yaml:"checksum_url"` // the project's checksum file
 	User        string     `yaml:"user"`         // the image's default login user (a hint)
 	Firmware    []Firmware `yaml:"firmware"`
-	Type        string     `yaml:"-"` // "" (a cloud image), iso or disk-image: JSON catalog entries
+	Arch        Arch       `yaml:"arch"` // x86_64 when not given
+	Type        string     `yaml:"-"`    // "" (a cloud image), iso or disk-image: JSON catalog entries
 }
 
 // Kind is the entry's --type: cloud-image, iso or disk-image.
@@ -162,7 +183,7 @@ func parseCatalog(file string, data []byte) (*Catalog, error) {
 	return c, nil
 }
 
-var distroKeys = []string{"description", "aliases", "url", "sha256", "checksum_url", "user", "firmware"}
+var distroKeys = []string{"description", "aliases", "url", "sha256", "checksum_url", "user", "firmware", "arch"}
 
 func decodeDistro(name string, v *yaml.Node) (Distro, error) {
 	if !distroName.MatchString(name) {
@@ -181,8 +202,14 @@ func decodeDistro(name string, v *yaml.Node) (Distro, error) {
 		return Distro{}, err
 	}
 	d.Name = name
+	if d.Arch == "" {
+		d.Arch = ArchX86_64
+	}
 	if len(d.Firmware) == 0 {
 		d.Firmware = []Firmware{FirmwareUEFI, FirmwareBIOS}
+		if d.Arch == ArchAArch64 { // arm64 has no BIOS
+			d.Firmware = []Firmware{FirmwareUEFI}
+		}
 	}
 	return d, d.validate()
 }
@@ -210,6 +237,15 @@ func (d Distro) validate() error {
 		if f != FirmwareUEFI && f != FirmwareBIOS {
 			return fmt.Errorf("firmware %q: accepted are uefi and bios", f)
 		}
+	}
+	switch d.Arch {
+	case ArchX86_64:
+	case ArchAArch64:
+		if d.Boots(FirmwareBIOS) {
+			return errors.New("firmware bios: an aarch64 image boots with uefi only")
+		}
+	default:
+		return fmt.Errorf("arch %q: accepted are x86_64 and aarch64", d.Arch)
 	}
 	return nil
 }
@@ -243,16 +279,11 @@ var (
 	ErrFilterType = errors.New("--type: accepted are cloud-image, iso and disk-image")
 )
 
-// Select returns the entries f matches, sorted by name. Every entry is for
-// x86_64 (aarch64 matches none); built-in ones are cloud images, a JSON
-// catalog's are iso or disk-image.
+// Select returns the entries f matches, sorted by name. Built-in entries
+// are cloud images; a JSON catalog's are iso or disk-image.
 func (c *Catalog) Select(f Filter) ([]Distro, error) {
-	var arch bool
-	switch strings.ToLower(f.Arch) {
-	case "", "x86_64", "amd64":
-		arch = true
-	case "aarch64", "arm64":
-	default:
+	arch, ok := ParseArch(f.Arch)
+	if !ok && f.Arch != "" {
 		return nil, ErrFilterArch
 	}
 	kind := strings.ToLower(f.Type)
@@ -264,12 +295,9 @@ func (c *Catalog) Select(f Filter) ([]Distro, error) {
 		return nil, ErrFilterType
 	}
 	var out []Distro
-	if !arch {
-		return out, nil
-	}
 	word := strings.ToLower(f.Search)
 	for _, d := range c.List() {
-		if kind != "" && d.Kind() != kind {
+		if arch != "" && d.Arch != arch || kind != "" && d.Kind() != kind {
 			continue
 		}
 		text := strings.ToLower(d.Name + " " + strings.Join(d.Aliases, " ") + " " + d.Description)

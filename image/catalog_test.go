@@ -15,7 +15,8 @@ func TestEmbeddedCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"ubuntu-2404", "ubuntu-2204", "debian-12", "debian-13", "fedora", "centos-stream-9",
-		"centos-stream-10", "rocky-9", "almalinux-9", "opensuse-leap", "alpine", "arch"}
+		"centos-stream-10", "rocky-9", "almalinux-9", "opensuse-leap", "alpine", "arch",
+		"ubuntu-2404-arm64", "ubuntu-2204-arm64", "debian-12-arm64", "debian-13-arm64"}
 	for _, name := range want {
 		d, err := c.Lookup(name)
 		if err != nil {
@@ -101,6 +102,10 @@ distros:
     url: http://images.example.test/rhel.qcow2
     checksum_url: http://images.example.test/SHA256SUMS
     firmware: [bios]
+  my-arm:
+    url: https://images.example.test/arm.qcow2
+    sha256: `+strings.Repeat("c", 64)+`
+    arch: aarch64
 `)
 	c, err := LoadCatalog(p)
 	if err != nil {
@@ -120,6 +125,13 @@ distros:
 	if _, err := c.Lookup("debian-12"); err != nil {
 		t.Errorf("embedded entries stay: %v", err)
 	}
+	if u.Arch != ArchX86_64 {
+		t.Errorf("no arch given: x86_64 assumed, got %q", u.Arch)
+	}
+	a, err := c.Lookup("my-arm")
+	if err != nil || a.Arch != ArchAArch64 || !a.Boots(FirmwareUEFI) || a.Boots(FirmwareBIOS) {
+		t.Errorf("my-arm: aarch64 with uefi only expected, got %+v, %v", a, err)
+	}
 }
 
 func TestLoadCatalogRejects(t *testing.T) {
@@ -136,6 +148,8 @@ func TestLoadCatalogRejects(t *testing.T) {
 		{"both checksums", "distros:\n  mine:\n    url: https://x.test/a.img\n    sha256: " + sha + "\n    checksum_url: https://x.test/S\n",
 			[]string{"not both"}},
 		{"bad firmware", "distros:\n  mine:\n    url: https://x.test/a.img\n    firmware: [coreboot]\n", []string{`"coreboot"`}},
+		{"bad arch", "distros:\n  mine:\n    url: https://x.test/a.img\n    arch: mips\n", []string{`"mips"`, "x86_64 and aarch64"}},
+		{"arm64 with bios", "distros:\n  mine:\n    url: https://x.test/a.img\n    arch: aarch64\n    firmware: [uefi, bios]\n", []string{"uefi only"}},
 		{"wrong type", "distros:\n  mine:\n    url: https://x.test/a.img\n    firmware: {a: b}\n", []string{`"mine"`}},
 		{"unknown top key", "distro:\n  mine: {}\n", []string{`"distro"`}},
 		{"defined twice", "distros:\n  mine:\n    url: https://x.test/a.img\n  mine:\n    url: https://x.test/b.img\n", []string{"twice"}},
@@ -185,13 +199,15 @@ func TestCatalogSelect(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := len(c.List())
+	const arm64 = 4
 	tests := []struct {
 		f    Filter
 		want int // -1: every entry
 	}{
-		{Filter{}, -1}, {Filter{Arch: "amd64"}, -1}, {Filter{Arch: "x86_64", Type: "cloud-image"}, -1},
-		{Filter{Arch: "arm64"}, 0}, {Filter{Type: "iso"}, 0}, {Filter{Type: "disk-image"}, 0},
-		{Filter{Search: "UBUNTU"}, 2}, {Filter{Search: "24.04"}, 1}, {Filter{Search: "no-such-thing"}, 0},
+		{Filter{}, -1}, {Filter{Arch: "amd64"}, all - arm64}, {Filter{Arch: "x86_64", Type: "cloud-image"}, all - arm64},
+		{Filter{Arch: "arm64"}, arm64}, {Filter{Arch: "AArch64", Search: "debian"}, 2},
+		{Filter{Type: "iso"}, 0}, {Filter{Type: "disk-image"}, 0},
+		{Filter{Search: "UBUNTU"}, 4}, {Filter{Search: "24.04"}, 2}, {Filter{Search: "no-such-thing"}, 0},
 	}
 	for _, tc := range tests {
 		got, err := c.Select(tc.f)
@@ -201,6 +217,11 @@ func TestCatalogSelect(t *testing.T) {
 		}
 		if err != nil || len(got) != want {
 			t.Errorf("Select(%+v) = %d entries, %v; want %d", tc.f, len(got), err, want)
+		}
+		for _, d := range got {
+			if a, _ := ParseArch(tc.f.Arch); a != "" && d.Arch != a {
+				t.Errorf("Select(%+v) gave %s of %s", tc.f, d.Name, d.Arch)
+			}
 		}
 	}
 	if _, err := c.Select(Filter{Arch: "mips"}); err != ErrFilterArch {

@@ -223,8 +223,8 @@ type jsonImage struct {
 // parseJSONCatalog reads a JSON catalog strictly: a malformed file, an
 // unknown field, an entry without id, name, arch or url, a bad URL or
 // checksum, or an id given twice is an error naming the entry. An entry
-// this build cannot boot (another architecture, a digest other than
-// sha256) is kept aside, so that asking for it says why.
+// vmrunner cannot boot (an architecture other than x86_64 and aarch64, a
+// digest other than sha256) is kept aside, so that asking for it says why.
 func parseJSONCatalog(from string, data []byte) (*Catalog, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -278,11 +278,13 @@ func parseJSONCatalog(from string, data []byte) (*Catalog, error) {
 			c.unusable[im.ID] = fmt.Sprintf("its checksum is %s; vmrunner pins sha256 digests (add the entry with a sha256 through CATALOG)", im.Checksum.Algorithm)
 			continue
 		}
-		switch strings.ToLower(im.Arch) {
-		case "amd64", "x86_64", "x86-64":
-		default:
-			c.unusable[im.ID] = fmt.Sprintf("it is for %s; this build boots x86_64 guests", im.Arch)
+		arch, ok := ParseArch(im.Arch)
+		if !ok {
+			c.unusable[im.ID] = fmt.Sprintf("it is for %s; vmrunner boots x86_64 and aarch64 guests", im.Arch)
 			continue
+		}
+		if d.Arch = arch; arch == ArchAArch64 {
+			d.Firmware = []Firmware{FirmwareUEFI} // arm64 has no BIOS
 		}
 		c.distros[im.ID] = d
 	}

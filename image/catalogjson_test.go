@@ -13,10 +13,10 @@ import (
 )
 
 // seedCatalog is a catalog in the seed project's JSON format: an entry
-// replacing a built-in name, a new installer ISO, one for another
-// architecture and one pinned with sha512.
+// replacing a built-in name, a new installer ISO, an arm64 one, one for
+// an architecture vmrunner lacks and one pinned with sha512.
 const seedCatalog = `{
-  "meta": {"api_version": "v1", "generated_at": "2026-11-01T00:00:00Z", "count": 4},
+  "meta": {"api_version": "v1", "generated_at": "2026-11-01T00:00:00Z", "count": 5},
   "images": [
     {"id": "debian-12", "name": "Debian 12 from a mirror", "category": "linux", "distro": "debian",
      "version": "12", "arch": "amd64", "release_type": "stable", "status": "supported",
@@ -30,6 +30,8 @@ const seedCatalog = `{
      "eol": {"standard": "2029-05-31", "extended": "2036-05-31"}},
     {"id": "fedora-42-arm", "name": "Fedora 42", "category": "linux", "version": "42", "arch": "arm64",
      "status": "supported", "url": "https://example.com/f.iso"},
+    {"id": "riscv-one", "name": "RISC-V", "category": "linux", "version": "1", "arch": "riscv64",
+     "status": "supported", "url": "https://example.com/r.img"},
     {"id": "sha512-only", "name": "Pinned with sha512", "category": "linux", "version": "1", "arch": "x86_64",
      "status": "supported", "url": "https://example.com/s.img",
      "checksum": {"algorithm": "sha512", "value": "ab12"}}
@@ -75,12 +77,15 @@ func TestOpenCatalogJSON(t *testing.T) {
 	if _, err := c.Lookup("ubuntu-2404"); err != nil {
 		t.Errorf("a built-in entry the JSON catalog lacks is gone: %v", err)
 	}
-	for name, why := range map[string]string{"fedora-42-arm": "it is for arm64", "sha512-only": "its checksum is sha512"} {
+	if arm, err := c.Lookup("fedora-42-arm"); err != nil || arm.Arch != ArchAArch64 || arm.Boots(FirmwareBIOS) {
+		t.Errorf("fedora-42-arm = %+v, %v; want an aarch64 UEFI entry", arm, err)
+	}
+	for name, why := range map[string]string{"riscv-one": "it is for riscv64", "sha512-only": "its checksum is sha512"} {
 		if _, err := c.Lookup(name); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("Lookup(%s) = %v, want it refused saying %q", name, err, why)
 		}
 	}
-	if isos, _ := c.Select(Filter{Type: "iso"}); len(isos) != 1 || isos[0].Name != "ubuntu-24.04-server" {
+	if isos, _ := c.Select(Filter{Type: "iso", Arch: "amd64"}); len(isos) != 1 || isos[0].Name != "ubuntu-24.04-server" {
 		t.Errorf("--type iso lists %v", isos)
 	}
 	if kept, err := os.ReadFile(cache); err != nil || string(kept) != seedCatalog {

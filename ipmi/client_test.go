@@ -11,7 +11,7 @@ import (
 // client is a minimal RMCP+ console for tests that need what ipmitool
 // will not do: replays, forged packets, chosen algorithms.
 type client struct {
-	t         *testing.T
+	t         testing.TB
 	conn      *net.UDPConn
 	suite     suite
 	keys      *sessionKeys
@@ -181,4 +181,25 @@ func (c *client) answer(b []byte) (cc byte, out []byte, ok bool) {
 		c.t.Fatalf("short response %x", p)
 	}
 	return p[6], p[7 : len(p)-1], true
+}
+
+// BenchmarkSession is one ipmitool-like use of the BMC over loopback UDP:
+// Open Session, RAKP 1-4 (suite 17), Get Chassis Status, Close Session.
+func BenchmarkSession(b *testing.B) {
+	bm := startBMC(b)
+	for b.Loop() {
+		c := bm.dial()
+		c.suite = suites[1]
+		if st, _ := c.login(testUser, testPassword); st != rsOK {
+			b.Fatalf("login: %#x", st)
+		}
+		if cc, _, ok := c.command(netFnChassis, 0x01); !ok || cc != ccOK {
+			b.Fatalf("chassis status: %#x %v", cc, ok)
+		}
+		id := binary.LittleEndian.AppendUint32(nil, c.bmcID)
+		if cc, _, ok := c.command(netFnApp, 0x3c, id...); !ok || cc != ccOK {
+			b.Fatalf("close: %#x %v", cc, ok)
+		}
+		c.conn.Close()
+	}
 }

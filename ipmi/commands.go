@@ -351,9 +351,12 @@ func (s *Server) setBootOptions(c *call) ([]byte, byte) {
 }
 
 // setBootFlags applies parameter 5: the device and whether it holds for
-// one start or all; with a device, the EFI bit chooses the firmware, as it
-// does on a server (Ironic's ipmi driver sets it for UEFI nodes). Secure
-// Boot stays on when EFI is asked for.
+// one start or all. The EFI bit is not obeyed: here the firmware is the
+// VM's for good (there is no "this boot only" firmware), so a plain
+// `chassis bootdev pxe` would otherwise turn a UEFI or Secure Boot VM
+// into a BIOS one for every later start. VirtualBMC, which the seed
+// project used, ignores it too; the firmware changes with `vmrunner
+// boot-mode` or Redfish's BootSourceOverrideMode.
 func (s *Server) setBootFlags(ctx context.Context, v []byte) byte {
 	if v[0]&bootFlagValid == 0 {
 		return errCode(s.api.SetBoot(ctx, controller.BootOverride{}))
@@ -370,18 +373,6 @@ func (s *Server) setBootFlags(ctx context.Context, v []byte) byte {
 		dev = controller.BootCD
 	default:
 		return ccInvalidData // diagnostic partition, BIOS setup, floppy
-	}
-	mode := s.api.Status().BootMode
-	switch efi := v[0]&bootFlagEFI != 0; {
-	case efi && mode == config.BootLegacy:
-		mode = config.BootUEFI
-	case !efi:
-		mode = config.BootLegacy
-	}
-	if mode != s.api.Status().BootMode {
-		if err := s.api.SetBootMode(ctx, mode); err != nil {
-			return errCode(err)
-		}
 	}
 	return errCode(s.api.SetBoot(ctx, controller.BootOverride{Device: dev, Once: v[0]&bootFlagPersistent == 0}))
 }

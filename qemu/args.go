@@ -291,6 +291,9 @@ func nicArgs(s Spec) []string {
 		if n.ROMFile != "" {
 			dev += ",romfile=" + escape(n.ROMFile)
 		}
+		if n.ModernOnly {
+			dev += ",disable-legacy=on"
+		}
 		a = append(a, "-netdev", n.Backend.netdev(n.ID), "-device", dev)
 	}
 	return a
@@ -350,6 +353,9 @@ func displayArgs(s Spec) []string {
 		a = append(a, "-device", "qemu-xhci,id=usb")
 	}
 	a = append(a, "-device", "usb-tablet,bus=usb.0")
+	if d.USBKeyboard {
+		a = append(a, "-device", "usb-kbd,bus=usb.0")
+	}
 	if d.Keymap != "" {
 		a = append(a, "-k", d.Keymap)
 	}

@@ -56,6 +56,30 @@ var scenarios = []struct {
 		s.QMPSockets = nil
 		return s
 	}},
+	// An arm64 guest under TCG: the virt machine with AAVMF, a cloud
+	// image, and a screen (virtio-gpu with a USB keyboard).
+	{"aarch64_uefi_disk_vnc", func() Spec {
+		s := base()
+		s.Machine, s.Accel, s.CPU = "virt,gic-version=max", "tcg", "max"
+		s.Firmware = &Firmware{Code: "/usr/share/AAVMF/AAVMF_CODE.fd", Vars: "/data/vms/vm/efivars.fd"}
+		s.Disk = "/data/vms/vm/disk.qcow2"
+		s.DiskBase, s.DiskBaseFormat = "/data/cache/debian-12-genericcloud-arm64.qcow2", "qcow2"
+		s.Seed = "/data/vms/vm/seed.iso"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{Forwards: []Forward{{"tcp", "0.0.0.0", 2222, 22}}})}
+		s.Display = display()
+		s.Display.Device, s.Display.USBKeyboard = "virtio-gpu-pci", true
+		return s
+	}},
+	// The arm64 test guest's kernel straight on virt, no firmware: a
+	// device tree instead of ACPI.
+	{"aarch64_kernel_no_firmware", func() Spec {
+		s := base()
+		s.Machine, s.Accel, s.CPU = "virt,gic-version=max", "tcg", "max"
+		s.MemoryMiB = 512
+		s.Kernel, s.Initrd, s.Cmdline = "/guest/vmlinuz", "/guest/initrd.gz", "console=ttyAMA0"
+		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{Forwards: []Forward{{"tcp", "127.0.0.1", 8080, 80}}})}
+		return s
+	}},
 	{"kernel_without_initrd_or_cmdline", func() Spec {
 		s := base()
 		s.Kernel = "/boot/vmlinuz"
@@ -261,7 +285,7 @@ var scenarios = []struct {
 		s.CDROM = "/data/install.iso"
 		s.NetworkFirst = true
 		s.NICs = []NIC{natNIC("net1", "52:54:00:12:34:56", UserNet{}), natNIC("net2", "52:54:00:12:34:57", UserNet{})}
-		s.NICs[1].Boot, s.NICs[1].ROMFile = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom"
+		s.NICs[1].Boot, s.NICs[1].ROMFile, s.NICs[1].ModernOnly = true, "/usr/lib/ipxe/qemu/efi-virtio,1.rom", true
 		return s
 	}},
 	{"network_first_installed", func() Spec {

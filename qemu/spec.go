@@ -107,6 +107,9 @@ type Display struct {
 	// for SeaBIOS and a driver in OVMF, and every guest OS drives it.
 	Device string
 	Keymap string // -k layout for VNC clients that send keysyms; "": QEMU's en-us
+	// USBKeyboard adds a USB keyboard, for machines without a PS/2 one
+	// (arm64's virt).
+	USBKeyboard bool
 
 	// VNCHost and VNCDisplay are the TCP listener (port 5900+VNCDisplay);
 	// VNCDisplay < 0: none. Its password is read from PasswordFile by a
@@ -159,6 +162,11 @@ type NIC struct {
 	Backend Backend
 	Boot    bool   // the NIC BootNetwork boots: NETWORK_BOOT's, else the first
 	ROMFile string // option ROM (romfile=); "": QEMU's default for the model
+	// ModernOnly makes a virtio NIC modern only (disable-legacy=on, PCI
+	// id 1af4:1041): the id Debian's virtio ROMs carry. QEMU patches the
+	// ids of its default ROM to the device's, but not those of a ROM
+	// named by romfile=, and SeaBIOS runs a ROM only on its own device.
+	ModernOnly bool
 }
 
 // Backend is a -netdev: UserNet or TapNet.

@@ -8,6 +8,8 @@ needs=(
   qemu-system-x86_64 qemu-system-x86
   qemu-img qemu-utils
   /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
+  qemu-system-aarch64 qemu-system-arm
+  /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64
   /bin/busybox busybox-static
   cpio cpio
   xz xz-utils
@@ -44,6 +46,7 @@ needs=(
   /usr/lib/qemu/virtiofsd qemu-system-common
   swtpm swtpm
   swtpm_setup swtpm-tools
+  /usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-gpu-gl.so qemu-system-gui
 )
 
 missing=()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vmrunner/vmrunner/config"
 	"github.com/vmrunner/vmrunner/qemu"
@@ -47,13 +48,23 @@ var (
 	uefiVars   = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}
 	secureCode = []string{"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd"}
 	secureVars = []string{"/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}
+	// AAVMF, the arm64 build of the same firmware: both files padded to
+	// the virt machine's 64 MiB flash banks.
+	aavmfCode = []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/QEMU_CODE.fd"}
+	aavmfVars = []string{"/usr/share/AAVMF/AAVMF_VARS.fd", "/usr/share/edk2/aarch64/vars-template-pflash.raw", "/usr/share/edk2/aarch64/QEMU_VARS.fd"}
 )
 
-// FirmwareFiles finds the UEFI code and vars template for mode, using exists
-// to test paths (os.Stat in production).
-func FirmwareFiles(mode config.BootMode, exists func(string) bool) (code, vars string, err error) {
-	codes, varss := uefiCode, uefiVars
-	if mode == config.BootSecure {
+// FirmwareFiles finds the UEFI code and vars template of arch for mode,
+// using exists to test paths (os.Stat in production).
+func FirmwareFiles(arch config.Arch, mode config.BootMode, exists func(string) bool) (code, vars string, err error) {
+	codes, varss, pkg := uefiCode, uefiVars, "ovmf"
+	switch {
+	case arch == config.ArchAArch64:
+		codes, varss, pkg = aavmfCode, aavmfVars, "qemu-efi-aarch64"
+		if mode == config.BootSecure { // planArch refuses it; with no firmware found, a switch to it is refused too
+			codes, varss = nil, nil
+		}
+	case mode == config.BootSecure:
 		codes, varss = secureCode, secureVars
 	}
 	for i := range codes {
@@ -61,9 +72,38 @@ func FirmwareFiles(mode config.BootMode, exists func(string) bool) (code, vars s
 			return codes[i], varss[i], nil
 		}
 	}
-	return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode),
-		Accepted: "legacy, or install OVMF (Debian: apt-get install ovmf)",
-		Err:      fmt.Errorf("no UEFI firmware found (looked for %s)", codes[0])}
+	if codes == nil {
+		return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode), Accepted: "uefi for an " + string(arch) + " guest"}
+	}
+	accepted := "legacy, or install " + pkg + " (Debian: apt-get install " + pkg + ")"
+	if arch == config.ArchAArch64 {
+		accepted = "install " + pkg + " (Debian: apt-get install " + pkg + "); arm64 has no BIOS to fall back to"
+	}
+	return "", "", &config.Error{Var: "BOOT_MODE", Value: string(mode), Accepted: accepted,
+		Err: fmt.Errorf("no UEFI firmware found (looked for %s)", codes[0])}
+}
+
+// foreignArch is why KVM cannot run a guest of arch on a host of hostArch;
+// "" when it could. Zero facts describe an x86_64 host.
+func foreignArch(arch, hostArch config.Arch) string {
+	if hostArch == "" {
+		hostArch = config.ArchX86_64
+	}
+	if arch == hostArch {
+		return ""
+	}
+	return fmt.Sprintf("the host is %s, and KVM runs only guests of the host's architecture: ARCH=%s runs under TCG", hostArch, arch)
+}
+
+// machineFor completes an aarch64 virt machine: gic-version=max gives the
+// newest interrupt controller the accelerator has (GICv3 under TCG, the
+// host's under KVM); QEMU's default GICv2 caps the guest at 8 vCPUs.
+func machineFor(arch config.Arch, machine string) string {
+	name, _, _ := strings.Cut(machine, ",")
+	if arch != config.ArchAArch64 || strings.Contains(machine, "gic-version=") || (name != "virt" && !strings.HasPrefix(name, "virt-")) {
+		return machine
+	}
+	return machine + ",gic-version=max"
 }
 
 // FileExists is the production exists function.

@@ -88,31 +88,36 @@ func TestFirmwareFiles(t *testing.T) {
 		"/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
 		"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd",
 	}
+	aavmf := []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd", "/usr/share/AAVMF/AAVMF_CODE.ms.fd", "/usr/share/AAVMF/AAVMF_VARS.ms.fd"}
 	tests := []struct {
 		name       string
+		arch       config.Arch
 		mode       config.BootMode
 		files      []string
 		code, vars string
 	}{
-		{"debian uefi", config.BootUEFI, debian, "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
-		{"debian secure", config.BootSecure, debian, "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"},
-		{"old debian", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		{"debian arm64", config.ArchAArch64, config.BootUEFI, append(aavmf, debian...), "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},
+		{"fedora arm64", config.ArchAArch64, config.BootUEFI, []string{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"},
+			"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"},
+		{"debian uefi", config.ArchX86_64, config.BootUEFI, append(debian, aavmf...), "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+		{"debian secure", config.ArchX86_64, config.BootSecure, debian, "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"},
+		{"old debian", config.ArchX86_64, config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 			"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
-		{"old debian secure", config.BootSecure, []string{"/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
+		{"old debian secure", config.ArchX86_64, config.BootSecure, []string{"/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
 			"/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
-		{"fedora", config.BootUEFI, []string{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
+		{"fedora", config.ArchX86_64, config.BootUEFI, []string{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
 			"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},
-		{"fedora secure", config.BootSecure, []string{"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
+		{"fedora secure", config.ArchX86_64, config.BootSecure, []string{"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
 			"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
-		{"arch", config.BootUEFI, []string{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
+		{"arch", config.ArchX86_64, config.BootUEFI, []string{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
 			"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
 		// A code file without its vars is skipped for a complete pair.
-		{"code without vars", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		{"code without vars", config.ArchX86_64, config.BootUEFI, []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 			"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, vars, err := FirmwareFiles(tc.mode, existsIn(tc.files...))
+			code, vars, err := FirmwareFiles(tc.arch, tc.mode, existsIn(tc.files...))
 			if err != nil || code != tc.code || vars != tc.vars {
 				t.Errorf("FirmwareFiles = %q, %q, %v; want %q, %q", code, vars, err, tc.code, tc.vars)
 			}
@@ -128,7 +133,7 @@ func TestFirmwareFiles(t *testing.T) {
 		{"vars only", config.BootUEFI, []string{"/usr/share/OVMF/OVMF_VARS_4M.fd"}},
 	} {
 		t.Run("missing "+tc.name, func(t *testing.T) {
-			code, vars, err := FirmwareFiles(tc.mode, existsIn(tc.files...))
+			code, vars, err := FirmwareFiles(config.ArchX86_64, tc.mode, existsIn(tc.files...))
 			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Var != "BOOT_MODE" || ce.Value != string(tc.mode) || !strings.Contains(ce.Accepted, "legacy") {
 				t.Fatalf("FirmwareFiles = %q, %q, %v; want a BOOT_MODE *config.Error", code, vars, err)
@@ -137,6 +142,58 @@ func TestFirmwareFiles(t *testing.T) {
 				t.Errorf("error %q", err)
 			}
 		})
+	}
+}
+
+func TestFirmwareFilesAArch64Missing(t *testing.T) {
+	ovmf := existsIn("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd")
+	_, _, err := FirmwareFiles(config.ArchAArch64, config.BootUEFI, ovmf)
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.Contains(ce.Accepted, "qemu-efi-aarch64") || strings.Contains(ce.Accepted, "legacy") {
+		t.Errorf("aarch64 with OVMF only: %v; want advice to install qemu-efi-aarch64, not legacy", err)
+	}
+	all := existsIn("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd", "/usr/share/AAVMF/AAVMF_CODE.ms.fd", "/usr/share/AAVMF/AAVMF_VARS.ms.fd")
+	if _, _, err := FirmwareFiles(config.ArchAArch64, config.BootSecure, all); !errors.As(err, &ce) || !strings.Contains(ce.Accepted, "uefi") {
+		t.Errorf("aarch64 secure boot: %v; want a BOOT_MODE error naming uefi", err)
+	}
+}
+
+func TestForeignArch(t *testing.T) {
+	tests := []struct {
+		arch, host config.Arch
+		foreign    bool
+	}{
+		{config.ArchX86_64, "", false},
+		{config.ArchX86_64, config.ArchX86_64, false},
+		{config.ArchAArch64, "", true},
+		{config.ArchAArch64, config.ArchX86_64, true},
+		{config.ArchAArch64, config.ArchAArch64, false},
+		{config.ArchX86_64, config.ArchAArch64, true},
+	}
+	for _, tc := range tests {
+		why := foreignArch(tc.arch, tc.host)
+		if (why != "") != tc.foreign || tc.foreign && !strings.Contains(why, "TCG") {
+			t.Errorf("foreignArch(%s, host %q) = %q, want foreign %v", tc.arch, tc.host, why, tc.foreign)
+		}
+	}
+}
+
+func TestMachineFor(t *testing.T) {
+	tests := []struct {
+		arch          config.Arch
+		machine, want string
+	}{
+		{config.ArchX86_64, "q35", "q35"},
+		{config.ArchAArch64, "virt", "virt,gic-version=max"},
+		{config.ArchAArch64, "virt-7.2", "virt-7.2,gic-version=max"},
+		{config.ArchAArch64, "virt,gic-version=3", "virt,gic-version=3"},
+		{config.ArchAArch64, "virt,highmem=off", "virt,highmem=off,gic-version=max"},
+		{config.ArchAArch64, "virtual-board", "virtual-board"},
+	}
+	for _, tc := range tests {
+		if got := machineFor(tc.arch, tc.machine); got != tc.want {
+			t.Errorf("machineFor(%s, %q) = %q, want %q", tc.arch, tc.machine, got, tc.want)
+		}
 	}
 }
 

@@ -23,6 +23,19 @@ func FindRenderNodes() []string {
 	return out
 }
 
+// qemuModuleDir is where Debian's QEMU loads its modules from.
+const qemuModuleDir = "/usr/lib/x86_64-linux-gnu/qemu"
+
+// VirglModuleMissing says the host's QEMU is Debian's modular build
+// without the GL half of virtio-vga-gl (hw-display-virtio-gpu-gl, which
+// Debian 12 ships in qemu-system-gui): QEMU would list the device and
+// then fail to create it. (Facts.VirglMissing.)
+func VirglModuleMissing() bool {
+	_, vga := os.Stat(filepath.Join(qemuModuleDir, "hw-display-virtio-vga-gl.so"))
+	_, gl := os.Stat(filepath.Join(qemuModuleDir, "hw-display-virtio-gpu-gl.so"))
+	return vga == nil && gl != nil
+}
+
 // planGPU gives GPU=intel its render node: GPU_RENDER_NODE (checked by
 // config), else the first one found; without one it is refused, before
 // anything is made.
@@ -30,6 +43,10 @@ func (p *Plan) planGPU(s *qemu.Spec, f Facts) error {
 	h := p.Config.Hardware
 	if h.GPU == "" {
 		return nil
+	}
+	if f.VirglMissing {
+		return &config.Error{Var: "GPU", Value: h.GPU,
+			Accepted: "off on this host: its QEMU lacks the virtio-gpu-gl device; apt-get install qemu-system-gui (Debian keeps the module there)"}
 	}
 	node := h.RenderNode
 	if node == "" {

@@ -90,7 +90,7 @@ func TestPlanJSONCatalog(t *testing.T) {
 	os.WriteFile(file, []byte(`{"meta": {"api_version": "v1"}, "images": [
 	  {"id": "golden-1", "name": "Golden", "arch": "amd64", "url": "https://images.example.com/golden-1.qcow2",
 	   "checksum": {"algorithm": "sha256", "value": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
-	  {"id": "arm-1", "name": "Arm", "arch": "arm64", "url": "https://images.example.com/arm-1.qcow2"}]}`), 0o644)
+	  {"id": "riscv-1", "name": "RISC-V", "arch": "riscv64", "url": "https://images.example.com/riscv-1.qcow2"}]}`), 0o644)
 	empty := filepath.Join(dir, "empty.json")
 	os.WriteFile(empty, nil, 0o644)
 	facts := func(env map[string]string) (*config.Config, Facts) {
@@ -108,7 +108,7 @@ func TestPlanJSONCatalog(t *testing.T) {
 		env           map[string]string
 		varName, says string
 	}{
-		{map[string]string{"DATA_DIR": dir, "CATALOG_URL": file, "DISTRO": "arm-1"}, "DISTRO", "it is for arm64"},
+		{map[string]string{"DATA_DIR": dir, "CATALOG_URL": file, "DISTRO": "riscv-1"}, "DISTRO", "it is for riscv64"},
 		{map[string]string{"DATA_DIR": dir, "CATALOG_URL": empty, "DISTRO": "golden-1"}, "CATALOG_URL", "seed project's format"},
 		{map[string]string{"DATA_DIR": dir, "CATALOG_OFFLINE": "1", "DISTRO": "golden-1"}, "CATALOG_OFFLINE", "kept at CATALOG_CACHE"},
 	} {

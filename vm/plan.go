@@ -31,6 +31,8 @@ type Facts struct {
 	Virtiofsd      string                 // FindVirtiofsd; "": virtiofs shares fall back to 9p
 	Swtpm          string                 // FindSwtpm; "": no TPM (TPM=1 is refused)
 	RenderNodes    []string               // FindRenderNodes: what GPU=intel may render on
+	HostArch       config.Arch            // config.HostArch; "": x86_64
+	VirglMissing   bool                   // VirglModuleMissing: GPU=intel is refused
 	// BootImage is the local BOOT_FROM as inspected (InspectBootImage),
 	// or BootImageErr why it is refused.
 	BootImage    *BootImage
@@ -111,6 +113,10 @@ type Plan struct {
 	Firmwares map[config.BootMode]Firmware
 	Persist   bool // keep the state folder when the VM ends
 	Warnings  []string
+	// Arch is the guest's architecture (ARCH, else the DISTRO entry's,
+	// else the host's); QEMUBinary the program that runs it.
+	Arch       config.Arch
+	QEMUBinary string
 	// Virtiofsd are the daemons of the virtiofs shares; Mounts what the
 	// guest mounts (cloud-init).
 	Virtiofsd []VirtiofsdPlan
@@ -129,7 +135,18 @@ const maxSocketPath = 107
 // MakePlan decides everything about the VM without touching the host.
 func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	p := &Plan{Config: c, Paths: PathsFor(c), Persist: DecidePersist(c.Persist, f.DataDirMounted)}
-	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, f.KVMUsable, f.KVMWhy)
+	machine, err := p.planArch(f)
+	if err != nil {
+		return nil, err
+	}
+	kvmUsable, kvmWhy := f.KVMUsable, f.KVMWhy
+	if why := foreignArch(p.Arch, f.HostArch); why != "" {
+		if err := foreignKVM(c, why); err != nil {
+			return nil, err
+		}
+		kvmUsable, kvmWhy = false, why
+	}
+	accel, warn, err := ResolveAccel(c.Accel, c.RequireKVM, kvmUsable, kvmWhy)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +155,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 	}
 	s := qemu.Spec{
 		Name:       c.GuestName,
-		Machine:    c.Machine,
+		Machine:    machine,
 		Accel:      accel,
 		CPU:        ResolveCPU(c.CPUModel, accel),
 		MemoryMiB:  c.MemoryMiB,
@@ -148,7 +165,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		Initrd:     c.Initrd,
 		Cmdline:    c.KernelCmdline,
 		QMPSockets: []string{p.Paths.QMP, p.Paths.QMPProbe},
-		Display:    planDisplay(c.Console, c.VNCPort, p.Paths),
+		Display:    planDisplay(c.Console, c.VNCPort, p.Paths, p.Arch),
 		GuestAgent: p.Paths.QGA,
 		Extra:      c.ExtraArgs,
 	}
@@ -157,7 +174,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		if f.FirmwareExists == nil {
 			break
 		}
-		if code, vars, err := FirmwareFiles(mode, f.FirmwareExists); err == nil {
+		if code, vars, err := FirmwareFiles(p.Arch, mode, f.FirmwareExists); err == nil {
 			p.Firmwares[mode] = Firmware{Code: code, VarsTemplate: vars}
 		}
 	}
@@ -175,7 +192,7 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 		p.Warnings = append(p.Warnings, w)
 	}
 	if c.BootMode != config.BootLegacy {
-		code, _, err := FirmwareFiles(c.BootMode, f.FirmwareExists)
+		code, _, err := FirmwareFiles(p.Arch, c.BootMode, f.FirmwareExists)
 		if err != nil {
 			return nil, err
 		}
@@ -227,6 +244,9 @@ func MakePlan(c *config.Config, f Facts) (*Plan, error) {
 			if qn.ROMFile, err = ipxeROM(c, n, f.FirmwareExists); err != nil {
 				return nil, err
 			}
+			// Debian's virtio ROMs are for the modern device (see
+			// qemu.NIC.ModernOnly); a ROM of the user's is taken as is.
+			qn.ModernOnly = n.Model == "virtio-net-pci" && c.IPXE.ROMPath == ""
 			if n.Mode == config.NetNAT {
 				p.Warnings = append(p.Warnings, fmt.Sprintf("IPXE_ENABLE=1 on NIC %d in nat mode: QEMU's user network answers DHCP but serves no boot file; "+
 					"a PXE server needs %sMODE=bridge, direct or container", n.Index, n.Prefix()))
@@ -305,9 +325,9 @@ func (p *Plan) planDisks(s *qemu.Spec, f Facts) error {
 	if s.Disk != "" {
 		n++
 	}
-	if slots := qemu.IDESlots(c.Machine); c.DiskBus == config.BusIDE && n > slots {
+	if slots := qemu.IDESlots(s.Machine); c.DiskBus == config.BusIDE && n > slots {
 		return &config.Error{Var: "DISK_TYPE", Value: string(c.DiskBus),
-			Accepted: fmt.Sprintf("virtio, scsi or nvme for %d disks (MACHINE=%s takes %d IDE disks)", n, c.Machine, slots)}
+			Accepted: fmt.Sprintf("virtio, scsi or nvme for %d disks (MACHINE=%s takes %d IDE disks)", n, s.Machine, slots)}
 	}
 	var warn string
 	s.DiskCache, s.DiskAIO, warn = ResolveDiskCache(c.DiskCache, c.DiskIO, !f.NoDirectIO)
@@ -447,11 +467,16 @@ func SeedFor(c *config.Config, password, salt string) cloudinit.Seed {
 // OVMF's QemuVideoDxe both drive it, as do installers of every OS), the
 // TCP listener for GRAPHICS=vnc and the socket the web console bridges to.
 // The socket is there with either, so a viewer can be added to a running VM.
-func planDisplay(con config.Console, vncPort int, paths Paths) *qemu.Display {
+// An aarch64 guest gets virtio-gpu, which AAVMF and Linux drive (std VGA
+// needs a VGA BIOS), and a USB keyboard: the virt machine has no PS/2.
+func planDisplay(con config.Console, vncPort int, paths Paths, arch config.Arch) *qemu.Display {
 	if con.Graphics == config.GraphicsNone || con.Graphics == "" {
 		return nil
 	}
 	d := &qemu.Display{Device: "VGA", Keymap: con.Keymap, VNCDisplay: -1, Socket: paths.VNCSocket}
+	if arch == config.ArchAArch64 {
+		d.Device, d.USBKeyboard = "virtio-gpu-pci", true
+	}
 	if vncPort != 0 {
 		d.VNCHost, d.VNCDisplay, d.PasswordFile = con.VNCListen, vncPort-5900, paths.VNCPassword
 	}

@@ -708,7 +708,7 @@ func TestArgvPerVariable(t *testing.T) {
 		{"NETWORK2_BOOT=1 BOOT_ORDER=hd,network", map[string]string{"NETWORK2_MODE": "nat", "NETWORK2_BOOT": "1", "BOOT_ORDER": "hd,network"}, nil, []string{diskDevice},
 			[]string{"-device virtio-blk-pci,drive=disk0,bootindex=0", "-netdev user,id=net2,ipv4=on,ipv6=on", "-device virtio-net-pci,netdev=net2,mac=" + m2 + ",bootindex=1"}},
 		{"IPXE_ENABLE=1", map[string]string{"IPXE_ENABLE": "1"}, func(f *Facts) { f.FirmwareExists = existsIn(ovmfCode, ovmfVars, "/usr/lib/ipxe/qemu/efi-virtio.rom") },
-			[]string{dev1, diskDevice}, []string{dev1 + ",bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
+			[]string{dev1, diskDevice}, []string{dev1 + ",bootindex=0,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom,disable-legacy=on", "-device virtio-blk-pci,drive=disk0,bootindex=2"}},
 		{"IPXE_ENABLE=1 legacy e1000", map[string]string{"IPXE_ENABLE": "1", "BOOT_MODE": "legacy", "NETWORK_MODEL": "e1000", "BOOT_ORDER": "network,hd"},
 			func(f *Facts) {
 				f.FirmwareExists = existsIn("/usr/share/qemu/pxe-e1000.rom", "/usr/lib/ipxe/qemu/efi-e1000.rom")

@@ -110,6 +110,10 @@ func TestPlanGPU(t *testing.T) {
 	if got := p.QEMUDevices(p.Spec); !slices.Equal(got, []string{"/dev/dri/renderD128"}) {
 		t.Errorf("QEMUDevices %q, want the render node, whose group QEMU joins", got)
 	}
+	f.VirglMissing = true
+	if _, err := MakePlan(c, f); !errors.As(err, &ce) || ce.Var != "GPU" || !strings.Contains(ce.Accepted, "qemu-system-gui") {
+		t.Errorf("GPU=intel with Debian's QEMU lacking its GL module: %v, want a GPU error naming qemu-system-gui", err)
+	}
 	if got := p.QEMUDevices(plan(t, nil, testFacts()).Spec); got != nil {
 		t.Errorf("QEMUDevices without a GPU: %q", got)
 	}
@@ -209,5 +213,38 @@ func TestStartTPM(t *testing.T) {
 	}
 	if st, err := os.Stat(p.TPM.State); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("TPM state folder: %v, %v; want it kept, 0700", st, err)
+	}
+}
+
+// TestStartTPMRefusesSymlinks: QEMU's user may write the state folder; a
+// symlink it put where the TPM's socket goes is neither followed nor
+// removed, and no swtpm starts.
+func TestStartTPMRefusesSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	p := plan(t, map[string]string{"DATA_DIR": dir, "TPM": "1", "BOOT_FROM": "blank"}, testFacts())
+	if err := os.MkdirAll(p.Paths.State, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, p.TPM.Socket); err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Spec: p.Spec, tpm: p.TPM}
+	started := false
+	start := func(*exec.Cmd) (<-chan unix.WaitStatus, error) { started = true; return nil, errors.New("not reached") }
+	if err := r.StartTPM(start, nil); !errors.Is(err, ErrNotPrivate) {
+		t.Errorf("StartTPM with a symlinked socket: %v, want ErrNotPrivate", err)
+	}
+	if started {
+		t.Error("swtpm was started")
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
+		t.Errorf("the symlink's target: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(p.TPM.Socket); err != nil {
+		t.Errorf("the symlink was removed: %v", err)
 	}
 }

@@ -1,10 +1,15 @@
 #!/bin/bash
-# build.sh OUTDIR - build the tiny vmrunner test guest from Debian packages.
+# build.sh OUTDIR [ARCH] - build the tiny vmrunner test guest from Debian
+# packages, for ARCH amd64 (the default) or arm64.
 #
 # Output:
-#   OUTDIR/vmlinuz    Debian kernel (the version linux-image-amd64 depends on)
+#   OUTDIR/vmlinuz    Debian kernel (the version linux-image-ARCH depends on)
 #   OUTDIR/initrd.gz  busybox-static initramfs running integration/guest/init
 #   OUTDIR/stamp      hash of the recipe + kernel and busybox versions
+#
+# An arm64 guest's packages come from the same configured archive through
+# apt, with arm64 package lists of its own in OUTDIR/.apt: the host's dpkg
+# architectures and apt lists stay as they are.
 #
 # The build is cached: when OUTDIR/stamp matches the current recipe (this
 # script, init, acpi-pwrf, udhcpc.script), the kernel package and the
@@ -13,7 +18,7 @@
 #
 # Environment:
 #   VMTEST_KERNEL_PKG   kernel package to use instead of the one that
-#                       linux-image-amd64 depends on (e.g. linux-image-6.1.0-56-amd64)
+#                       linux-image-ARCH depends on (e.g. linux-image-6.1.0-56-amd64)
 #   VMTEST_FORCE=1      rebuild even if the stamp matches
 #
 # Needs root only when it has to install busybox-static/cpio or run
@@ -42,6 +47,9 @@ wanted_modules=(
 	fuse virtiofs
 	xhci_pci usb_storage
 )
+# On arm64 the virt machine's power button is a GPIO key when the kernel
+# boots with a device tree (no firmware); ACPI's button is built in.
+arm64_modules=(gpio_keys)
 
 # Extra insmod arguments. A full scan of a virtio-scsi host probes all 256
 # targets (about 11 s under TCG, and poweroff waits for it), so the kernel
@@ -53,12 +61,30 @@ declare -A module_args=([scsi_mod]="scan=manual" [usb_storage]="delay_use=0")
 log() { echo "build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-[[ $# -eq 1 && -n $1 ]] || die "usage: $0 OUTDIR"
+[[ ($# -eq 1 || $# -eq 2) && -n $1 ]] || die "usage: $0 OUTDIR [amd64|arm64]"
+arch=${2:-amd64}
+[[ $arch == amd64 || $arch == arm64 ]] || die "ARCH: amd64 or arm64, not $arch"
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
 
 apt_get() {
 	DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=900 "$@"
+}
+
+# foreign: apt and apt-cache options for the guest's packages. The host's
+# own architecture needs none; another one gets its package lists in
+# OUTDIR/.apt, fetched by `foreign_update` from the configured sources.
+foreign=()
+if [[ $arch != "$(dpkg --print-architecture)" ]]; then
+	foreign=(-o "Dir::State::Lists=$out/.apt/lists" -o "Dir::Cache=$out/.apt/cache"
+		-o "APT::Architecture=$arch" -o "APT::Architectures::=$arch" -o Debug::NoLocking=1
+		-o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+		-o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+		-o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false")
+fi
+foreign_update() {
+	mkdir -p "$out/.apt/lists/partial" "$out/.apt/cache/archives/partial"
+	apt-get -q -o APT::Sandbox::User="$(id -un)" "${foreign[@]}" update >&2
 }
 
 apt_install() {
@@ -87,19 +113,22 @@ flock 9
 
 # --- which kernel ---------------------------------------------------------
 kernel_pkg_from_apt() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1
+	{ apt-cache "${foreign[@]}" depends "linux-image-$arch" 2>/dev/null || true; } |
+		sed -n "s/^ *Depends: \(linux-image-[0-9][^ ]*-$arch\)\$/\1/p" | head -n1
 }
 pkg_version() {
-	apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n1
+	{ apt-cache "${foreign[@]}" show --no-all-versions "$1" 2>/dev/null || true; } | sed -n 's/^Version: //p' | head -n1
+}
+update_lists() {
+	if ((${#foreign[@]})); then foreign_update; else apt_get update >&2; fi
 }
 
 kpkg=${VMTEST_KERNEL_PKG:-}
 if [[ -z $kpkg ]]; then
 	kpkg=$(kernel_pkg_from_apt)
 	if [[ -z $kpkg ]]; then
-		log "linux-image-amd64 unknown to apt-cache; running apt-get update"
-		apt_get update >&2 || true
+		log "linux-image-$arch unknown to apt-cache; running apt-get update"
+		update_lists || true
 		kpkg=$(kernel_pkg_from_apt)
 	fi
 fi
@@ -110,9 +139,14 @@ if [[ -z $kpkg || -z $kpkgver ]]; then
 		log "warning: cannot ask apt for the kernel version; keeping existing $out"
 		exit 0
 	fi
-	die "cannot determine the kernel package (apt-cache depends linux-image-amd64)"
+	die "cannot determine the kernel package (apt-cache depends linux-image-$arch)"
 fi
-bbver=$(dpkg-query -W -f='${Version}' busybox-static)
+# The host's busybox for amd64; a foreign guest's is its own package's.
+if ((${#foreign[@]})); then
+	bbver=$(pkg_version busybox-static)
+else
+	bbver=$(dpkg-query -W -f='${Version}' busybox-static)
+fi
 
 # --- cache check ----------------------------------------------------------
 recipe_hash=$(cd "$here" && for f in "${recipe_files[@]}"; do
@@ -120,6 +154,7 @@ recipe_hash=$(cd "$here" && for f in "${recipe_files[@]}"; do
 	cat "$f"
 done | sha256sum | cut -d' ' -f1)
 stamp="recipe=$recipe_hash kernel=$kpkg=$kpkgver busybox-static=$bbver"
+[[ $arch == amd64 ]] || stamp+=" arch=$arch"
 
 if [[ ${VMTEST_FORCE:-} != 1 && -s $out/vmlinuz && -s $out/initrd.gz && -f $out/stamp &&
 	$(cat "$out/stamp") == "$stamp" ]]; then
@@ -133,22 +168,32 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- kernel ---------------------------------------------------------------
 download_kernel() {
-	(cd "$tmp" && apt-get -q -o APT::Sandbox::User="$(id -un)" download "$kpkg=$kpkgver" >&2)
+	local pkgs=("$kpkg=$kpkgver")
+	((${#foreign[@]})) && pkgs+=("busybox-static=$bbver")
+	(cd "$tmp" && apt-get -q -o APT::Sandbox::User="$(id -un)" "${foreign[@]}" download "${pkgs[@]}" >&2)
 }
 if ! download_kernel; then
 	log "apt-get download failed; running apt-get update and retrying"
-	apt_get update >&2
+	update_lists
 	if [[ -z ${VMTEST_KERNEL_PKG:-} ]]; then
 		kpkg=$(kernel_pkg_from_apt)
 	fi
 	kpkgver=$(pkg_version "$kpkg")
+	((${#foreign[@]})) && bbver=$(pkg_version busybox-static)
 	stamp="recipe=$recipe_hash kernel=$kpkg=$kpkgver busybox-static=$bbver"
+	[[ $arch == amd64 ]] || stamp+=" arch=$arch"
+	rm -f "$tmp"/*.deb
 	download_kernel
 fi
-deb=$(ls "$tmp"/*.deb)
 mkdir "$tmp/k"
-dpkg -x "$deb" "$tmp/k"
-rm -f "$deb"
+dpkg -x "$(ls "$tmp"/linux-image-*.deb)" "$tmp/k"
+busybox=/bin/busybox
+if ((${#foreign[@]})); then
+	mkdir "$tmp/bb"
+	dpkg -x "$(ls "$tmp"/busybox-static_*.deb)" "$tmp/bb"
+	busybox=$tmp/bb/bin/busybox
+fi
+rm -f "$tmp"/*.deb
 
 vmlinuz=$(ls "$tmp"/k/boot/vmlinuz-* | head -n1)
 kver=${vmlinuz##*/vmlinuz-}
@@ -208,6 +253,7 @@ resolve() { # NAME [optional]
 	order+=("$n")
 	resolved[$n]=1
 }
+[[ $arch == arm64 ]] && wanted_modules+=("${arm64_modules[@]}")
 for m in "${wanted_modules[@]}"; do
 	resolve "$m"
 done
@@ -229,7 +275,9 @@ echo "$kver" >"$root/etc/kernel-release"
 log "modules: ${order[*]}"
 
 # --- busybox + our scripts --------------------------------------------------
-cp /bin/busybox "$root/bin/busybox"
+# The applet list comes from the host's busybox-static (a foreign one
+# cannot run here): the same Debian source, so the same applets.
+cp "$busybox" "$root/bin/busybox"
 for a in $(/bin/busybox --list); do
 	[[ $a == busybox ]] || ln -s busybox "$root/bin/$a"
 done
