@@ -109,6 +109,10 @@ type run struct {
 	endWatch  func()        // stops watchGuest
 	agentOpen chan struct{} // to watchGuest: the guest opened the agent's port
 	qmpGone   bool          // QMP never connected and never will (QEMU ended)
+	// STOP and RESUME events still to come for our own stop and cont:
+	// QEMU sends them beside the command's reply, so one may reach us
+	// after a later command already changed the state back.
+	ownStops, ownResumes int
 }
 
 type runEvent struct {
@@ -487,10 +491,18 @@ func (c *Controller) onEvent(e runEvent) {
 	c.log.Info("QMP event", zap.String("event", e.ev.Event), zap.Any("data", e.ev.Data))
 	switch e.ev.Event {
 	case "STOP":
+		if r.ownStops > 0 {
+			r.ownStops--
+			return
+		}
 		if c.power() == Running {
 			c.setPower(Paused, "vCPUs stopped")
 		}
 	case "RESUME":
+		if r.ownResumes > 0 {
+			r.ownResumes--
+			return
+		}
 		if c.power() == Paused {
 			c.setPower(Running, "vCPUs resumed")
 		}
@@ -730,6 +742,7 @@ func (c *Controller) Pause(ctx context.Context) error {
 		if err := c.qmp("stop", (*qemu.Monitor).Stop); err != nil {
 			return err
 		}
+		c.cur.ownStops++
 		c.setPower(Paused, "pause requested")
 		return nil
 	})
@@ -743,6 +756,7 @@ func (c *Controller) Resume(ctx context.Context) error {
 		if err := c.qmp("cont", (*qemu.Monitor).Cont); err != nil {
 			return err
 		}
+		c.cur.ownResumes++
 		c.setPower(Running, "resume requested")
 		return nil
 	})
