@@ -153,8 +153,11 @@ func Start(t *testing.T, env map[string]string, wrapper ...string) *VM {
 	for k, val := range env {
 		v.cmd.Env = append(v.cmd.Env, k+"="+val)
 	}
-	// Its own process group, so a test's signals reach only it.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a test's signals reach only it. Killed
+	// with the test binary: a `go test -timeout` panic runs no cleanups,
+	// and vmrunner and its QEMU were left running (QEMU follows vmrunner
+	// through its own parent-death signal).
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := v.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
