@@ -102,7 +102,10 @@ func TestSerialLogRotates(t *testing.T) {
 func TestGroupSignalStopsGuest(t *testing.T) {
 	needGuest(t)
 	t.Parallel()
-	v := Start(t, GuestEnv(t))
+	// SIGHUP's default action, whatever this test inherited: started
+	// under nohup (as a CI job may be), vmrunner would see SIGHUP ignored
+	// and, as it should, keep running on a hangup.
+	v := Start(t, GuestEnv(t), "env", "--default-signal=HUP")
 	v.WaitReady()
 	qpid, spid := qemuPID(t, v), supervisorPID(t, v)
 	qg, _ := syscall.Getpgid(qpid)
