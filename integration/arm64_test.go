@@ -50,6 +50,7 @@ func arm64Env(t *testing.T) (map[string]string, int) {
 // tree): it gets its NAT lease, serves its port through PORT_FWD, and
 // SIGTERM's power button (a GPIO key here) powers it off with exit 0.
 func TestArm64DirectKernel(t *testing.T) {
+	t.Parallel()
 	needArm64Guest(t)
 	env, web := arm64Env(t)
 	runArm64(t, env, web)
@@ -60,6 +61,7 @@ func TestArm64DirectKernel(t *testing.T) {
 // power button is ACPI's. The VM's own copy of the variables is made from
 // AAVMF_VARS.fd.
 func TestArm64UEFI(t *testing.T) {
+	t.Parallel()
 	needArm64Guest(t)
 	_, err := os.Stat("/usr/share/AAVMF/AAVMF_CODE.fd")
 	need(t, "AAVMF (Debian: qemu-efi-aarch64)", err == nil)

@@ -21,6 +21,7 @@ import (
 // the state outlives a restart of vmrunner, swtpm is gone once vmrunner
 // has stopped, and --cleanup removes the state.
 func TestHardwareTPM(t *testing.T) {
+	t.Parallel()
 	needGuest(t)
 	_, err := exec.LookPath("swtpm")
 	need(t, "swtpm (apt-get install swtpm)", err == nil)
@@ -103,6 +104,7 @@ func TestHardwareTPM(t *testing.T) {
 // whose own TPM 2.0 driver measures the boot before the kernel takes the
 // TPM over.
 func TestHardwareTPMUEFI(t *testing.T) {
+	t.Parallel()
 	needGuest(t)
 	_, err := exec.LookPath("swtpm")
 	need(t, "swtpm (apt-get install swtpm)", err == nil)
@@ -163,6 +165,7 @@ func sharedChunks(a, b []byte) int {
 // vmrunner adds for them, and the guest's kernel (xhci_pci, usb_storage)
 // sees both with their sizes.
 func TestHardwareUSBDisk(t *testing.T) {
+	t.Parallel()
 	needGuest(t)
 	need(t, "a test guest whose initramfs has usb_storage (rebuild it: integration/guest/build.sh "+guestDir+")", guestHasModule(t, "usb_storage"))
 	env := GuestEnv(t)
@@ -201,6 +204,7 @@ func TestHardwareUSBDisk(t *testing.T) {
 // renderer. Rendering on a real render node is not tested here
 // (docs/hardware.md).
 func TestHardwareGPUStandIn(t *testing.T) {
+	t.Parallel()
 	needGuest(t)
 	_, err := os.Stat("/usr/lib/x86_64-linux-gnu/qemu/hw-display-virtio-gpu-gl.so")
 	need(t, "QEMU's virtio-gpu-gl module (apt-get install qemu-system-gui)", err == nil)

@@ -28,6 +28,7 @@ func freeUDPPort(t *testing.T) int {
 // is powered off (the BMC stays up) and on again, power status follows,
 // and a wrong password is refused.
 func TestIPMIPower(t *testing.T) {
+	t.Parallel()
 	needGuest(t)
 	_, err := exec.LookPath("ipmitool")
 	need(t, "ipmitool", err == nil)
