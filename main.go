@@ -104,6 +104,9 @@ func run(args []string, environ []string) int {
 		return configError(err)
 	}
 	if mode == "--show-config" {
+		if err := vm.CheckDistro(cfg); err != nil {
+			return configError(err)
+		}
 		_ = config.WriteShow(os.Stdout, cfg)
 		return 0
 	}

@@ -262,6 +262,13 @@ func TestBinaryShowConfig(t *testing.T) {
 		t.Errorf("--show-config output:\n%s", r.stdout)
 	}
 	assertNotCreated(t, data)
+
+	delete(env, "BOOT_FROM")
+	env["DISTRO"] = "no-such-distro"
+	if r := runBinary(t, env, "--show-config"); r.code != 2 || !strings.Contains(r.stderr, "DISTRO") {
+		t.Errorf("--show-config with DISTRO=no-such-distro: exit %d, want 2 naming DISTRO\nstderr: %s", r.code, r.stderr)
+	}
+	assertNotCreated(t, data)
 }
 
 func TestBinaryVersion(t *testing.T) {

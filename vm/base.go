@@ -49,6 +49,18 @@ func planDownload(c *config.Config, f Facts) (*image.FetchRequest, error) {
 	return &req, nil
 }
 
+// CheckDistro looks DISTRO up as a start would, for --show-config, which
+// makes no plan. A JSON catalog (CATALOG_URL) is left to the start: reading
+// it would fetch and keep a copy, and --show-config creates nothing.
+func CheckDistro(c *config.Config) error {
+	if c.Boot.Distro == "" || c.JSONCatalog.URL != "" {
+		return nil
+	}
+	cat, err := ReadCatalog(context.Background(), c, func(string, ...any) {})
+	_, err = lookupDistro(c, Facts{Catalog: cat, CatalogErr: err})
+	return err
+}
+
 // lookupDistro finds DISTRO in the catalog and checks BOOT_MODE's
 // firmware boots it.
 func lookupDistro(c *config.Config, f Facts) (image.Distro, error) {
