@@ -117,15 +117,9 @@ func client(args []string, env map[string]string) int {
 		}
 	}
 
-	cfg, err := config.LoadState(env, config.ProbeHost())
-	if err != nil {
-		return configError(err)
-	}
-	state := cfg.StateDir()
-	cl, err := control.Dial(vm.ControlSocket(state), 5*time.Second)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "vmrunner %s: no vmrunner answers for %s: %v\n", verb, state, err)
-		return 1
+	cl, code := dialVM(env, verb, 1)
+	if cl == nil {
+		return code
 	}
 	defer cl.Close()
 
@@ -248,15 +242,9 @@ func guestExec(verb string, x control.Exec, withStdin bool, env map[string]strin
 		}
 		x.Stdin = b
 	}
-	cfg, err := config.LoadState(env, config.ProbeHost())
-	if err != nil {
-		return configError(err)
-	}
-	state := cfg.StateDir()
-	cl, err := control.Dial(vm.ControlSocket(state), 5*time.Second)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "vmrunner %s: no vmrunner answers for %s: %v\n", verb, state, err)
-		return execNoVM
+	cl, code := dialVM(env, verb, execNoVM)
+	if cl == nil {
+		return code
 	}
 	defer cl.Close()
 	code, err := cl.Exec(x, os.Stdout, os.Stderr)
@@ -360,4 +348,21 @@ func copyUntilEscape(w io.Writer, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// dialVM connects to the control socket of the VM env names. On failure it
+// has said why and returns nil with the exit code: configuration errors'
+// own, or noVM when no vmrunner answers.
+func dialVM(env map[string]string, verb string, noVM int) (*control.Client, int) {
+	cfg, err := config.LoadState(env, config.ProbeHost())
+	if err != nil {
+		return nil, configError(err)
+	}
+	state := cfg.StateDir()
+	cl, err := control.Dial(vm.ControlSocket(state), 5*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmrunner %s: no vmrunner answers for %s: %v\n", verb, state, err)
+		return nil, noVM
+	}
+	return cl, 0
 }
