@@ -107,10 +107,55 @@ func pickDisk(kind string, names []string) (string, error) {
 	return "", &ArchiveError{Kind: kind, Problem: "several disk images: unpack the one to boot and point BOOT_FROM at it", Members: disks}
 }
 
-// unpackZip writes the zip's one disk image to j.dst. The central
-// directory is read first: every member is checked before a byte is
-// written, and the chosen one's size is checked against the cap and the
-// free space (archive/zip then fails a member longer than it said).
+// listed is one member of an archive whose members are all listed before
+// any is read (zip's central directory, 7z's header).
+type listed struct {
+	name string
+	mode fs.FileMode
+	size uint64 // as the listing says
+	open func() (io.ReadCloser, error)
+}
+
+// unpackListed writes the one disk image among members to j.dst: every
+// member is checked before a byte is written, and the chosen one's size
+// against the cap and the free space. exact bounds the member by its
+// listed size, for readers that do not (archive/zip does).
+func unpackListed(ctx context.Context, j unpackJob, kind string, members []listed, exact bool) (Digest, error) {
+	var names []string
+	for _, m := range members {
+		if err := checkMember(kind, m.name, m.mode); err != nil {
+			return Digest{}, err
+		}
+		if m.mode.IsRegular() {
+			names = append(names, m.name)
+		}
+	}
+	name, err := pickDisk(kind, names)
+	if err != nil {
+		return Digest{}, err
+	}
+	m := members[slices.IndexFunc(members, func(m listed) bool { return m.name == name })]
+	if m.size > 1<<62 {
+		return Digest{}, j.limitError(1 << 62)
+	}
+	if err := j.announced(int64(m.size)); err != nil {
+		return Digest{}, err
+	}
+	r, err := m.open()
+	if err != nil {
+		return Digest{}, fmt.Errorf("%s member %s: %w", kind, name, err)
+	}
+	defer r.Close()
+	j.log("unpacking archive member", "archive", kind, "member", name)
+	var src io.Reader = r
+	if exact {
+		src = &exactReader{r: r, left: int64(m.size), name: name}
+	}
+	return writeImage(ctx, j, src)
+}
+
+// unpackZip writes the zip's one disk image to j.dst (archive/zip fails a
+// member longer than it said).
 func unpackZip(ctx context.Context, j unpackJob, f *os.File) (Digest, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -120,33 +165,11 @@ func unpackZip(ctx context.Context, j unpackJob, f *os.File) (Digest, error) {
 	if err != nil {
 		return Digest{}, fmt.Errorf("zip: %w", err)
 	}
-	var names []string
-	for _, m := range z.File {
-		if err := checkMember("zip", m.Name, m.Mode()); err != nil {
-			return Digest{}, err
-		}
-		if m.Mode().IsRegular() {
-			names = append(names, m.Name)
-		}
+	members := make([]listed, len(z.File))
+	for i, m := range z.File {
+		members[i] = listed{name: m.Name, mode: m.Mode(), size: m.UncompressedSize64, open: m.Open}
 	}
-	name, err := pickDisk("zip", names)
-	if err != nil {
-		return Digest{}, err
-	}
-	m := z.File[slices.IndexFunc(z.File, func(m *zip.File) bool { return m.Name == name })]
-	if m.UncompressedSize64 > 1<<62 {
-		return Digest{}, j.limitError(1 << 62)
-	}
-	if err := j.announced(int64(m.UncompressedSize64)); err != nil {
-		return Digest{}, err
-	}
-	r, err := m.Open()
-	if err != nil {
-		return Digest{}, fmt.Errorf("zip member %s: %w", name, err)
-	}
-	defer r.Close()
-	j.log("unpacking archive member", "archive", "zip", "member", name)
-	return writeImage(ctx, j, r)
+	return unpackListed(ctx, j, "zip", members, false)
 }
 
 // unpack7z is unpackZip for 7-Zip archives (github.com/bodgit/sevenzip).
@@ -168,34 +191,11 @@ func unpack7z(ctx context.Context, j unpackJob, f *os.File) (d Digest, err error
 	if err != nil {
 		return Digest{}, fmt.Errorf("7z: %w", err)
 	}
-	var names []string
-	for _, m := range z.File {
-		if err := checkMember("7z", m.Name, m.Mode()); err != nil {
-			return Digest{}, err
-		}
-		if m.Mode().IsRegular() {
-			names = append(names, m.Name)
-		}
+	members := make([]listed, len(z.File))
+	for i, m := range z.File {
+		members[i] = listed{name: m.Name, mode: m.Mode(), size: m.UncompressedSize, open: m.Open}
 	}
-	name, err := pickDisk("7z", names)
-	if err != nil {
-		return Digest{}, err
-	}
-	m := z.File[slices.IndexFunc(z.File, func(m *sevenzip.File) bool { return m.Name == name })]
-	if m.UncompressedSize > 1<<62 {
-		return Digest{}, j.limitError(1 << 62)
-	}
-	if err := j.announced(int64(m.UncompressedSize)); err != nil {
-		return Digest{}, err
-	}
-	r, err := m.Open()
-	if err != nil {
-		return Digest{}, fmt.Errorf("7z member %s: %w", name, err)
-	}
-	defer r.Close()
-	j.log("unpacking archive member", "archive", "7z", "member", name)
-	// The member's own size bounds it as archive/zip does for zip.
-	return writeImage(ctx, j, &exactReader{r: r, left: int64(m.UncompressedSize), name: name})
+	return unpackListed(ctx, j, "7z", members, true)
 }
 
 // exactReader fails a member that holds more bytes than its header said.
