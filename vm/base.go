@@ -214,6 +214,17 @@ func chooseBase(img BootImage, cacheDir string) BaseChoice {
 // choice calls for is converted.
 func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 	b := p.Base
+	// A downloaded or unpacked image is known only now: inspect it and
+	// choose again, as MakePlan did for a local one.
+	rechoose := func(path string) error {
+		img, err := inspectBootImage(p.Config, path)
+		if err != nil {
+			return err
+		}
+		choice := chooseBase(*img, p.Config.CacheDir())
+		b = &choice
+		return nil
+	}
 	if d := p.Download; d != nil {
 		req := *d
 		req.Progress, req.Log = t.Progress, t.Log
@@ -221,24 +232,18 @@ func (p *Plan) baseImage(ctx context.Context, t Tools, out *Prepared) error {
 		if err != nil {
 			return p.downloadError(err)
 		}
-		img, err := inspectBootImage(p.Config, got)
-		if err != nil {
+		if err := rechoose(got); err != nil {
 			return err
 		}
-		choice := chooseBase(*img, p.Config.CacheDir())
-		b = &choice
 	}
 	if b != nil && b.UnpackFrom != "" {
 		got, err := image.Unpacked(ctx, b.UnpackFrom, p.Config.CacheDir(), p.Config.MediaMaxUnpacked, t.Log)
 		if err != nil {
 			return p.unpackError(err)
 		}
-		img, err := inspectBootImage(p.Config, got)
-		if err != nil {
+		if err := rechoose(got); err != nil {
 			return err
 		}
-		choice := chooseBase(*img, p.Config.CacheDir())
-		b = &choice
 	}
 	if b == nil {
 		return nil
